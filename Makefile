@@ -1,0 +1,106 @@
+# Petrel -- one plain Makefile, read top to bottom.
+#
+#   make            build everything under build/
+#   make test       install what is missing, build, run unit + e2e suites
+#   make run        start petreld on 127.0.0.1:2525 with policy/default.lua
+#   make asan       unit suites under AddressSanitizer + UBSan (build/asan/)
+#   make fuzz       build the libFuzzer targets (clang) under build/fuzz/
+#   make bench      reception benchmark, Petrel beside Postfix
+#   make deps       install the Debian packages (idempotent)
+#   make clean
+
+BUILD	?= build
+CC	?= cc
+PKGS	:= liburing wolfssl libcares luajit jansson
+
+CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
+	       $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+OPT	?= -O2
+SAN	?=
+CFLAGS	?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
+# mimalloc replaces malloc process-wide; the sanitizers bring their own allocator.
+MALLOC	:= $(if $(SAN),,-lmimalloc)
+LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(MALLOC) -lpthread -lm
+
+# Modules, in dependency order: core <- spool, net, policy <- shard <- tools, bench.
+CORE_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard core/*.c))
+SPOOL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard spool/*.c))
+NET_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/*.c))
+POLICY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard policy/*.c))
+SHARD_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(filter-out shard/petreld.c,$(wildcard shard/*.c)))
+
+# One archive per module.  A unit test is named tests/unit/<module>_<what>_test.c
+# and links only its module and what that module may depend on, so a module
+# builds and tests while another is half-written.
+LIB_core   := $(BUILD)/libcore.a
+LIB_spool  := $(BUILD)/libspool.a $(LIB_core)
+LIB_net    := $(BUILD)/libnet.a $(LIB_core)
+LIB_policy := $(BUILD)/libpolicy.a $(LIB_core)
+LIB_shard  := $(BUILD)/libshard.a $(BUILD)/libpolicy.a $(BUILD)/libnet.a $(BUILD)/libspool.a $(LIB_core)
+LIB_tools  := $(LIB_spool)
+
+UNIT_SRC   := $(wildcard tests/unit/*_test.c)
+UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
+TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool
+
+.PHONY: all test unit e2e run asan fuzz bench deps clean
+all: $(TOOLS) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcore.a: $(CORE_OBJ)
+$(BUILD)/libspool.a: $(SPOOL_OBJ)
+$(BUILD)/libnet.a: $(NET_OBJ)
+$(BUILD)/libpolicy.a: $(POLICY_OBJ)
+$(BUILD)/libshard.a: $(SHARD_OBJ)
+$(BUILD)/lib%.a:
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/petreld: $(BUILD)/shard/petreld.o $(LIB_shard)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+.SECONDEXPANSION:
+$(BUILD)/tests/unit/%_test: tests/unit/%_test.c $$(LIB_$$(firstword $$(subst _, ,$$*)))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $^ $(LIBS) -lcriterion
+
+deps:
+	@bash .ci/deps
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/run
+
+unit: all
+	@bash tests/run --unit
+
+e2e: all
+	@bash tests/run --e2e
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/petreld --policy policy/default.lua
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	@BUILD=build/asan bash tests/run --unit
+
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile BUILD=build/fuzz
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/reception
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,119 @@
+/*
+ * spool.h -- the per-shard append-only segment store (see spool_segment.c
+ * for the on-disk format and why a crash at any point is safe).
+ *
+ * One `struct spool` per shard owns the directory <path>/<shard>/.  Writing
+ * is group commit, driven by the shard's ring without the spool doing I/O
+ * itself on the hot path:
+ *
+ *   spool_append_message(sp, msg, token)  encode into the pending batch
+ *   spool_batch_start(sp, &io)            when no batch is in flight and one
+ *                                         is pending: hands out the segment
+ *                                         fd, file offset and iovecs
+ *   (shard submits linked WRITEV at io.offset + FSYNC(DATASYNC))
+ *   spool_batch_done(sp, wres, sres, cb)  calls cb(token, status) for every
+ *                                         record of the batch: PT_OK only if
+ *                                         the whole write and the sync
+ *                                         succeeded
+ *
+ * So one fdatasync covers everything that arrived while the previous one was
+ * in flight.  A failed write or sync is final for the segment (fsyncgate):
+ * every record of the batch fails, the segment is sealed and a new one is
+ * opened.  Segments rotate past segment_max bytes.
+ *
+ * Opening, recovering and rotating segments use ordinary blocking calls;
+ * they happen at start-up and once per segment_max bytes (64 MiB by
+ * default), not per message.
+ */
+#ifndef PT_SPOOL_H
+#define PT_SPOOL_H
+
+#include "core/message.h"
+#include <sys/uio.h>
+
+#define SPOOL_SEGMENT_MAX_DEFAULT (64ull << 20)
+#define SPOOL_BATCH_IOV_MAX 1024
+
+struct spool;
+
+struct spool_config {
+	const char *path;     /* spool root; the shard's dir is <path>/<shard> (created) */
+	unsigned shard;
+	uint64_t segment_max; /* 0 -> SPOOL_SEGMENT_MAX_DEFAULT */
+};
+
+/* A live (not tombstoned) message found by recovery or a scan. */
+struct spool_entry {
+	char id[PT_ID_LEN + 1];
+	uint64_t segment;    /* segment sequence number */
+	uint64_t offset;     /* record offset in the segment file */
+	uint32_t length;     /* record length on disk */
+	uint64_t created_us;
+	uint32_t n_rcpts;
+	uint64_t size;	     /* message size (bytes of body) */
+};
+
+typedef void (*spool_entry_fn)(void *arg, const struct spool_entry *e);
+
+/*
+ * Open the shard's spool: create the directory if needed, scan every segment
+ * in order, verify every record's CRC, truncate a torn tail of the newest
+ * segment (logged with the offset), call fn for every live message, then open
+ * a fresh segment for appends.  A corrupt record in the middle of a segment is
+ * reported and the rest of that segment skipped (not truncated).
+ * Returns PT_OK and *out, or PT_ERROR with err filled (path and reason).
+ */
+int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_fn fn, void *arg,
+	       char *err, size_t err_len);
+/* Close files and free.  Pending (unstarted) records are dropped: callers drain first. */
+void spool_close(struct spool *sp);
+
+/* Queue a message record (the message is encoded by reference: m and its
+ * buffers must stay unchanged until the token's callback).  PT_OK, PT_NOMEM. */
+int spool_append_message(struct spool *sp, const struct pt_message *m, void *token);
+/* Queue a tombstone for id (copied). */
+int spool_append_tombstone(struct spool *sp, const char *id, void *token);
+
+struct spool_io {
+	int fd;
+	uint64_t offset;
+	struct iovec *iov; /* owned by the spool, valid until spool_batch_done */
+	int n_iov;
+	size_t len;	   /* total bytes */
+};
+
+/* True when records are pending and no batch is in flight. */
+bool spool_batch_ready(const struct spool *sp);
+/* True while a batch is in flight. */
+bool spool_batch_busy(const struct spool *sp);
+/* Take the pending records as the in-flight batch.  PT_OK or PT_AGAIN (nothing to do / busy). */
+int spool_batch_start(struct spool *sp, struct spool_io *io);
+/* Complete the in-flight batch: write_res is the WRITEV result (bytes or
+ * -errno), sync_res the FSYNC result (0 or -errno, -ECANCELED when the link
+ * was broken).  cb is called once per record in order with PT_OK or
+ * PT_ERROR. */
+typedef void (*spool_done_fn)(void *arg, void *token, int status);
+void spool_batch_done(struct spool *sp, int write_res, int sync_res, spool_done_fn cb, void *arg);
+
+/* Convenience for tools and tests: run a batch synchronously with
+ * pwritev + fdatasync.  Returns PT_OK or PT_ERROR. */
+int spool_flush_sync(struct spool *sp, spool_done_fn cb, void *arg);
+
+/* Counters for logs and metrics. */
+uint64_t spool_bytes(const struct spool *sp);
+uint64_t spool_segments(const struct spool *sp);
+/* Sequence number of the segment appends go to. */
+uint64_t spool_current_segment(const struct spool *sp);
+
+/* ---- Offline reading (petrel-spool, tests, later: body read-back) ---- */
+
+/* Scan <path>/<shard> read-only (no truncation): fn for each live message.
+ * verify != NULL gets a count of bad records.  PT_OK or PT_ERROR. */
+int spool_scan(const char *path, unsigned shard, spool_entry_fn fn, void *arg,
+	       uint64_t *n_bad, char *err, size_t err_len);
+/* Read one message (envelope, meta, body into m->data) by entry.
+ * PT_OK, PT_CORRUPT, PT_ERROR. */
+int spool_read_message(const char *path, unsigned shard, const struct spool_entry *e,
+		       struct pt_message *m);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * shard_mailbox.c -- messages between shards.
+ *
+ * Every ordered pair of shards (A, B) has its own SPSC ring, A -> B, so each
+ * ring has one producer thread and one consumer thread and needs no lock.
+ * A producer pushes entries during its loop iteration and remembers which
+ * shards it wrote to; at the end of the iteration it sends ONE
+ * IORING_OP_MSG_RING to each of them (not one per entry).  The MSG_RING
+ * posts a completion on the target's ring, which wakes it if it sleeps in
+ * io_uring_enter; the target drains all its inbound rings every iteration
+ * anyway, so a wake-up is only a nudge and carries no data.
+ *
+ * Entries are heap objects: the producer allocates, the consumer frees
+ * (mimalloc makes the cross-thread free cheap).
+ */
+#include <stdlib.h>
+
+#include "core/ptime.h"
+#include "shard/shard_int.h"
+
+bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m)
+{
+	struct shard_group *g = s->group;
+
+	if (!pt_spsc_push(g->rings[s->id * g->n + to], m))
+		return false;
+	s->wake[to] = true;
+	return true;
+}
+
+void shard_mailbox_wake(struct shard *s)
+{
+	struct shard_group *g = s->group;
+
+	for (unsigned to = 0; to < g->n; to++) {
+		struct io_uring_sqe *sqe;
+
+		if (!s->wake[to])
+			continue;
+		s->wake[to] = false;
+		sqe = shard_sqe(s);
+		/* The target's completion carries its own mailbox op as user_data. */
+		io_uring_prep_msg_ring(sqe, g->shards[to].ring.ring_fd, 0,
+				       (uint64_t)(uintptr_t)&g->shards[to].mailbox_op, 0);
+		shard_prep(sqe, &s->msg_ring_op);
+	}
+}
+
+void shard_begin_drain(struct shard *s)
+{
+	if (s->state != SHARD_RUNNING)
+		return;
+	s->state = SHARD_DRAINING;
+	s->drain_deadline_ms = pt_monotonic_ms() + s->group->cfg.drain_ms;
+	shard_conns_shutdown(s);
+}
+
+static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
+{
+	switch (m->kind) {
+	case SHARD_MSG_STOP:
+		shard_begin_drain(s);
+		break;
+	default:
+		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);
+	}
+	free(m);
+}
+
+void shard_mailbox_drain(struct shard *s)
+{
+	struct shard_group *g = s->group;
+
+	for (unsigned from = 0; from < g->n; from++) {
+		struct shard_msg *m;
+
+		if (from == s->id)
+			continue;
+		while ((m = pt_spsc_pop(g->rings[from * g->n + s->id])))
+			shard_mailbox_handle(s, m);
+	}
+}

@@ -69,7 +69,7 @@ $(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%_test: tests/unit/%_test.c $$(LIB_$$(firstword $$(subst _, ,$$*)))
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $^ $(LIBS) -lcriterion
+	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $(filter %.c %.a,$^) $(LIBS) -lcriterion
 
 deps:
 	@bash .ci/deps

@@ -1,0 +1,581 @@
+/*
+ * policy.c -- one LuaJIT state per shard running the user's policy.
+ *
+ * Loading (policy_load):
+ *
+ *   1. A new lua_State with the standard libraries, then the sandbox:
+ *      os.execute, os.exit, io.popen, package.loadlib, the debug library,
+ *      the FFI and the C module loaders are removed, so nothing a policy
+ *      does (or anything that reaches it from the network) can start a
+ *      process or load native code (DESIGN.md, security).  io.open and
+ *      require stay: policies read helper files at init.
+ *   2. require 'petrel' and require 'kumo' return the same table, so a
+ *      KumoMTA policy ports with no rename: on, reject, and the init-only
+ *      calls of policy_config.c.  package.path starts with the policy
+ *      file's directory, then PETREL_POLICY_DIR (where the helper modules
+ *      ship; "policy" relative to the working directory unless the build
+ *      says otherwise), then $PETREL_POLICY_PATH when set.
+ *   3. The file's top-level code runs (it registers handlers with on()),
+ *      then the `init` handler with config calls allowed.
+ *
+ * Every lua_State is private to the shard that loaded it and nothing here
+ * is global or static and mutable, so shards load and run policies in
+ * parallel without locks.
+ *
+ * Errors.  Every protected call uses one message handler (policy_msgh).
+ * Lua adds "file:line:" to errors raised by Lua code, but not to errors
+ * raised by C API functions (a bad start_esmtp_listener key, a wrong
+ * argument type); the handler adds the position of the innermost Lua frame
+ * to those, so every message a user sees points at a line of their policy.
+ * It leaves reject values alone.
+ *
+ * Rejection.  reject(code, text) raises a table with the POLICY_MT_REJECT
+ * metatable, the way KumoMTA's kumo.reject raises an error: the handler's
+ * remaining code is skipped.  The event runner recognises the metatable and
+ * turns it into PT_DECLINED and a reply; any other error is the policy's
+ * bug, logged, and answered with 451 4.3.0 so the client retries later
+ * rather than losing mail to our mistake.
+ *
+ * Memory errors.  The API calls made around a handler (pushing the message
+ * object, finding the handler) run under lua_cpcall too, so even running out
+ * of memory is an error return, never LuaJIT's panic and exit.
+ */
+#include "policy/policy_int.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#ifndef PETREL_POLICY_DIR
+#define PETREL_POLICY_DIR "policy"
+#endif
+
+#define POLICY_REG_MSGH	       "petrel.msgh"
+#define EVENT_MESSAGE_RECEIVED "smtp_server_message_received"
+
+/* --- errors ------------------------------------------------------------ */
+
+int policy_raise(lua_State *L, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	/* lua_pushvfstring knows only %s %d %f %p %c, hence vsnprintf. */
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	lua_pushstring(L, text);
+	return lua_error(L);
+}
+
+void policy_check_init(lua_State *L, struct policy *p, const char *fn)
+{
+	if (!p->in_init)
+		policy_raise(L, "%s may only be called from the init event", fn);
+}
+
+/* "src:line:" of the innermost Lua function on the stack; false if none. */
+static bool policy_where(lua_State *L, char *out, size_t n)
+{
+	lua_Debug ar;
+
+	for (int level = 0; lua_getstack(L, level, &ar); level++) {
+		lua_getinfo(L, "Sl", &ar);
+		if (ar.currentline > 0) {
+			snprintf(out, n, "%s:%d:", ar.short_src, ar.currentline);
+			return true;
+		}
+	}
+	out[0] = '\0';
+	return false;
+}
+
+/*
+ * Does msg already start with "src:line:" for some Lua function on the
+ * stack?  That is the exact form Lua's own positions take (luaL_where), so
+ * unlike a pattern match it can't mistake "12:30:00" for a location.
+ */
+static bool policy_has_location(lua_State *L, const char *msg)
+{
+	lua_Debug ar;
+
+	for (int level = 0; lua_getstack(L, level, &ar); level++) {
+		size_t len;
+		const char *d;
+
+		lua_getinfo(L, "S", &ar);
+		if (strcmp(ar.what, "C") == 0)
+			continue;
+		len = strlen(ar.short_src);
+		if (strncmp(msg, ar.short_src, len) != 0 || msg[len] != ':')
+			continue;
+		for (d = msg + len + 1; isdigit((unsigned char)*d); d++)
+			;
+		if (d > msg + len + 1 && *d == ':')
+			return true;
+	}
+	return false;
+}
+
+static bool policy_is_reject(lua_State *L, int idx)
+{
+	bool yes;
+
+	if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+		return false;
+	luaL_getmetatable(L, POLICY_MT_REJECT);
+	yes = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return yes;
+}
+
+/* The message handler of every protected call (see the file comment). */
+static int policy_msgh(lua_State *L)
+{
+	char where[LUA_IDSIZE + 32];
+	const char *msg;
+
+	if (policy_is_reject(L, 1))
+		return 1;
+	if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+		msg = lua_tostring(L, 1);
+	else
+		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+	if (policy_has_location(L, msg) || !policy_where(L, where, sizeof(where)))
+		lua_pushstring(L, msg);
+	else
+		lua_pushfstring(L, "%s %s", where, msg);
+	return 1;
+}
+
+/* --- petrel.on, petrel.reject ----------------------------------------- */
+
+static int policy_on(lua_State *L)
+{
+	const char *event = luaL_checkstring(L, 1);
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
+	lua_getfield(L, -1, event);
+	if (!lua_isnil(L, -1))
+		return policy_raise(L, "event '%s' already has a handler", event);
+	lua_pop(L, 1);
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, event);
+	return 0;
+}
+
+static int policy_reject(lua_State *L)
+{
+	char where[LUA_IDSIZE + 32];
+	lua_Number code;
+
+	if (lua_type(L, 1) != LUA_TNUMBER)
+		return policy_raise(L, "reject: code must be a number from 400 to 599, got %s",
+				    luaL_typename(L, 1));
+	code = lua_tonumber(L, 1);
+	if (code != (int)code || code < 400 || code > 599)
+		return policy_raise(L,
+				    "reject: code must be a whole number from 400 to 599, "
+				    "got %s",
+				    lua_tostring(L, 1));
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return policy_raise(L, "reject: text must be a string, got %s",
+				    luaL_typename(L, 2));
+	lua_createtable(L, 0, 3);
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "code");
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "text");
+	/* Kept for the error that reject outside an SMTP event becomes. */
+	policy_where(L, where, sizeof(where));
+	lua_pushstring(L, where);
+	lua_setfield(L, -2, "where");
+	luaL_getmetatable(L, POLICY_MT_REJECT);
+	lua_setmetatable(L, -2);
+	return lua_error(L);
+}
+
+static int policy_reject_tostring(lua_State *L)
+{
+	lua_getfield(L, 1, "code");
+	lua_getfield(L, 1, "text");
+	lua_pushfstring(L, "reject %s %s", lua_tostring(L, -2), lua_tostring(L, -1));
+	return 1;
+}
+
+/* RFC 3463 section 2: class "." subject "." detail, then a space or the end. */
+static bool reply_has_enhanced_code(const char *t)
+{
+	size_t i = 0, n;
+
+	if (!isdigit((unsigned char)t[i++]) || t[i++] != '.')
+		return false;
+	for (int part = 0; part < 2; part++) {
+		for (n = 0; isdigit((unsigned char)t[i]); i++)
+			n++;
+		if (n < 1 || n > 3)
+			return false;
+		if (part == 0 && t[i++] != '.')
+			return false;
+	}
+	return t[i] == ' ' || t[i] == '\0';
+}
+
+/*
+ * The reply text always starts with an enhanced status code (RFC 2034):
+ * "<class>.0.0", the undefined detail of the reply's class, when the policy
+ * gave none.  CR and LF become spaces: a reply is one line here, and a
+ * stray CRLF would let the text forge a second reply.
+ */
+static void reply_set(struct policy_reply *r, int code, const char *text)
+{
+	size_t at = 0, len;
+
+	if (text[0] == '\0')
+		text = "rejected by policy";
+	r->code = code;
+	/* CR/LF are blanked before the check so "5.7.1\r\n" still counts as coded. */
+	len = strnlen(text, sizeof(r->text) - 1);
+	memcpy(r->text, text, len);
+	r->text[len] = '\0';
+	for (char *c = r->text; *c != '\0'; c++)
+		if (*c == '\r' || *c == '\n')
+			*c = ' ';
+	if (!reply_has_enhanced_code(r->text)) {
+		/* code is 400-599 (checked by reject): the prefix is 6 bytes. */
+		at = 6;
+		len = PT_MIN(len, sizeof(r->text) - 1 - at);
+		memmove(r->text + at, r->text, len);
+		r->text[at + len] = '\0';
+		memcpy(r->text, (char[]){(char)('0' + code / 100), '.', '0', '.', '0', ' '}, at);
+	}
+}
+
+static void reply_internal_error(struct policy_reply *r)
+{
+	r->code = 451;
+	snprintf(r->text, sizeof(r->text), "4.3.0 internal policy error");
+}
+
+/* --- state setup -------------------------------------------------------- */
+
+struct policy_setup {
+	struct policy *p;
+	const char *path;
+};
+
+static void setup_nil_field(lua_State *L, const char *table, const char *field)
+{
+	lua_getglobal(L, table);
+	if (lua_istable(L, -1)) {
+		lua_pushnil(L);
+		lua_setfield(L, -2, field);
+	}
+	lua_pop(L, 1);
+}
+
+static void setup_sandbox(lua_State *L)
+{
+	setup_nil_field(L, "os", "execute");
+	setup_nil_field(L, "os", "exit");
+	setup_nil_field(L, "io", "popen");
+	setup_nil_field(L, "package", "loadlib");
+	lua_pushnil(L);
+	lua_setglobal(L, "debug");
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "loaded");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "debug");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "ffi");
+	lua_pop(L, 1);
+	lua_getfield(L, -1, "preload");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "ffi");
+	lua_pop(L, 1);
+	/* Loaders 3 and 4 load C modules from cpath: native code, no sandbox. */
+	lua_getfield(L, -1, "loaders");
+	lua_pushnil(L);
+	lua_rawseti(L, -2, 4);
+	lua_pushnil(L);
+	lua_rawseti(L, -2, 3);
+	lua_pop(L, 1);
+	lua_pushliteral(L, "");
+	lua_setfield(L, -2, "cpath");
+	lua_pop(L, 1);
+}
+
+static void setup_package_path(lua_State *L, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	const char *env = getenv("PETREL_POLICY_PATH");
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	if (slash == NULL) {
+		luaL_addstring(&b, "./?.lua;");
+	} else {
+		for (int i = 0; i < 2; i++) {
+			luaL_addlstring(&b, path, (size_t)(slash - path) + 1);
+			luaL_addstring(&b, i == 0 ? "?.lua;" : "?/init.lua;");
+		}
+	}
+	luaL_addstring(&b, PETREL_POLICY_DIR "/?.lua;");
+	if (env != NULL && env[0] != '\0') {
+		luaL_addstring(&b, env);
+		luaL_addchar(&b, ';');
+	}
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "path");
+	lua_remove(L, -2);
+	luaL_addvalue(&b);
+	luaL_pushresult(&b);
+	lua_getglobal(L, "package");
+	lua_insert(L, -2);
+	lua_setfield(L, -2, "path");
+	lua_pop(L, 1);
+}
+
+static const luaL_Reg policy_functions[] = {
+    {"on", policy_on},
+    {"reject", policy_reject},
+    {NULL, NULL},
+};
+
+static void setup_module(lua_State *L, struct policy *p)
+{
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
+	lua_pushcfunction(L, policy_msgh);
+	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_MSGH);
+
+	luaL_newmetatable(L, POLICY_MT_REJECT);
+	lua_pushcfunction(L, policy_reject_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+	policy_message_register(L);
+	policy_buf_register(L);
+
+	lua_newtable(L);
+	luaL_setfuncs(L, policy_functions, 0);
+	policy_config_register(L, p);
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "loaded");
+	lua_pushvalue(L, -3);
+	lua_setfield(L, -2, "petrel");
+	lua_pushvalue(L, -3);
+	lua_setfield(L, -2, "kumo");
+	lua_pop(L, 3);
+}
+
+/* Runs under lua_cpcall: an allocation failure here is an error return. */
+static int policy_setup_state(lua_State *L)
+{
+	struct policy_setup *s = lua_touserdata(L, 1);
+
+	luaL_openlibs(L);
+	setup_sandbox(L);
+	setup_package_path(L, s->path);
+	setup_module(L, s->p);
+	return 0;
+}
+
+static int policy_panic(lua_State *L)
+{
+	pt_panic("unprotected Lua error: %s", lua_tostring(L, -1));
+}
+
+/* --- running code --------------------------------------------------------- */
+
+/* The error at the top of the stack as text (a stray reject explains itself). */
+static void policy_error_text(lua_State *L, char *out, size_t n)
+{
+	if (policy_is_reject(L, -1)) {
+		lua_getfield(L, -1, "where");
+		snprintf(out, n, "%s reject() may only be called from an SMTP event",
+			 lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	snprintf(out, n, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "unknown error");
+}
+
+/*
+ * Call the function below nargs arguments at the top of the stack, under the
+ * message handler.  Leaves the error value on failure.  Returns the
+ * lua_pcall status.
+ */
+static int policy_pcall(lua_State *L, int nargs)
+{
+	int msgh = lua_gettop(L) - nargs;
+	int rc;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_MSGH);
+	lua_insert(L, msgh);
+	rc = lua_pcall(L, nargs, 0, msgh);
+	lua_remove(L, msgh);
+	return rc;
+}
+
+/* Push the handler for event (true), or nothing (false). */
+static bool policy_push_handler(lua_State *L, const char *event)
+{
+	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
+	lua_getfield(L, -1, event);
+	lua_remove(L, -2);
+	if (lua_isfunction(L, -1))
+		return true;
+	lua_pop(L, 1);
+	return false;
+}
+
+static int policy_run_file(struct policy *p, const char *path, char *err, size_t err_len)
+{
+	lua_State *L = p->L;
+
+	if (luaL_loadfile(L, path) != 0 || policy_pcall(L, 0) != 0)
+		goto fail;
+	if (policy_push_handler(L, "init")) {
+		int rc;
+
+		p->in_init = true;
+		rc = policy_pcall(L, 0);
+		p->in_init = false;
+		if (rc != 0)
+			goto fail;
+	}
+	return PT_OK;
+fail:
+	policy_error_text(L, err, err_len);
+	lua_settop(L, 0);
+	return PT_ERROR;
+}
+
+int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len)
+{
+	struct policy_setup setup;
+	struct policy *p;
+	char scratch[8];
+
+	if (err == NULL || err_len == 0)
+		err = scratch, err_len = sizeof(scratch);
+	err[0] = '\0';
+	*out = NULL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		goto nomem;
+	p->shard = shard;
+	if (policy_config_init(&p->config) != PT_OK || (p->L = luaL_newstate()) == NULL)
+		goto nomem;
+	lua_atpanic(p->L, policy_panic);
+	setup = (struct policy_setup){.p = p, .path = path};
+	if (lua_cpcall(p->L, policy_setup_state, &setup) != 0) {
+		snprintf(err, err_len, "%s: setting up Lua: %s", path, lua_tostring(p->L, -1));
+		goto fail;
+	}
+	if (policy_run_file(p, path, err, err_len) != PT_OK)
+		goto fail;
+	*out = p;
+	return PT_OK;
+nomem:
+	snprintf(err, err_len, "%s: out of memory", path);
+fail:
+	policy_free(p);
+	return PT_ERROR;
+}
+
+void policy_free(struct policy *p)
+{
+	if (p == NULL)
+		return;
+	/* Close first: __gc metamethods may still run and must find the config. */
+	if (p->L != NULL)
+		lua_close(p->L);
+	policy_config_free(p);
+	free(p);
+}
+
+const struct policy_config *policy_config(const struct policy *p)
+{
+	return &p->config;
+}
+
+/* --- events ----------------------------------------------------------------- */
+
+struct policy_event {
+	struct policy *p;
+	const char *event;
+	struct pt_message *msg;
+	struct policy_reply *reply;
+	int rc;
+	char error[1024];
+};
+
+/* Classify the pcall outcome at the top of the stack into ev->rc. */
+static void policy_event_outcome(lua_State *L, struct policy_event *ev, int status)
+{
+	if (status == 0) {
+		ev->rc = PT_OK;
+		return;
+	}
+	if (policy_is_reject(L, -1)) {
+		lua_getfield(L, -1, "code");
+		lua_getfield(L, -2, "text");
+		reply_set(ev->reply, (int)lua_tointeger(L, -2), lua_tostring(L, -1));
+		lua_pop(L, 2);
+		ev->rc = PT_DECLINED;
+		return;
+	}
+	policy_error_text(L, ev->error, sizeof(ev->error));
+	ev->rc = PT_ERROR;
+}
+
+/*
+ * Runs under lua_cpcall.  The message userdata stays on the stack below the
+ * call, so it is still alive when its pointer is cleared afterwards (after
+ * which a policy that kept it gets an error, not freed memory).
+ */
+static int policy_event_message_received(lua_State *L)
+{
+	struct policy_event *ev = lua_touserdata(L, 1);
+	struct pt_message **slot;
+	int status;
+
+	ev->rc = PT_OK;
+	if (!policy_push_handler(L, ev->event))
+		return 0;
+	slot = policy_message_push(L, ev->msg);
+	lua_pushvalue(L, -2);
+	lua_pushvalue(L, -2);
+	status = policy_pcall(L, 1);
+	*slot = NULL;
+	policy_event_outcome(L, ev, status);
+	return 0;
+}
+
+int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg,
+					struct policy_reply *reply)
+{
+	struct policy_event ev = {
+	    .p = p,
+	    .event = EVENT_MESSAGE_RECEIVED,
+	    .msg = msg,
+	    .reply = reply,
+	};
+	int top = lua_gettop(p->L);
+
+	if (lua_cpcall(p->L, policy_event_message_received, &ev) != 0) {
+		snprintf(ev.error, sizeof(ev.error), "%s", lua_tostring(p->L, -1));
+		ev.rc = PT_ERROR;
+	}
+	lua_settop(p->L, top);
+	if (ev.rc == PT_ERROR) {
+		pt_error("policy error in %s: %s", ev.event, ev.error);
+		reply_internal_error(reply);
+	}
+	return ev.rc;
+}

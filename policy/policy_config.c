@@ -1,0 +1,482 @@
+/*
+ * policy_config.c -- the init-only calls that build struct policy_config:
+ *
+ *     start_esmtp_listener{listen, hostname, relay_hosts, banner,
+ *         max_message_size, max_recipients_per_message, max_connections,
+ *         tls_certificate, tls_private_key, client_timeout, data_timeout}
+ *     define_spool{name, path, kind, flush}
+ *     configure_local_logs{log_dir, max_segment_duration, per_record, meta,
+ *         headers}
+ *
+ * Names and shapes are KumoMTA's (docs/reference/kumo/...), so an init
+ * event ports.  Like KumoMTA, which deserialises these tables into strict
+ * structs, an unknown key is an error naming the key: a misspelt
+ * "relay_host" must not silently leave relaying at its default.  KumoMTA
+ * options Petrel does not have yet get a message saying exactly that.
+ * `data_timeout` (DATA inactivity) is Petrel's own: KumoMTA covers that
+ * phase with client_timeout.
+ *
+ * Spools.  KumoMTA defines a `data` and a `meta` spool.  Petrel's segment
+ * spool stores a message's meta and body in one record, so `data` gives the
+ * spool directory and `meta` is accepted and ignored (its path is still
+ * checked to be a string), as are `kind` and `flush`: Petrel always syncs
+ * before replying 250 (DESIGN.md, message life).
+ *
+ * Errors are raised as Lua errors; the message handler in policy.c adds the
+ * policy's file:line.  A listener is built in p->scratch, not on the C
+ * stack, so that whatever a failed call had allocated still has an owner.
+ *
+ * Defaults (KumoMTA's where it has one): hostname gethostname(), relay_hosts
+ * {127.0.0.1}, max_message_size 20 MiB, max_recipients_per_message 100,
+ * max_connections 32768, client_timeout 60 s, data_timeout 300 s; spool
+ * "./var/spool"; no local logs.
+ */
+#include "policy/policy_int.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LISTENER_MAX_MESSAGE_SIZE  (20u * 1024 * 1024)
+#define LISTENER_MAX_RECIPIENTS	   100
+#define LISTENER_MAX_CONNECTIONS   32768
+#define LISTENER_CLIENT_TIMEOUT_MS (60 * 1000)
+#define LISTENER_DATA_TIMEOUT_MS   (300 * 1000)
+#define CONFIG_SPOOL_PATH	   "./var/spool"
+
+enum field_kind { FIELD_STRING, FIELD_CIDRS, FIELD_SIZE, FIELD_UINT, FIELD_DURATION };
+
+struct listener_field {
+	const char *name;
+	enum field_kind kind;
+	size_t offset;
+};
+
+#define LF(name, kind)                                                                             \
+	{                                                                                          \
+#name, kind, offsetof(struct policy_listener, name)                                \
+	}
+
+/* In the order errors should be reported when several fields are wrong. */
+static const struct listener_field listener_fields[] = {
+    LF(listen, FIELD_STRING),
+    LF(hostname, FIELD_STRING),
+    LF(banner, FIELD_STRING),
+    LF(relay_hosts, FIELD_CIDRS),
+    LF(max_message_size, FIELD_SIZE),
+    LF(max_recipients_per_message, FIELD_UINT),
+    LF(max_connections, FIELD_UINT),
+    LF(tls_certificate, FIELD_STRING),
+    LF(tls_private_key, FIELD_STRING),
+    {"client_timeout", FIELD_DURATION, offsetof(struct policy_listener, client_timeout_ms)},
+    {"data_timeout", FIELD_DURATION, offsetof(struct policy_listener, data_timeout_ms)},
+};
+
+static const char *const listener_keys[] = {
+    "listen",	       "hostname",	   "banner",
+    "relay_hosts",     "max_message_size", "max_recipients_per_message",
+    "max_connections", "tls_certificate",  "tls_private_key",
+    "client_timeout",  "data_timeout",	   NULL,
+};
+
+/* KumoMTA listener options Petrel does not implement (yet). */
+static const char *const listener_kumo_only[] = {
+    "allow_xclient",
+    "batch_handling",
+    "data_buffer_size",
+    "data_processing_timeout",
+    "deferred_queue",
+    "deferred_spool",
+    "invalid_line_endings",
+    "line_length_hard_limit",
+    "max_messages_per_connection",
+    "meta",
+    "peer",
+    "require_proxy_protocol",
+    "tls_required_client_ca",
+    "trace_headers",
+    "via",
+    NULL,
+};
+
+static const char *const spool_keys[] = {"name", "path", "kind", "flush", NULL};
+static const char *const spool_kumo_only[] = {"rocks_params", NULL};
+
+static const char *const logs_keys[] = {
+    "log_dir", "max_segment_duration", "per_record", "meta", "headers", NULL,
+};
+static const char *const logs_kumo_only[] = {
+    "max_file_size", "compression_level", "back_pressure", "filter_event", NULL,
+};
+
+static bool name_in(const char *const *list, const char *name)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+/* Every key of the table at idx must be a string in `known`. */
+static void config_check_keys(lua_State *L, const char *fn, int idx, const char *const *known,
+			      const char *const *kumo_only)
+{
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		const char *key;
+
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			policy_raise(L, "%s: keys must be strings, got a %s key", fn,
+				     luaL_typename(L, -1));
+		key = lua_tostring(L, -1);
+		if (name_in(kumo_only, key))
+			policy_raise(L, "%s: '%s' is a KumoMTA option Petrel does not support yet",
+				     fn, key);
+		if (!name_in(known, key))
+			policy_raise(L, "%s: unknown key '%s'", fn, key);
+	}
+}
+
+/* A copy of the string at idx; raises unless it is a string without NULs. */
+static char *config_dup_string(lua_State *L, int idx, const char *fn, const char *key)
+{
+	size_t n;
+	const char *s;
+	char *copy;
+
+	if (lua_type(L, idx) != LUA_TSTRING)
+		policy_raise(L, "%s: '%s' must be a string, got %s", fn, key,
+			     luaL_typename(L, idx));
+	s = lua_tolstring(L, idx, &n);
+	if (strlen(s) != n)
+		policy_raise(L, "%s: '%s' contains a NUL byte", fn, key);
+	if ((copy = strdup(s)) == NULL)
+		policy_raise(L, "%s: out of memory", fn);
+	return copy;
+}
+
+static void config_set_string(lua_State *L, int idx, const char *fn, const char *key, char **dst)
+{
+	char *copy = config_dup_string(L, idx, fn, key);
+
+	free(*dst);
+	*dst = copy;
+}
+
+/* A whole number in [1, max]. */
+static uint64_t config_check_count(lua_State *L, int idx, const char *fn, const char *key,
+				   uint64_t max)
+{
+	lua_Number v;
+
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		policy_raise(L, "%s: '%s' must be a number, got %s", fn, key,
+			     luaL_typename(L, idx));
+	v = lua_tonumber(L, idx);
+	if (v != floor(v) || v < 1 || v > (lua_Number)max)
+		policy_raise(L, "%s: '%s' must be a whole number from 1 to %llu", fn, key,
+			     (unsigned long long)max);
+	return (uint64_t)v;
+}
+
+/* Raises unless the value at idx is a list (keys 1..n) of strings. */
+static void config_check_string_list(lua_State *L, int idx, const char *fn, const char *key)
+{
+	size_t n;
+
+	if (lua_type(L, idx) != LUA_TTABLE)
+		policy_raise(L, "%s: '%s' must be a list of strings, got %s", fn, key,
+			     luaL_typename(L, idx));
+	n = lua_objlen(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		bool in_seq = lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) >= 1 &&
+			      lua_tonumber(L, -2) <= (lua_Number)n &&
+			      lua_tonumber(L, -2) == floor(lua_tonumber(L, -2));
+
+		if (!in_seq)
+			policy_raise(L, "%s: '%s' must be a list (keys 1..n)", fn, key);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			policy_raise(L, "%s: %s[%d] must be a string, got %s", fn, key,
+				     (int)lua_tonumber(L, -2), luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
+}
+
+static void listener_set_relay_hosts(lua_State *L, int idx, struct pt_cidr_list *list)
+{
+	const char *fn = "start_esmtp_listener";
+	size_t n;
+
+	config_check_string_list(L, idx, fn, "relay_hosts");
+	pt_cidr_list_free(list);
+	*list = (struct pt_cidr_list){0};
+	n = lua_objlen(L, idx);
+	for (size_t i = 1; i <= n; i++) {
+		const char *s;
+		int rc;
+
+		lua_rawgeti(L, idx, (int)i);
+		s = lua_tostring(L, -1);
+		rc = pt_cidr_list_add(list, s);
+		if (rc == PT_NOMEM)
+			policy_raise(L, "%s: out of memory", fn);
+		if (rc != PT_OK)
+			policy_raise(L,
+				     "%s: relay_hosts[%zu]: '%s' is not an IP address or CIDR "
+				     "block",
+				     fn, i, s);
+		lua_pop(L, 1);
+	}
+}
+
+static void listener_set_field(lua_State *L, int idx, struct policy_listener *l,
+			       const struct listener_field *f)
+{
+	const char *fn = "start_esmtp_listener";
+	char *base = (char *)l + f->offset;
+
+	switch (f->kind) {
+	case FIELD_STRING:
+		config_set_string(L, idx, fn, f->name, (char **)base);
+		break;
+	case FIELD_CIDRS:
+		listener_set_relay_hosts(L, idx, (struct pt_cidr_list *)base);
+		break;
+	case FIELD_SIZE:
+		*(uint64_t *)base = config_check_count(L, idx, fn, f->name, (uint64_t)1 << 53);
+		break;
+	case FIELD_UINT:
+		*(unsigned *)base = (unsigned)config_check_count(L, idx, fn, f->name, UINT_MAX);
+		break;
+	case FIELD_DURATION: {
+		char what[64];
+		uint64_t ms;
+
+		snprintf(what, sizeof(what), "%s: '%s'", fn, f->name);
+		ms = policy_check_duration(L, idx, what);
+		if (ms == 0)
+			policy_raise(L, "%s must be longer than zero", what);
+		*(uint64_t *)base = ms;
+		break;
+	}
+	}
+}
+
+/* "host:port", "[v6]:port" (KumoMTA also allows the short "0:25"). */
+static bool listener_listen_valid(const char *s)
+{
+	const char *colon, *p;
+	unsigned long port = 0;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close == s + 1 || close[1] != ':')
+			return false;
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || colon == s || memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return false;
+	}
+	for (p = colon + 1; *p >= '0' && *p <= '9' && p - colon <= 5; p++)
+		port = port * 10 + (unsigned long)(*p - '0');
+	return *p == '\0' && p > colon + 1 && port >= 1 && port <= 65535;
+}
+
+static void listener_defaults(lua_State *L, struct policy_listener *l)
+{
+	char host[256];
+
+	*l = (struct policy_listener){0};
+	l->max_message_size = LISTENER_MAX_MESSAGE_SIZE;
+	l->max_recipients_per_message = LISTENER_MAX_RECIPIENTS;
+	l->max_connections = LISTENER_MAX_CONNECTIONS;
+	l->client_timeout_ms = LISTENER_CLIENT_TIMEOUT_MS;
+	l->data_timeout_ms = LISTENER_DATA_TIMEOUT_MS;
+	/* POSIX leaves truncation unterminated; force the terminator. */
+	if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	l->hostname = strdup(host);
+	if (l->hostname == NULL || pt_cidr_list_add(&l->relay_hosts, "127.0.0.1") != PT_OK)
+		policy_raise(L, "start_esmtp_listener: out of memory");
+}
+
+static int config_start_esmtp_listener(lua_State *L)
+{
+	struct policy *p = policy_from_upvalue(L);
+	struct policy_config *c = &p->config;
+
+	policy_check_init(L, p, "start_esmtp_listener");
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	config_check_keys(L, "start_esmtp_listener", 1, listener_keys, listener_kumo_only);
+	if (c->n_listeners == p->cap_listeners) {
+		size_t cap = p->cap_listeners ? p->cap_listeners * 2 : 4;
+		struct policy_listener *grown = realloc(c->listeners, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			return policy_raise(L, "start_esmtp_listener: out of memory");
+		c->listeners = grown;
+		p->cap_listeners = cap;
+	}
+	policy_listener_free(&p->scratch);
+	listener_defaults(L, &p->scratch);
+	for (size_t i = 0; i < PT_ARRAY_LEN(listener_fields); i++) {
+		lua_getfield(L, 1, listener_fields[i].name);
+		if (!lua_isnil(L, -1))
+			listener_set_field(L, 2, &p->scratch, &listener_fields[i]);
+		lua_settop(L, 1);
+	}
+	if (p->scratch.listen == NULL)
+		return policy_raise(L, "start_esmtp_listener: 'listen' is required");
+	if (!listener_listen_valid(p->scratch.listen))
+		return policy_raise(L,
+				    "start_esmtp_listener: 'listen' must be \"host:port\" or "
+				    "\"[ipv6]:port\" with a port from 1 to 65535, got '%s'",
+				    p->scratch.listen);
+	if ((p->scratch.tls_certificate == NULL) != (p->scratch.tls_private_key == NULL))
+		return policy_raise(L, "start_esmtp_listener: tls_certificate and "
+				       "tls_private_key must be given together");
+	c->listeners[c->n_listeners++] = p->scratch;
+	p->scratch = (struct policy_listener){0};
+	return 0;
+}
+
+static int config_define_spool(lua_State *L)
+{
+	struct policy *p = policy_from_upvalue(L);
+	const char *name;
+	char *path;
+
+	policy_check_init(L, p, "define_spool");
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	config_check_keys(L, "define_spool", 1, spool_keys, spool_kumo_only);
+	lua_getfield(L, 1, "kind");
+	if (!lua_isnil(L, 2) &&
+	    (lua_type(L, 2) != LUA_TSTRING || (strcmp(lua_tostring(L, 2), "LocalDisk") != 0 &&
+					       strcmp(lua_tostring(L, 2), "RocksDB") != 0)))
+		return policy_raise(L, "define_spool: 'kind' must be \"LocalDisk\" or \"RocksDB\"");
+	lua_getfield(L, 1, "flush");
+	if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TBOOLEAN)
+		return policy_raise(L, "define_spool: 'flush' must be a boolean, got %s",
+				    luaL_typename(L, 3));
+	lua_getfield(L, 1, "name");
+	if (lua_isnil(L, 4))
+		return policy_raise(L, "define_spool: 'name' is required");
+	if (lua_type(L, 4) != LUA_TSTRING)
+		return policy_raise(L, "define_spool: 'name' must be a string, got %s",
+				    luaL_typename(L, 4));
+	name = lua_tostring(L, 4);
+	if (strcmp(name, "data") != 0 && strcmp(name, "meta") != 0)
+		return policy_raise(L,
+				    "define_spool: unknown spool name '%s' (Petrel has "
+				    "'data'; 'meta' is accepted and shares it)",
+				    name);
+	lua_getfield(L, 1, "path");
+	if (lua_isnil(L, 5))
+		return policy_raise(L, "define_spool: 'path' is required");
+	path = config_dup_string(L, 5, "define_spool", "path");
+	if (strcmp(name, "meta") == 0) {
+		/* Meta lives in the data spool's records (see the file comment). */
+		free(path);
+		return 0;
+	}
+	free(p->config.spool_path);
+	p->config.spool_path = path;
+	return 0;
+}
+
+static void logs_check_per_record(lua_State *L, int idx)
+{
+	if (lua_type(L, idx) != LUA_TTABLE)
+		policy_raise(L, "configure_local_logs: 'per_record' must be a table, got %s",
+			     luaL_typename(L, idx));
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TTABLE)
+			policy_raise(L, "configure_local_logs: 'per_record' maps record type "
+					"names to tables (e.g. Reception = { suffix = '_recv' })");
+		lua_pop(L, 1);
+	}
+}
+
+static int config_configure_local_logs(lua_State *L)
+{
+	struct policy *p = policy_from_upvalue(L);
+	const char *fn = "configure_local_logs";
+
+	policy_check_init(L, p, fn);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	config_check_keys(L, fn, 1, logs_keys, logs_kumo_only);
+	lua_getfield(L, 1, "max_segment_duration");
+	if (!lua_isnil(L, 2))
+		policy_check_duration(L, 2, "configure_local_logs: 'max_segment_duration'");
+	lua_getfield(L, 1, "per_record");
+	if (!lua_isnil(L, 3))
+		logs_check_per_record(L, 3);
+	lua_getfield(L, 1, "meta");
+	if (!lua_isnil(L, 4))
+		config_check_string_list(L, 4, fn, "meta");
+	lua_getfield(L, 1, "headers");
+	if (!lua_isnil(L, 5))
+		config_check_string_list(L, 5, fn, "headers");
+	lua_getfield(L, 1, "log_dir");
+	if (lua_isnil(L, 6))
+		return policy_raise(L, "configure_local_logs: 'log_dir' is required");
+	config_set_string(L, 6, fn, "log_dir", &p->config.log_dir);
+	return 0;
+}
+
+static const luaL_Reg config_functions[] = {
+    {"start_esmtp_listener", config_start_esmtp_listener},
+    {"define_spool", config_define_spool},
+    {"configure_local_logs", config_configure_local_logs},
+    {NULL, NULL},
+};
+
+void policy_config_register(lua_State *L, struct policy *p)
+{
+	lua_pushlightuserdata(L, p);
+	luaL_setfuncs(L, config_functions, 1);
+}
+
+int policy_config_init(struct policy_config *c)
+{
+	*c = (struct policy_config){0};
+	c->spool_path = strdup(CONFIG_SPOOL_PATH);
+	return c->spool_path != NULL ? PT_OK : PT_NOMEM;
+}
+
+void policy_listener_free(struct policy_listener *l)
+{
+	free(l->listen);
+	free(l->hostname);
+	free(l->banner);
+	free(l->tls_certificate);
+	free(l->tls_private_key);
+	pt_cidr_list_free(&l->relay_hosts);
+	*l = (struct policy_listener){0};
+}
+
+void policy_config_free(struct policy *p)
+{
+	struct policy_config *c = &p->config;
+
+	for (size_t i = 0; i < c->n_listeners; i++)
+		policy_listener_free(&c->listeners[i]);
+	free(c->listeners);
+	free(c->spool_path);
+	free(c->log_dir);
+	policy_listener_free(&p->scratch);
+	*c = (struct policy_config){0};
+	p->cap_listeners = 0;
+}

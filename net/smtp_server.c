@@ -469,6 +469,10 @@ static int smtp_check_mail(struct smtp_session *s, const char *arg)
 		smtp_error(s, "503 5.5.1 sender already specified");
 		return 0;
 	}
+	if (s->config->spool_full && *s->config->spool_full) {
+		smtp_error(s, "452 4.3.1 spool disk is full, try again later");
+		return 0;
+	}
 	if ((params = smtp_check_path(s, arg, "FROM:", false)) == NULL) {
 		smtp_error(s, "501 5.1.7 bad sender address syntax");
 		return 0;

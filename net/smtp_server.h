@@ -45,6 +45,10 @@ struct smtp_server_config {
 	unsigned max_recipients;   /* per transaction */
 	bool tls_available;	   /* offer STARTTLS */
 	unsigned shard;		   /* for message ids */
+	/* When set and true, the spool is under its free-space floor: MAIL gets
+	 * "452 4.3.1 spool disk is full, try again later" (DESIGN.md, Faults).
+	 * Owned by the shard, which updates it; NULL means never full. */
+	const bool *spool_full;
 };
 
 enum smtp_event {

@@ -385,6 +385,7 @@ static int shard_setup(struct shard *s)
 	if (shard_log_open(s) != PT_OK || shard_signals_init(s) != PT_OK ||
 	    shard_listeners_open(s) != PT_OK)
 		return PT_ERROR;
+	shard_disk_watch_start(s);
 	return PT_OK;
 }
 

@@ -13,6 +13,13 @@
  * write or sync answers 451 to all of them (spool_batch_done seals the
  * segment).
  *
+ * Free-space floor (DESIGN.md, Faults).  Once a second the shard checks
+ * the spool's file system with statvfs (a metadata read that does not wait
+ * for I/O on a local file system); under 10% free blocks or inodes, or less
+ * room than one maximum-size message, new transactions get 452 4.3.1 at
+ * MAIL FROM until space returns.  Transactions already past MAIL go on: the
+ * floor leaves room for them.
+ *
  * Reception log.  One JSON line per accepted message, KumoMTA's record
  * shape, appended to <log_dir>/<shard>/<YYYYMMDD-HHMMSS>.log.  Lines collect
  * in log_pending and go out in one WRITE per loop iteration (double
@@ -25,12 +32,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/json.h"
 #include "core/ptime.h"
 #include "shard/shard_int.h"
+
+#define SHARD_DISK_CHECK_MS	 1000
+#define SHARD_DISK_FLOOR_PERCENT 10
+
+static void shard_disk_check(struct pt_timer *t)
+{
+	struct shard *s = pt_container_of(t, struct shard, disk_timer);
+	const char *path = policy_config(s->policy)->spool_path;
+	struct statvfs v;
+	bool full;
+
+	pt_timer_add(&s->wheel, t, pt_monotonic_ms() + SHARD_DISK_CHECK_MS);
+	if (statvfs(path, &v) != 0) {
+		pt_warn("statvfs %s: %m", path);
+		return;
+	}
+	full = (uint64_t)v.f_bavail * v.f_frsize < s->spool_floor_bytes ||
+	       (uint64_t)v.f_bavail * 100 < (uint64_t)v.f_blocks * SHARD_DISK_FLOOR_PERCENT ||
+	       (v.f_files > 0 &&
+		(uint64_t)v.f_favail * 100 < (uint64_t)v.f_files * SHARD_DISK_FLOOR_PERCENT);
+	if (full != s->spool_full)
+		pt_log(full ? PT_LOG_ERROR : PT_LOG_INFO,
+		       "spool %s: %s (%llu MiB free of %llu MiB, %llu inodes "
+		       "free): %s",
+		       path, full ? "under the free-space floor" : "space is back",
+		       (unsigned long long)(v.f_bavail * v.f_frsize >> 20),
+		       (unsigned long long)(v.f_blocks * v.f_frsize >> 20),
+		       (unsigned long long)v.f_favail,
+		       full ? "new transactions get 452 4.3.1" : "accepting again");
+	s->spool_full = full;
+}
+
+void shard_disk_watch_start(struct shard *s)
+{
+	pt_timer_init(&s->disk_timer, shard_disk_check);
+	shard_disk_check(&s->disk_timer);
+}
 
 int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m)
 {
@@ -71,8 +116,9 @@ void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cq
 	if (--s->spool_ops_pending > 0)
 		return;
 	if (s->spool_write_res < 0 || s->spool_sync_res < 0)
-		pt_error("spool batch failed: write %d, fdatasync %d: answering 451 to its messages",
-			 s->spool_write_res, s->spool_sync_res);
+		pt_error(
+		    "spool batch failed: write %d, fdatasync %d: answering 451 to its messages",
+		    s->spool_write_res, s->spool_sync_res);
 	spool_batch_done(s->spool, s->spool_write_res, s->spool_sync_res, shard_commit_done_one,
 			 NULL);
 }
@@ -219,7 +265,8 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 	pt_json_key_null(&j, "delivery_protocol");
 	pt_json_key_str(&j, "reception_protocol", m->reception_protocol);
 	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
-	pt_json_key_str(&j, "tls_cipher", c->tls_state == CONN_TLS_ON ? tls_conn_cipher(c->tls) : NULL);
+	pt_json_key_str(&j, "tls_cipher",
+			c->tls_state == CONN_TLS_ON ? tls_conn_cipher(c->tls) : NULL);
 	pt_json_key_str(&j, "tls_protocol_version",
 			c->tls_state == CONN_TLS_ON ? tls_conn_version(c->tls) : NULL);
 	pt_json_obj_end(&j);

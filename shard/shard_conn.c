@@ -157,6 +157,8 @@ int shard_listeners_open(struct shard *s)
 		l->smtp.max_recipients = pl->max_recipients_per_message;
 		l->smtp.tls_available = l->tls != NULL;
 		l->smtp.shard = s->id;
+		l->smtp.spool_full = &s->spool_full;
+		s->spool_floor_bytes = PT_MAX(s->spool_floor_bytes, pl->max_message_size);
 		/* Each shard takes its share of the listener's connection limit. */
 		l->max_conns = (pl->max_connections + n - 1) / n;
 		l->fd = shard_listen_socket(pl->listen);

@@ -145,6 +145,11 @@ struct shard {
 	struct shard_op signal_op;
 	uint8_t signal_buf[128];
 
+	/* Free-space floor of the spool (shard_commit.c), checked every second. */
+	bool spool_full;
+	uint64_t spool_floor_bytes;
+	struct pt_timer disk_timer;
+
 	/* Counters (relaxed atomics later, for /metrics). */
 	uint64_t n_accepted_msgs, n_rejected_msgs, n_connections;
 };
@@ -184,6 +189,7 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 void shard_log_kick(struct shard *s);
 void shard_handle_log(struct shard *s, struct io_uring_cqe *cqe);
 void shard_log_close(struct shard *s);
+void shard_disk_watch_start(struct shard *s);
 
 /* shard_mailbox.c */
 bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m);

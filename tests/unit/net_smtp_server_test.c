@@ -24,7 +24,7 @@
  *
  *   @config key=value ...           before any bytes: hostname, banner,
  *                                   max_size, max_rcpts, tls (0/1), relay
- *                                   (0/1), peer
+ *                                   (0/1), peer, spool_full (0/1)
  *   @send                           only ends a group (a write boundary)
  *   @event none|message|starttls|close   the pending event must be this
  *   @sender addr                    the pending message's sender ("<>": null)
@@ -63,6 +63,7 @@ struct fixture {
 	struct pt_idgen idgen;
 	char peer[64];
 	bool relay;
+	bool spool_full;
 	struct smtp_session *s;
 	struct pt_buf out; /* everything the session wrote, drained after each call */
 };
@@ -289,7 +290,10 @@ static void golden_config(struct golden *g, char *args)
 			g->f.config.tls_available = atoi(v) != 0;
 		else if (strcmp(kv, "relay") == 0)
 			g->f.relay = atoi(v) != 0;
-		else if (strcmp(kv, "peer") == 0)
+		else if (strcmp(kv, "spool_full") == 0) {
+			g->f.spool_full = atoi(v) != 0;
+			g->f.config.spool_full = &g->f.spool_full;
+		} else if (strcmp(kv, "peer") == 0)
 			snprintf(g->f.peer, sizeof(g->f.peer), "%s", v);
 		else
 			cr_assert_fail("%s:%d: unknown @config key %s", g->name, g->line_no, kv);
@@ -576,7 +580,8 @@ static void golden_run(const char *name)
 	X(two_messages_one_write)                                                                  \
 	X(hold_overflow)                                                                           \
 	X(ehlo_resets_transaction)                                                                 \
-	X(input_after_close_ignored)
+	X(input_after_close_ignored)                                                               \
+	X(spool_full_mail_452)
 
 #define GOLDEN_TEST(name)                                                                          \
 	Test(golden, name)                                                                         \

@@ -307,16 +307,21 @@ static void shard_loop(struct shard *s)
 		shard_log_kick(s);
 		shard_mailbox_wake(s);
 		if (s->state == SHARD_DRAINING) {
-			if (shard_drained(s))
+			if (shard_drained(s)) {
+				/* Hand over what the last iteration prepared (wake-ups). */
+				io_uring_submit(&s->ring);
 				break;
+			}
 			if (pt_monotonic_ms() >= s->drain_deadline_ms) {
 				pt_warn("drain deadline passed with %u connections open; closing them",
 					s->n_conns);
 				shard_conns_abort(s);
 				/* Wait for the in-flight spool batch: its clients get their answer. */
 				s->drain_deadline_ms = pt_monotonic_ms() + 1000;
-				if (!spool_batch_busy(s->spool))
+				if (!spool_batch_busy(s->spool)) {
+					io_uring_submit(&s->ring);
 					break;
+				}
 			}
 		}
 		shard_wait(s);

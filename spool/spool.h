@@ -69,9 +69,10 @@ int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_f
 void spool_close(struct spool *sp);
 
 /* Queue a message record (the message is encoded by reference: m and its
- * buffers must stay unchanged until the token's callback).  PT_OK, PT_NOMEM. */
+ * buffers must stay unchanged until the token's callback).  PT_OK, PT_NOMEM;
+ * PT_ERROR when m->id is not a valid id or the record would pass 1 GiB. */
 int spool_append_message(struct spool *sp, const struct pt_message *m, void *token);
-/* Queue a tombstone for id (copied). */
+/* Queue a tombstone for id (copied).  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
 int spool_append_tombstone(struct spool *sp, const char *id, void *token);
 
 struct spool_io {
@@ -108,12 +109,31 @@ uint64_t spool_current_segment(const struct spool *sp);
 /* ---- Offline reading (petrel-spool, tests, later: body read-back) ---- */
 
 /* Scan <path>/<shard> read-only (no truncation): fn for each live message.
- * verify != NULL gets a count of bad records.  PT_OK or PT_ERROR. */
+ * n_bad != NULL gets a count of bad records.  PT_OK or PT_ERROR. */
 int spool_scan(const char *path, unsigned shard, spool_entry_fn fn, void *arg,
 	       uint64_t *n_bad, char *err, size_t err_len);
 /* Read one message (envelope, meta, body into m->data) by entry.
  * PT_OK, PT_CORRUPT, PT_ERROR. */
 int spool_read_message(const char *path, unsigned shard, const struct spool_entry *e,
 		       struct pt_message *m);
+
+/* One segment file as spool_verify found it. */
+struct spool_segment_report {
+	const char *path;    /* <path>/<shard>/<seq>.seg, valid during the call */
+	uint64_t segment;    /* sequence number */
+	uint64_t size;	     /* file size */
+	uint64_t n_records;  /* good records, the segment header included */
+	uint64_t n_bad;	     /* bad records: a bad one ends the segment's scan, so 0 or 1 */
+	uint64_t bad_offset; /* where the bad record starts, when n_bad != 0 */
+	const char *reason;  /* why it is bad ("CRC mismatch", ...), or NULL */
+};
+
+typedef void (*spool_segment_fn)(void *arg, const struct spool_segment_report *r);
+
+/* Scan <path>/<shard> read-only like spool_scan, calling fn once per segment
+ * file in sequence order.  PT_OK (bad records are reported, not errors) or
+ * PT_ERROR with err filled. */
+int spool_verify(const char *path, unsigned shard, spool_segment_fn fn, void *arg, char *err,
+		 size_t err_len);
 
 #endif

@@ -1,0 +1,659 @@
+/*
+ * spool.c -- the per-shard spool: opening (recovery, then a fresh segment),
+ * group commit, failure handling and rotation.  The on-disk format, the sync
+ * order and the crash argument are at the top of spool_segment.c.
+ *
+ * GROUP COMMIT
+ *
+ * Appends never do I/O.  spool_append_message() encodes the record header
+ * and envelope into the pending batch's buffer, computes the CRC over the
+ * envelope and the message's body iovecs, and remembers those iovecs: the
+ * body is written from the message's own buffers, never copied.
+ *
+ *     pending batches (FIFO)        in flight (at most one)
+ *     [b2: r5 r6 r7] <- appends     [b1: r1 r2 r3 r4]  pwritev + fdatasync
+ *
+ * spool_batch_start() takes the oldest pending batch, resolves its iovecs
+ * (envelopes of consecutive tombstones merge into one) and hands out fd,
+ * offset and iovecs; the shard links a WRITEV and an FSYNC(DATASYNC) on its
+ * ring.  Everything appended meanwhile lands in the next batch, so one
+ * fdatasync covers all the messages that arrived while the previous one ran.
+ * In steady state two batch objects alternate (double buffering) and their
+ * buffers are reused, so the hot path does not allocate.
+ *
+ * A batch holds at most SPOOL_BATCH_IOV_MAX iovecs (IOV_MAX: one writev
+ * takes no more) and SPOOL_BATCH_BYTES_MAX bytes; a record that does not fit
+ * starts the next batch, which waits behind the current one.  More than two
+ * batches exist only when more than a batch's worth arrives during one
+ * fdatasync; spares beyond two are freed when they come back.
+ *
+ * COMPLETION
+ *
+ * spool_batch_done() gets the WRITEV and FSYNC results.  Only a full-length
+ * write followed by a successful sync makes the batch's records PT_OK.
+ * Anything else -- a short write, -EIO, -ENOSPC, -ECANCELED from a broken
+ * link -- fails every record of the batch and nothing else: the segment is
+ * cut back to the batch's start (best effort), sealed, and the next batch
+ * goes to a new segment.  The old file is not fsync'd again: after a failed
+ * fsync the kernel may have dropped the dirty pages and a retry can report
+ * success over lost data (PostgreSQL "fsyncgate", 2018).  If the new segment
+ * cannot be created, fd stays -1: the next batch's write fails with -EBADF,
+ * its records fail, and creation is tried again -- no record ever waits on a
+ * spool that cannot write.
+ *
+ * ROTATION
+ *
+ * After a successful batch leaves the segment at or past segment_max, the
+ * next segment is created (blocking: open, header, two syncs) and the old
+ * file closed.  Nothing is in flight at that moment, so the old segment is
+ * complete.  If creation fails the old segment stays current and rotation is
+ * tried again after the next batch.
+ */
+#include "spool/spool_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Spare batch objects kept after use (two alternate in steady state). */
+#define SPOOL_SPARE_BATCHES 2
+
+/* One queued record of a batch. */
+struct spool_rec {
+	void *token;
+	size_t enc_off; /* header (+ envelope) in the batch's enc buffer */
+	size_t enc_len;
+	struct iovec body[4]; /* into the message; not copied */
+	int n_body;
+};
+
+struct spool_batch {
+	struct spool_batch *next;
+	struct pt_buf enc; /* record headers and envelopes, back to back */
+	struct spool_rec *recs;
+	size_t n_recs, cap_recs;
+	int n_iov;	 /* iovecs the records need (counted at append) */
+	size_t len;	 /* bytes */
+	uint64_t offset; /* where it is written (set by spool_batch_start) */
+	struct iovec iov[SPOOL_BATCH_IOV_MAX];
+};
+
+struct spool {
+	char *dir; /* <path>/<shard> */
+	unsigned shard;
+	uint64_t segment_max;
+	int dir_fd;
+	int fd;	      /* current segment, -1 when none could be created */
+	uint64_t seq; /* current segment, or the next one to create when fd < 0 */
+	uint64_t end; /* bytes in the current segment */
+	struct spool_batch *pending, *pending_tail;
+	struct spool_batch *inflight;
+	struct spool_batch *spare;
+	unsigned n_spare;
+	uint64_t bytes;
+	uint64_t n_segments;
+};
+
+/* "<dir>/<segment file name>" of seq, for messages. */
+static const char *spool_path(const struct spool *sp, uint64_t seq, char *out, size_t len)
+{
+	char name[SPOOL_SEGMENT_NAME_LEN + 1];
+
+	spool_segment_name(seq, name);
+	snprintf(out, len, "%s/%s", sp->dir, name);
+	return out;
+}
+
+/*
+ * Create segment sp->seq (or the next free number) and make it current.
+ * PT_OK, or PT_ERROR (logged) with sp->fd left at -1.
+ */
+static int spool_segment_next(struct spool *sp)
+{
+	char path[4200];
+	uint64_t size, first = sp->seq;
+	int fd = -1, rc;
+
+	/* EEXIST: a stray file with this number (say, left by a failed creation
+	 * that could not even unlink it); numbers are cheap, take the next. */
+	for (;;) {
+		rc = spool_segment_create(sp->dir_fd, sp->shard, sp->seq, &fd, &size);
+		if (rc != -EEXIST || sp->seq - first >= 15)
+			break;
+		sp->seq++;
+	}
+	if (rc < 0) {
+		pt_error("spool %s: cannot create segment: %s%s",
+			 spool_path(sp, sp->seq, path, sizeof(path)), strerror(-rc),
+			 rc == -EEXIST ? " (and so did the 15 numbers before it)" : "");
+		if (rc == -EEXIST)
+			sp->seq++;
+		return PT_ERROR;
+	}
+	sp->fd = fd;
+	sp->end = size;
+	sp->bytes += size;
+	sp->n_segments++;
+	return PT_OK;
+}
+
+/* fsync the directory holding path (its last component is new). */
+static int spool_sync_parent(const char *path)
+{
+	char parent[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, rc = 0;
+
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == path)
+		snprintf(parent, sizeof(parent), "/");
+	else
+		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/*
+ * mkdir -p path (mode 0750), syncing the parent of every directory created
+ * so the spool directory itself survives a crash.  PT_OK or PT_ERROR with
+ * err filled ("<dir>: reason").
+ */
+int spool_mkdir_p(const char *path, char *err, size_t err_len)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf)) {
+		snprintf(err, err_len, "%s: bad spool path", path);
+		return PT_ERROR;
+	}
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0750) == 0) {
+			int rc = spool_sync_parent(buf);
+
+			if (rc < 0) {
+				snprintf(err, err_len, "%s: cannot sync parent: %s", buf,
+					 strerror(-rc));
+				return PT_ERROR;
+			}
+		} else if (errno != EEXIST) {
+			snprintf(err, err_len, "%s: cannot create directory: %s", buf,
+				 strerror(errno));
+			return PT_ERROR;
+		}
+		buf[i] = i < n ? '/' : '\0';
+	}
+	return PT_OK;
+}
+
+/*
+ * Open the shard's spool (spool.h).  Order matters: recovery first, since it
+ * repairs the newest segment, then the new segment (max + 1), so the
+ * repaired file is never appended to.  fn may already have been called when
+ * a later step fails.
+ */
+int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_fn fn, void *arg,
+	       char *err, size_t err_len)
+{
+	struct spool_recovery_result res;
+	struct spool *sp = calloc(1, sizeof(*sp));
+
+	if (sp == NULL || asprintf(&sp->dir, "%s/%u", cfg->path, cfg->shard) < 0) {
+		snprintf(err, err_len, "%s: out of memory", cfg->path);
+		free(sp);
+		return PT_ERROR;
+	}
+	sp->fd = -1;
+	sp->dir_fd = -1;
+	sp->shard = cfg->shard;
+	sp->segment_max = cfg->segment_max ? cfg->segment_max : SPOOL_SEGMENT_MAX_DEFAULT;
+	if (spool_mkdir_p(sp->dir, err, err_len) != PT_OK)
+		goto fail;
+	sp->dir_fd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dir_fd < 0) {
+		snprintf(err, err_len, "%s: %s", sp->dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_recover(sp->dir_fd, sp->dir, sp->shard, true, fn, arg, NULL, NULL, &res, err,
+			  err_len) != PT_OK)
+		goto fail;
+	sp->bytes = res.bytes;
+	sp->n_segments = res.n_segments;
+	sp->seq = res.max_seq + 1;
+	if (spool_segment_next(sp) != PT_OK) {
+		snprintf(err, err_len, "%s: cannot create a new segment (see the log)", sp->dir);
+		goto fail;
+	}
+	*out = sp;
+	return PT_OK;
+fail:
+	spool_close(sp);
+	return PT_ERROR;
+}
+
+static void spool_batch_free(struct spool_batch *b)
+{
+	pt_buf_free(&b->enc);
+	free(b->recs);
+	free(b);
+}
+
+static void spool_batch_free_list(struct spool_batch *b)
+{
+	while (b != NULL) {
+		struct spool_batch *next = b->next;
+
+		spool_batch_free(b);
+		b = next;
+	}
+}
+
+/* Close the files and free everything; pending records are dropped (no callbacks). */
+void spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->fd >= 0)
+		close(sp->fd);
+	if (sp->dir_fd >= 0)
+		close(sp->dir_fd);
+	spool_batch_free_list(sp->pending);
+	spool_batch_free_list(sp->spare);
+	if (sp->inflight != NULL)
+		spool_batch_free(sp->inflight);
+	free(sp->dir);
+	free(sp);
+}
+
+/* Iovecs a record with n_body body parts adds to b: its envelope merges with
+ * the previous record's when that one had no body (consecutive tombstones). */
+static int spool_batch_need(const struct spool_batch *b, int n_body)
+{
+	bool merge = b->n_recs > 0 && b->recs[b->n_recs - 1].n_body == 0;
+
+	return (merge ? 0 : 1) + n_body;
+}
+
+/* An empty batch: a spare one, or a new one.  NULL when out of memory. */
+static struct spool_batch *spool_batch_get(struct spool *sp)
+{
+	struct spool_batch *b = sp->spare;
+
+	if (b != NULL) {
+		sp->spare = b->next;
+		sp->n_spare--;
+	} else {
+		b = calloc(1, sizeof(*b));
+		if (b == NULL)
+			return NULL;
+	}
+	b->next = NULL;
+	return b;
+}
+
+/*
+ * The pending batch a record of len bytes and n_body body parts goes to:
+ * the newest one if it fits there, else a new one queued behind it.  NULL
+ * when out of memory.
+ */
+static struct spool_batch *spool_batch_for(struct spool *sp, int n_body, uint64_t len)
+{
+	struct spool_batch *b = sp->pending_tail;
+
+	if (b != NULL &&
+	    (b->n_recs == 0 || (b->n_iov + spool_batch_need(b, n_body) <= SPOOL_BATCH_IOV_MAX &&
+				b->len + len <= SPOOL_BATCH_BYTES_MAX)))
+		return b;
+	b = spool_batch_get(sp);
+	if (b == NULL)
+		return NULL;
+	if (sp->pending_tail != NULL)
+		sp->pending_tail->next = b;
+	else
+		sp->pending = b;
+	sp->pending_tail = b;
+	return b;
+}
+
+/* A free slot at the end of b->recs (not yet counted).  NULL when out of memory. */
+static struct spool_rec *spool_batch_slot(struct spool_batch *b)
+{
+	struct spool_rec *p;
+	size_t cap;
+
+	if (b->n_recs == b->cap_recs) {
+		cap = b->cap_recs ? b->cap_recs * 2 : 64;
+		p = reallocarray(b->recs, cap, sizeof(*p));
+		if (p == NULL)
+			return NULL;
+		b->recs = p;
+		b->cap_recs = cap;
+	}
+	return &b->recs[b->n_recs];
+}
+
+/* Count rec (already encoded at enc_off) into b. */
+static void spool_batch_commit(struct spool_batch *b, struct spool_rec *rec, uint64_t len)
+{
+	rec->enc_len = b->enc.len - rec->enc_off;
+	b->n_iov += spool_batch_need(b, rec->n_body);
+	b->len += len;
+	b->n_recs++;
+}
+
+/*
+ * Queue m's MESSAGE record (spool.h).  The header and envelope are encoded
+ * now, the CRC taken over them and the body; the body iovecs point into m.
+ * PT_OK, PT_NOMEM, or PT_ERROR (invalid id, record over 1 GiB).
+ */
+int spool_append_message(struct spool *sp, const struct pt_message *m, void *token)
+{
+	uint64_t len = spool_record_message_len(m);
+	struct spool_batch *b;
+	struct spool_rec *rec;
+	size_t rec_len;
+	int n_body, rc;
+	struct iovec body[4];
+
+	if (!pt_id_valid(m->id, strnlen(m->id, PT_ID_LEN + 1)) ||
+	    len - SPOOL_RECORD_HEADER_LEN > SPOOL_PAYLOAD_MAX)
+		return PT_ERROR;
+	n_body = pt_message_iov(m, body);
+	b = spool_batch_for(sp, n_body, len);
+	if (b == NULL || (rec = spool_batch_slot(b)) == NULL)
+		return PT_NOMEM;
+	rec->token = token;
+	rec->enc_off = b->enc.len;
+	rec->n_body = n_body;
+	memcpy(rec->body, body, sizeof(body));
+	rc = spool_record_encode_message(&b->enc, m, body, n_body, &rec_len);
+	if (rc != PT_OK)
+		return rc;
+	spool_batch_commit(b, rec, rec_len);
+	return PT_OK;
+}
+
+/* Queue a TOMBSTONE for id (copied).  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
+int spool_append_tombstone(struct spool *sp, const char *id, void *token)
+{
+	const uint64_t len = SPOOL_RECORD_HEADER_LEN + SPOOL_TOMBSTONE_PAYLOAD_LEN;
+	struct spool_batch *b;
+	struct spool_rec *rec;
+	int rc;
+
+	if (!pt_id_valid(id, strnlen(id, PT_ID_LEN + 1)))
+		return PT_ERROR;
+	b = spool_batch_for(sp, 0, len);
+	if (b == NULL || (rec = spool_batch_slot(b)) == NULL)
+		return PT_NOMEM;
+	rec->token = token;
+	rec->enc_off = b->enc.len;
+	rec->n_body = 0;
+	rc = spool_record_encode_tombstone(&b->enc, id);
+	if (rc != PT_OK)
+		return rc;
+	spool_batch_commit(b, rec, len);
+	return PT_OK;
+}
+
+/* True when a batch could start now. */
+bool spool_batch_ready(const struct spool *sp)
+{
+	return sp->inflight == NULL && sp->pending != NULL && sp->pending->n_recs > 0;
+}
+
+/* True while a batch is in flight (from spool_batch_start to the end of spool_batch_done). */
+bool spool_batch_busy(const struct spool *sp)
+{
+	return sp->inflight != NULL;
+}
+
+/* Point b->iov at its records: envelopes in b->enc (final now), bodies in the messages. */
+static void spool_batch_build_iov(struct spool_batch *b)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < b->n_recs; i++) {
+		const struct spool_rec *rec = &b->recs[i];
+
+		/* Same rule as spool_batch_need(): enc is contiguous, so a
+		 * record following a body-less one extends its iovec. */
+		if (i > 0 && b->recs[i - 1].n_body == 0) {
+			b->iov[n - 1].iov_len += rec->enc_len;
+		} else {
+			b->iov[n].iov_base = b->enc.data + rec->enc_off;
+			b->iov[n].iov_len = rec->enc_len;
+			n++;
+		}
+		for (int k = 0; k < rec->n_body; k++)
+			b->iov[n++] = rec->body[k];
+	}
+	if (n != b->n_iov)
+		pt_panic("spool batch: %d iovecs built, %d counted", n, b->n_iov);
+}
+
+/*
+ * Take the oldest pending batch as the in-flight one and describe its write
+ * in io (spool.h).  When no segment is open (creation failed before), try
+ * again here; if that fails too, io->fd is -1 so the write fails with
+ * -EBADF and the batch's records are answered with failure.  PT_OK, or
+ * PT_AGAIN when nothing is pending or a batch is in flight.
+ */
+int spool_batch_start(struct spool *sp, struct spool_io *io)
+{
+	struct spool_batch *b;
+
+	if (!spool_batch_ready(sp))
+		return PT_AGAIN;
+	if (sp->fd < 0)
+		spool_segment_next(sp);
+	b = sp->pending;
+	sp->pending = b->next;
+	if (sp->pending == NULL)
+		sp->pending_tail = NULL;
+	b->next = NULL;
+	spool_batch_build_iov(b);
+	b->offset = sp->end;
+	sp->inflight = b;
+	io->fd = sp->fd;
+	io->offset = b->offset;
+	io->iov = b->iov;
+	io->n_iov = b->n_iov;
+	io->len = b->len;
+	return PT_OK;
+}
+
+/* A WRITEV result for the log: the error, or "n of len bytes". */
+static const char *spool_write_text(int res, size_t len, char *out, size_t out_len)
+{
+	if (res < 0)
+		snprintf(out, out_len, "%s", strerror(-res));
+	else
+		snprintf(out, out_len, "%d of %zu bytes", res, len);
+	return out;
+}
+
+/*
+ * The batch b failed: cut its bytes off the segment (best effort), seal the
+ * segment, and create the next one for later batches.  Loud: this is an
+ * operator's alarm (disk error or full), and 451s are going out.
+ */
+static void spool_batch_failed(struct spool *sp, const struct spool_batch *b, int write_res,
+			       int sync_res)
+{
+	char path[4200], wtext[64];
+
+	if (sp->fd < 0) {
+		pt_error("spool %s: no segment to write to (creating one failed): batch of %zu "
+			 "records failed, they get a temporary failure",
+			 sp->dir, b->n_recs);
+		spool_segment_next(sp);
+		return;
+	}
+	spool_path(sp, sp->seq, path, sizeof(path));
+	pt_error("spool %s: batch of %zu records (%zu bytes at offset %llu) failed (write: %s, "
+		 "fdatasync: %s): segment sealed, the batch's records get a temporary failure",
+		 path, b->n_recs, b->len, (unsigned long long)b->offset,
+		 spool_write_text(write_res, b->len, wtext, sizeof(wtext)),
+		 sync_res < 0 ? strerror(-sync_res) : "ok");
+	/* Best effort and never synced (see top): if it does not reach the disk
+	 * the batch's records may come back after a crash, as duplicates. */
+	if (ftruncate(sp->fd, (off_t)b->offset) != 0)
+		pt_error("spool %s: cannot cut the failed batch off at offset %llu: %s", path,
+			 (unsigned long long)b->offset, strerror(errno));
+	close(sp->fd);
+	sp->fd = -1;
+	sp->seq++;
+	spool_segment_next(sp);
+}
+
+/* After a successful batch: start the next segment once this one passed segment_max. */
+static void spool_maybe_rotate(struct spool *sp)
+{
+	int old_fd = sp->fd;
+	uint64_t old_seq = sp->seq, old_end = sp->end;
+
+	if (sp->end < sp->segment_max)
+		return;
+	sp->fd = -1;
+	sp->seq++;
+	if (spool_segment_next(sp) != PT_OK) {
+		/* Keep appending to the old one; try again after the next batch. */
+		sp->fd = old_fd;
+		sp->seq = old_seq;
+		sp->end = old_end;
+		return;
+	}
+	close(old_fd);
+}
+
+/* Give a used batch back: kept as a spare (buffers and all) or freed. */
+static void spool_batch_put(struct spool *sp, struct spool_batch *b)
+{
+	if (sp->n_spare >= SPOOL_SPARE_BATCHES) {
+		spool_batch_free(b);
+		return;
+	}
+	b->enc.len = 0;
+	b->n_recs = 0;
+	b->n_iov = 0;
+	b->len = 0;
+	b->next = sp->spare;
+	sp->spare = b;
+	sp->n_spare++;
+}
+
+/*
+ * Complete the in-flight batch (spool.h).  cb (may be NULL) gets every
+ * record's token in order, PT_OK only when the write was whole and the sync
+ * succeeded.  While the callbacks run the batch still counts as in flight,
+ * so a callback may append (to the next batch) but not start one.
+ */
+void spool_batch_done(struct spool *sp, int write_res, int sync_res, spool_done_fn cb, void *arg)
+{
+	struct spool_batch *b = sp->inflight;
+	bool ok;
+
+	if (b == NULL)
+		pt_panic("spool_batch_done without a batch in flight");
+	ok = write_res >= 0 && (size_t)write_res == b->len && sync_res == 0;
+	if (ok) {
+		sp->end += b->len;
+		sp->bytes += b->len;
+		spool_maybe_rotate(sp);
+	} else {
+		spool_batch_failed(sp, b, write_res, sync_res);
+	}
+	for (size_t i = 0; cb != NULL && i < b->n_recs; i++)
+		cb(arg, b->recs[i].token, ok ? PT_OK : PT_ERROR);
+	sp->inflight = NULL;
+	spool_batch_put(sp, b);
+}
+
+/* pwritev all of io, continuing after short writes.  Bytes written, or -errno.
+ * Advances io->iov entries in place (they are rebuilt for every batch). */
+static ssize_t spool_pwritev_all(struct spool_io *io)
+{
+	struct iovec *iov = io->iov;
+	int n = io->n_iov;
+	size_t done = 0;
+
+	while (done < io->len) {
+		ssize_t w = pwritev(io->fd, iov, n, (off_t)(io->offset + done));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return (ssize_t)done; /* no progress: report it as a short write */
+		done += (size_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * Write and sync every pending batch now with pwritev + fdatasync (tools
+ * and tests; the shard uses its ring).  cb as for spool_batch_done.
+ * PT_OK when every batch succeeded; PT_ERROR when one failed or a batch
+ * is already in flight.
+ */
+int spool_flush_sync(struct spool *sp, spool_done_fn cb, void *arg)
+{
+	struct spool_io io;
+	int rc = PT_OK;
+
+	if (spool_batch_busy(sp))
+		return PT_ERROR;
+	while (spool_batch_start(sp, &io) == PT_OK) {
+		ssize_t w = spool_pwritev_all(&io);
+		int s = -ECANCELED; /* as the ring reports a sync whose write failed */
+
+		if (w == (ssize_t)io.len)
+			s = fdatasync(io.fd) == 0 ? 0 : -errno;
+		if (s != 0)
+			rc = PT_ERROR;
+		spool_batch_done(sp, (int)w, s, cb, arg);
+	}
+	return rc;
+}
+
+/* Bytes in the shard's segment files, as far as this spool knows. */
+uint64_t spool_bytes(const struct spool *sp)
+{
+	return sp->bytes;
+}
+
+/* Segment files in the shard's directory, the current one included. */
+uint64_t spool_segments(const struct spool *sp)
+{
+	return sp->n_segments;
+}
+
+/* Sequence number of the segment appends go to. */
+uint64_t spool_current_segment(const struct spool *sp)
+{
+	return sp->seq;
+}

@@ -1,0 +1,788 @@
+"""harness.py -- the one helper module of Petrel's end-to-end suite.
+
+Every e2e test starts the real build/petreld on loopback ports with a policy
+written from the template below, talks to it with real clients (swaks,
+Python's smtplib, raw sockets when exact bytes matter) and looks at what it
+left behind with build/petrel-spool and the JSON reception logs.
+
+What lives here, and why it is shared:
+
+  * Env          one temp dir per test (policy, spool, logs, daemon stderr),
+                 free loopback ports, the policy template; everything it
+                 started is stopped and removed even when the test fails
+                 (TestCase cleanups, then atexit as a last resort).
+  * Petreld      a Popen of the daemon, kept by pid: start, wait ready
+                 (bounded connect + greeting), SIGTERM then SIGKILL after a
+                 bound, kill -9 for crash tests, stderr kept in a file and
+                 shown when a test fails.
+  * SMTPConn     a raw SMTP client over a socket (optionally TLS) that reads
+                 replies exactly as sent, for byte-exact assertions.
+  * spool_ls / spool_verify / spool_cat / spool_envelope   petrel-spool.
+  * reception_records / wait_for   the reception log, polled with a bound.
+
+Processes are only ever signalled by the pid of a Popen this module made.
+Only the Python standard library is used: the suite runs under Debian's
+/usr/bin/python3.
+"""
+
+import atexit
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("PETREL_BUILD", REPO / "build")).resolve()
+KEEP = os.environ.get("PETREL_E2E_KEEP") == "1"	# keep temp dirs for debugging
+
+HOSTNAME = "petrel.test"
+GREETING = "220 %s ESMTP Petrel" % HOSTNAME
+ACCEPT_RE = re.compile(r"^250 2\.0\.0 OK id=([0-9a-f]{32})$")
+REPLY_SIZE = "552 5.3.4 message size exceeds fixed maximum message size"
+REPLY_TOO_MANY_RCPTS = "452 4.5.3 too many recipients (100 max per message)"
+REPLY_RELAY_DENIED = "550 5.7.1 relaying denied"
+REPLY_BARE_CRLF = "550 5.6.0 message data contains a bare CR or LF (RFC 5321 2.3.8)"
+REPLY_LINE_TOO_LONG = "500 5.5.0 line too long (512 octets max, RFC 5321 4.5.3.1.4)"
+REPLY_POLICY_ERROR = "451 4.3.0 internal policy error"
+REPLY_STARTTLS = "220 2.0.0 Ready to start TLS"
+REPLY_QUIT = "221 2.0.0 %s closing connection" % HOSTNAME
+
+MISSING_DEP = "missing dependency: "	# prefix of a SkipTest that run.py does not count as failed
+
+
+def petreld_path():
+	"""build/petreld; an AssertionError (a test failure) when it is not built."""
+	path = BUILD / "petreld"
+	if not path.exists():
+		raise AssertionError("%s does not exist (build it with make all)" % path)
+	return path
+
+
+def spool_tool_path():
+	return BUILD / "petrel-spool"
+
+
+def note(text):
+	"""A line run.py shows under the test's name whether it passed or not."""
+	print("note: " + text, flush=True)
+
+
+def require_tool(name):
+	"""Skip (as a missing dependency, not a failure) when a program is absent."""
+	path = shutil.which(name)
+	if path is None:
+		raise unittest.SkipTest(MISSING_DEP + name)
+	return path
+
+
+def bound(seconds):
+	"""Decorator: the time bound run.py gives this test (default 60 s)."""
+	def mark(fn):
+		fn.e2e_timeout = seconds
+		return fn
+	return mark
+
+
+def wait_for(pred, timeout, interval=0.05, what="condition"):
+	"""Poll pred() until it returns something truthy; return it.  Raise
+	AssertionError after timeout seconds."""
+	deadline = time.monotonic() + timeout
+	while True:
+		v = pred()
+		if v:
+			return v
+		if time.monotonic() >= deadline:
+			raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+		time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Cleanup of last resort.  Tests stop what they start through cleanups; this
+# catches what an interrupted test (run.py's SIGTERM on timeout) left behind.
+
+_live_daemons = []	# Petreld objects whose process may still run
+_temp_dirs = []
+
+
+def _cleanup_all():
+	for d in list(_live_daemons):
+		d.kill_hard()
+	if not KEEP:
+		for t in _temp_dirs:
+			shutil.rmtree(t, ignore_errors=True)
+
+
+atexit.register(_cleanup_all)
+
+
+def _on_sigterm(signum, frame):
+	# run.py sends SIGTERM when a test overruns its bound: unwind through the
+	# test's finally blocks and cleanups, then atexit.
+	raise SystemExit("terminated by signal %d (test time bound exceeded)" % signum)
+
+
+if threading.current_thread() is threading.main_thread():
+	signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def free_port(host="127.0.0.1"):
+	"""A TCP port nobody listens on now (the kernel's choice, so two tests
+	never pick the same one by accident)."""
+	with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+		s.bind((host, 0))
+		return s.getsockname()[1]
+
+
+def port_in_use(port, host="127.0.0.1"):
+	with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+		s.settimeout(1)
+		return s.connect_ex((host, port)) == 0
+
+
+def lua_str(s):
+	"""A Lua string literal for s."""
+	return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# ---------------------------------------------------------------------------
+# Policy template.
+
+DEFAULT_MESSAGE_HOOK = r"""
+petrel.on('smtp_server_message_received', function(msg)
+  local subject = msg:get_first_named_header_value('Subject') or ''
+  if subject:find('reject-me', 1, true) then
+    petrel.reject(550, '5.7.1 rejected by policy')
+  end
+  if subject:find('lua-error', 1, true) then
+    error('e2e deliberate runtime error')
+  end
+  if subject:find('policy-api', 1, true) then
+    local sender = tostring(msg:sender())
+    msg:set_meta('e2e_tag', 'blue')
+    msg:set_meta('e2e_copy', msg:get_meta('e2e_tag') .. '-copy')
+    msg:set_meta('e2e_sender', sender)
+    msg:set_meta('e2e_rcpts', #msg:recipient_list())
+    msg:set_meta('e2e_first_rcpt', tostring(msg:recipient_list()[1]))
+    msg:set_meta('e2e_has_marker', msg:get_data():find('MARKER-42', 1, true) ~= nil)
+    msg:append_header('X-E2E-Policy', 'seen ' .. sender)
+  end
+end)
+"""
+
+
+def policy_source(*, listen, spool, log_dir, hostname=HOSTNAME, relay_hosts=("127.0.0.1",),
+		  max_message_size=20971520, max_recipients=100, client_timeout="60s",
+		  message_hook=DEFAULT_MESSAGE_HOOK):
+	relay = ", ".join(lua_str(h) for h in relay_hosts)
+	return """local petrel = require 'petrel'
+
+petrel.on('init', function()
+  petrel.define_spool{name='data', path=%(spool)s}
+  petrel.configure_local_logs{log_dir=%(log)s}
+  petrel.start_esmtp_listener{
+    listen=%(listen)s,
+    relay_hosts={%(relay)s},
+    hostname=%(host)s,
+    max_message_size=%(size)d,
+    max_recipients_per_message=%(rcpts)d,
+    client_timeout=%(timeout)s,
+  }
+end)
+%(hook)s""" % {
+		"spool": lua_str(spool), "log": lua_str(log_dir), "listen": lua_str(listen),
+		"relay": relay, "host": lua_str(hostname), "size": max_message_size,
+		"rcpts": max_recipients, "timeout": lua_str(client_timeout), "hook": message_hook,
+	}
+
+
+# ---------------------------------------------------------------------------
+# The daemon.
+
+class Petreld:
+	"""One petreld process.  Signalled only through its own pid."""
+
+	def __init__(self, policy, *, workdir, port, host="127.0.0.1", shards=None,
+		     log_level="info", cwd=None, extra_args=()):
+		self.policy = str(policy)
+		self.port = port
+		self.host = host
+		self.cwd = str(cwd or workdir)
+		n = len(list(Path(workdir).glob("petreld-*.stderr")))
+		self.stderr_path = Path(workdir) / ("petreld-%d.stderr" % n)
+		self.argv = [str(petreld_path()), "--policy", self.policy, "--log-level", log_level]
+		if shards is not None:
+			self.argv += ["--shards", str(shards)]
+		self.argv += list(extra_args)
+		self.proc = None
+		self.expect_death = False	# set by kill9: the cleanup must not complain
+		self.signalled = False
+
+	@property
+	def pid(self):
+		return self.proc.pid
+
+	def start(self, ready_timeout=20.0):
+		err = open(self.stderr_path, "ab")
+		try:
+			self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
+						     stdout=err, stderr=err)
+		finally:
+			err.close()
+		_live_daemons.append(self)
+		self.wait_ready(ready_timeout)
+		return self
+
+	def wait_ready(self, timeout):
+		"""Ready when a connection gets the 220 greeting.  Bounded."""
+		deadline = time.monotonic() + timeout
+		last = None
+		while time.monotonic() < deadline:
+			if self.proc.poll() is not None:
+				raise AssertionError("petreld exited with status %d before it was ready:\n%s"
+						     % (self.proc.returncode, self.stderr_tail()))
+			try:
+				with socket.create_connection((self.host, self.port), timeout=2) as s:
+					s.settimeout(max(0.5, deadline - time.monotonic()))
+					data = b""
+					while b"\r\n" not in data:
+						chunk = s.recv(512)
+						if not chunk:
+							break
+						data += chunk
+					if data.startswith(b"220 "):
+						return
+					last = data
+			except OSError as e:
+				last = e
+			time.sleep(0.05)
+		raise AssertionError("petreld not ready on %s:%d after %.0fs (last: %r):\n%s"
+				     % (self.host, self.port, timeout, last, self.stderr_tail()))
+
+	def running(self):
+		return self.proc is not None and self.proc.poll() is None
+
+	def signal(self, sig):
+		if self.running():
+			self.signalled = True
+			os.kill(self.proc.pid, sig)
+
+	def wait_exit(self, timeout):
+		"""Return the exit status, or None if still running after timeout."""
+		try:
+			return self.proc.wait(timeout=timeout)
+		except subprocess.TimeoutExpired:
+			return None
+
+	def stop(self, timeout=5.0):
+		"""SIGTERM, wait up to timeout, then SIGKILL.  Returns (status, seconds)
+		where status is the exit status after SIGTERM, or None when it had to
+		be killed."""
+		t0 = time.monotonic()
+		if not self.running():
+			return self.proc.returncode, 0.0
+		self.signal(signal.SIGTERM)
+		rc = self.wait_exit(timeout)
+		elapsed = time.monotonic() - t0
+		if rc is None:
+			self.kill_hard()
+		self._forget()
+		return rc, elapsed
+
+	def kill9(self):
+		"""A crash: SIGKILL, wait for it to be gone."""
+		self.expect_death = True
+		self.kill_hard()
+
+	def kill_hard(self):
+		if self.running():
+			self.signalled = True
+			os.kill(self.proc.pid, signal.SIGKILL)
+		if self.proc is not None:
+			try:
+				self.proc.wait(timeout=10)
+			except subprocess.TimeoutExpired:
+				pass
+		self._forget()
+
+	def _forget(self):
+		if self in _live_daemons and not self.running():
+			_live_daemons.remove(self)
+
+	def stderr_text(self):
+		try:
+			return self.stderr_path.read_text(errors="replace")
+		except OSError:
+			return ""
+
+	def stderr_tail(self, lines=60):
+		text = self.stderr_text().splitlines()
+		return "\n".join(["--- %s (last %d lines) ---" % (self.stderr_path.name, lines)]
+				 + text[-lines:])
+
+	def cleanup_check(self):
+		"""Stop (if needed) at the end of a test; complain if it died on its own
+		or did not exit 0 on SIGTERM."""
+		if self.proc is None:
+			return
+		died_alone = not self.running() and not self.signalled
+		rc, _ = self.stop(timeout=10)
+		if self.expect_death:
+			return
+		if died_alone:
+			raise AssertionError("petreld died during the test with status %s:\n%s"
+					     % (self.proc.returncode, self.stderr_tail()))
+		if rc != 0:
+			raise AssertionError("petreld exit status %s after SIGTERM (want 0):\n%s"
+					     % (rc, self.stderr_tail()))
+
+
+# ---------------------------------------------------------------------------
+# A raw SMTP client: exact bytes out, exact replies in.
+
+class Reply:
+	def __init__(self, code, lines):
+		self.code = code
+		self.lines = lines	# full lines, e.g. ["250-petrel.test", "250 SMTPUTF8"]
+
+	@property
+	def line(self):
+		"""The last (for one-line replies: the only) line, e.g. "250 2.1.0 OK"."""
+		return self.lines[-1]
+
+	@property
+	def texts(self):
+		return [l[4:] for l in self.lines]
+
+	def __repr__(self):
+		return "Reply(%r)" % (self.lines,)
+
+
+class SMTPConn:
+	def __init__(self, port, host="127.0.0.1", source=None, timeout=10.0):
+		src = (source, 0) if source else None
+		self.sock = socket.create_connection((host, port), timeout=timeout, source_address=src)
+		self.timeout = timeout
+		self.buf = b""
+
+	def close(self):
+		try:
+			self.sock.close()
+		except OSError:
+			pass
+
+	def __enter__(self):
+		return self
+
+	def __exit__(self, *exc):
+		self.close()
+
+	def send(self, data):
+		if isinstance(data, str):
+			data = data.encode()
+		self.sock.sendall(data)
+
+	def _fill(self):
+		chunk = self.sock.recv(65536)
+		if not chunk:
+			raise ConnectionError("server closed the connection (unread: %r)" % self.buf)
+		self.buf += chunk
+
+	def read_line(self):
+		while b"\r\n" not in self.buf:
+			self._fill()
+		line, self.buf = self.buf.split(b"\r\n", 1)
+		return line.decode("utf-8", errors="replace")
+
+	def read_reply(self):
+		lines = []
+		while True:
+			line = self.read_line()
+			if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
+				raise AssertionError("malformed reply line %r (after %r)" % (line, lines))
+			lines.append(line)
+			if len(line) == 3 or line[3] == " ":
+				return Reply(int(line[:3]), lines)
+
+	def expect(self, line):
+		"""Read one reply and assert its last line is exactly `line` (a full
+		"250 2.1.0 OK"), or, for a 3-digit string, just its code."""
+		r = self.read_reply()
+		if len(line) == 3:
+			if r.code != int(line):
+				raise AssertionError("want code %s, got %r" % (line, r.lines))
+		elif r.line != line:
+			raise AssertionError("want %r, got %r" % (line, r.lines))
+		return r
+
+	def cmd(self, command, want):
+		self.send(command + "\r\n")
+		return self.expect(want)
+
+	def expect_accept(self):
+		"""Read the end-of-data reply; assert "250 2.0.0 OK id=<32 hex>"; return the id."""
+		r = self.read_reply()
+		m = ACCEPT_RE.match(r.line)
+		if not m or len(r.lines) != 1:
+			raise AssertionError("want '250 2.0.0 OK id=<32 hex>', got %r" % (r.lines,))
+		return m.group(1)
+
+	def assert_silent(self, wait=0.5):
+		"""Nothing more has arrived nor arrives within `wait` seconds."""
+		if self.buf:
+			raise AssertionError("unexpected extra bytes from server: %r" % self.buf)
+		self.sock.settimeout(wait)
+		try:
+			chunk = self.sock.recv(65536)
+		except (socket.timeout, TimeoutError):
+			chunk = None
+		finally:
+			self.sock.settimeout(self.timeout)
+		if chunk is not None:
+			raise AssertionError("unexpected bytes from server: %r" % chunk)
+
+	def greeting(self):
+		return self.expect(GREETING)
+
+	def ehlo(self, name="client.test"):
+		r = self.cmd("EHLO " + name, "250")
+		return r
+
+	def starttls(self):
+		"""Wrap the socket in TLS (no certificate verification: the daemon's
+		certificate is self-signed).  Assumes the 220 has been read."""
+		if self.buf:
+			raise AssertionError("bytes received before the TLS handshake: %r" % self.buf)
+		ctx = ssl.create_default_context()
+		ctx.check_hostname = False
+		ctx.verify_mode = ssl.CERT_NONE
+		self.sock = ctx.wrap_socket(self.sock, server_hostname=HOSTNAME)
+		return self.sock.version()
+
+	def transaction(self, sender, rcpts, data):
+		"""MAIL, RCPT..., DATA one by one, each asserted, then `data` (already
+		dot-stuffed, ending in CRLF) and ".", returning the end-of-data Reply."""
+		self.cmd("MAIL FROM:<%s>" % sender, "250 2.1.0 OK")
+		for r in rcpts:
+			self.cmd("RCPT TO:<%s>" % r, "250 2.1.5 OK")
+		self.cmd("DATA", "354")
+		self.send(data + b".\r\n")
+		return self.read_reply()
+
+	def send_message(self, sender, rcpts, data):
+		"""A transaction that must be accepted; returns the id."""
+		r = self.transaction(sender, rcpts, data)
+		m = ACCEPT_RE.match(r.line)
+		if not m:
+			raise AssertionError("message not accepted: %r" % (r.lines,))
+		return m.group(1)
+
+
+def make_message(subject="e2e", body="hello from the e2e suite\r\n", size=None,
+		 sender="sender@client.test", to="rcpt@example.com", extra_headers=()):
+	"""An RFC 5322 message as bytes with CRLF line ends, already dot-stuffed.
+	With size, the body is padded with 70-octet lines up to about `size` bytes."""
+	head = ["From: <%s>" % sender, "To: <%s>" % to, "Subject: " + subject,
+		"Message-ID: <%x.%d@client.test>" % (random.getrandbits(64), os.getpid())]
+	head += list(extra_headers)
+	text = "\r\n".join(head) + "\r\n\r\n" + body
+	if size is not None:
+		line = "x" * 68 + "\r\n"
+		while len(text) + len(line) <= size:
+			text += line
+	return dot_stuff(text.encode())
+
+
+def dot_stuff(data):
+	"""RFC 5321 4.5.2: a line starting with "." gets one more."""
+	if data.startswith(b"."):
+		data = b"." + data
+	return data.replace(b"\r\n.", b"\r\n..")
+
+
+def ids_in(text):
+	"""Ids in every "250 2.0.0 OK id=..." of a transcript (swaks output)."""
+	return re.findall(r"250 2\.0\.0 OK id=([0-9a-f]{32})", text)
+
+
+# ---------------------------------------------------------------------------
+# petrel-spool and the reception log.
+
+LS_RE = re.compile(r"^(?P<id>[0-9a-f]{32}) shard=(?P<shard>\d+) segment=(?P<segment>\d+) "
+		   r"offset=(?P<offset>\d+) size=(?P<size>\d+) rcpts=(?P<rcpts>\d+) "
+		   r"created=(?P<created>\S.*)$")
+
+
+def run_spool_tool(spool, *args, timeout=120):
+	tool = spool_tool_path()
+	if not tool.exists():
+		raise AssertionError("%s does not exist (build it with make all)" % tool)
+	return subprocess.run([str(tool), "--spool", str(spool)] + list(args), capture_output=True,
+			      timeout=timeout)
+
+
+def spool_ls(spool):
+	"""Parse `petrel-spool ls`: {id: {shard, segment, offset, size, rcpts, created}}.
+	Asserts the exit status, every line's format, no duplicate ids, and that
+	the "<N> messages" count on stderr matches."""
+	p = run_spool_tool(spool, "ls")
+	out = p.stdout.decode(errors="replace")
+	err = p.stderr.decode(errors="replace")
+	if p.returncode != 0:
+		raise AssertionError("petrel-spool ls exit %d:\n%s%s" % (p.returncode, out, err))
+	entries = {}
+	for line in out.splitlines():
+		if not line.strip():
+			continue
+		m = LS_RE.match(line)
+		if not m:
+			raise AssertionError("petrel-spool ls: unparsable line %r" % line)
+		e = {k: (v if k in ("id", "created") else int(v)) for k, v in m.groupdict().items()}
+		if e["id"] in entries:
+			raise AssertionError("petrel-spool ls lists id %s twice" % e["id"])
+		entries[e["id"]] = e
+	counts = re.findall(r"^(\d+) messages?$", err, re.M)
+	if not counts:
+		raise AssertionError("petrel-spool ls: no '<N> messages' line on stderr: %r" % err)
+	if int(counts[-1]) != len(entries):
+		raise AssertionError("petrel-spool ls: stderr says %s messages, %d listed"
+				     % (counts[-1], len(entries)))
+	return entries
+
+
+def spool_verify(spool):
+	"""(exit status, stdout + stderr) of `petrel-spool verify`."""
+	p = run_spool_tool(spool, "verify")
+	return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+
+def spool_cat(spool, msg_id):
+	"""The stored message (bytes) of `petrel-spool cat ID`."""
+	p = run_spool_tool(spool, "cat", msg_id)
+	if p.returncode != 0:
+		raise AssertionError("petrel-spool cat %s exit %d: %r" % (msg_id, p.returncode, p.stderr))
+	return p.stdout
+
+
+def spool_envelope(spool, msg_id):
+	p = run_spool_tool(spool, "cat", "--envelope", msg_id)
+	if p.returncode != 0:
+		raise AssertionError("petrel-spool cat --envelope %s exit %d: %r"
+				     % (msg_id, p.returncode, p.stderr))
+	try:
+		return json.loads(p.stdout)
+	except ValueError as e:
+		raise AssertionError("petrel-spool cat --envelope: not JSON (%s): %r" % (e, p.stdout))
+
+
+def header_block(message):
+	"""The header lines of a message (bytes) as unfolded strings."""
+	head = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", errors="replace")
+	return re.sub(r"\r\n[ \t]+", " ", head).split("\r\n")
+
+
+def reception_records(log_dir):
+	"""Every JSON record in every file under <log_dir>/<shard>/ (plain files
+	only; a line still being written is skipped)."""
+	recs = []
+	root = Path(log_dir)
+	if not root.is_dir():
+		return recs
+	for f in sorted(root.glob("*/*")):
+		if not f.is_file() or f.suffix in (".zst", ".gz"):
+			continue
+		data = f.read_bytes()
+		for raw in data.split(b"\n"):
+			if not raw.strip():
+				continue
+			try:
+				recs.append(json.loads(raw))
+			except ValueError:
+				if not data.endswith(raw):	# only the unfinished last line may be partial
+					raise AssertionError("%s: bad JSON line %r" % (f, raw[:200]))
+	return recs
+
+
+def wait_reception(log_dir, ids, timeout=10):
+	"""Poll the reception log until it has a Reception record for every id;
+	return {id: record}."""
+	want = set(ids)
+
+	def found():
+		got = {r.get("id"): r for r in reception_records(log_dir) if r.get("type") == "Reception"}
+		return got if want <= set(got) else None
+	return wait_for(found, timeout, interval=0.1, what="reception records for %s" % sorted(want))
+
+
+def run_swaks(args, timeout=60):
+	"""Run swaks; return (exit status, transcript)."""
+	swaks = require_tool("swaks")
+	p = subprocess.run([swaks] + list(args), capture_output=True, timeout=timeout,
+			   stdin=subprocess.DEVNULL)
+	return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------
+# Per-test environment.
+
+class Env:
+	"""A temp dir with spool/, log/, the policy and the daemon's stderr; a port;
+	everything started through it is stopped by the test's cleanups."""
+
+	def __init__(self, test):
+		self.test = test
+		self.dir = Path(tempfile.mkdtemp(prefix="petrel-e2e-"))
+		_temp_dirs.append(str(self.dir))
+		self.spool = self.dir / "spool"
+		self.log_dir = self.dir / "log"
+		self.port = free_port()
+		self.daemons = []
+		self.conns = []
+		test.addCleanup(self._cleanup)
+
+	def write_policy(self, name="policy.lua", text=None, **kw):
+		if text is None:
+			kw.setdefault("listen", "127.0.0.1:%d" % self.port)
+			kw.setdefault("spool", str(self.spool))
+			kw.setdefault("log_dir", str(self.log_dir))
+			text = policy_source(**kw)
+		path = self.dir / name
+		path.write_text(text)
+		return path
+
+	def start(self, policy=None, port=None, **kw):
+		"""Start petreld (policy: a path, default a fresh default template) and
+		wait until it greets."""
+		if policy is None:
+			policy = self.write_policy()
+		d = Petreld(policy, workdir=self.dir, port=port or self.port, **kw)
+		self.daemons.append(d)
+		return d.start()
+
+	def connect(self, source=None, timeout=10.0, greet=True, port=None):
+		c = SMTPConn(port or self.port, source=source, timeout=timeout)
+		self.conns.append(c)
+		if greet:
+			c.greeting()
+		return c
+
+	def logs(self):
+		return "\n".join(d.stderr_tail() for d in self.daemons if d.proc is not None)
+
+	def _cleanup(self):
+		for c in self.conns:
+			c.close()
+		errors = []
+		for d in self.daemons:
+			try:
+				d.cleanup_check()
+			except AssertionError as e:
+				errors.append(str(e))
+		if errors:
+			raise AssertionError("\n".join(errors))
+
+
+class PetrelTest(unittest.TestCase):
+	"""Base class: self.env is a fresh Env; the daemons' stderr is printed
+	when the test fails (run.py prints a failed test's output)."""
+
+	maxDiff = None
+
+	def setUp(self):
+		self.env = Env(self)
+
+	def run(self, result=None):
+		result = result if result is not None else self.defaultTestResult()
+		before = len(result.failures) + len(result.errors)
+		out = super().run(result)
+		if len(result.failures) + len(result.errors) > before and getattr(self, "env", None):
+			print(self.env.logs(), file=sys.stderr)
+			print("temp dir: %s%s" % (self.env.dir, "" if KEEP else " (removed at exit; "
+						   "PETREL_E2E_KEEP=1 keeps it)"), file=sys.stderr)
+		return out
+
+
+def segment_file(spool, shard, seq):
+	"""The file of segment `seq`: <spool>/<shard>/<seq as %016x>.seg
+	(spool/spool_segment.c, LAYOUT)."""
+	path = Path(spool) / str(shard) / ("%016x.seg" % seq)
+	if not path.is_file():
+		names = sorted(f.name for f in (Path(spool) / str(shard)).glob("*"))
+		raise AssertionError("segment %d: no %s (the shard dir has %s)" % (seq, path, names))
+	return path
+
+
+class Load:
+	"""`sessions` threads, each one smtplib connection sending `per_session`
+	messages of about `size` bytes one after another.  Records the id of every
+	250 and how many transactions broke off with their outcome unknown."""
+
+	def __init__(self, port, sessions, per_session, size=1024, rcpt="load@example.com"):
+		self.port = port
+		self.sessions = sessions
+		self.per_session = per_session
+		self.msg = make_message(subject="load", size=size, to=rcpt)
+		self.rcpt = rcpt
+		self.lock = threading.Lock()
+		self.acked = []		# ids that got "250 2.0.0 OK id=..."
+		self.refused = []	# (code, text) of end-of-data replies that were not 250
+		self.unknown = 0	# transactions cut off after DATA was sent
+		self.errors = []	# connection errors (expected after a kill -9)
+		self.threads = [threading.Thread(target=self._worker, args=(i,), daemon=True)
+				for i in range(sessions)]
+
+	def start(self):
+		for t in self.threads:
+			t.start()
+		return self
+
+	def join(self, timeout):
+		deadline = time.monotonic() + timeout
+		for t in self.threads:
+			t.join(max(0.0, deadline - time.monotonic()))
+		alive = sum(t.is_alive() for t in self.threads)
+		if alive:
+			raise AssertionError("%d load sessions still running after %.0fs" % (alive, timeout))
+
+	def count(self):
+		with self.lock:
+			return len(self.acked)
+
+	def _worker(self, i):
+		import smtplib
+		in_data = False
+		try:
+			with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as s:
+				s.ehlo("load%d.client.test" % i)
+				for _ in range(self.per_session):
+					code, text = s.mail("load%d@client.test" % i)
+					if code != 250:
+						raise AssertionError("MAIL: %d %r" % (code, text))
+					code, text = s.rcpt(self.rcpt)
+					if code != 250:
+						raise AssertionError("RCPT: %d %r" % (code, text))
+					in_data = True
+					code, text = s.data(self.msg)
+					in_data = False
+					line = "%d %s" % (code, text.decode(errors="replace"))
+					m = ACCEPT_RE.match(line)
+					with self.lock:
+						if m:
+							self.acked.append(m.group(1))
+						else:
+							self.refused.append(line)
+		except Exception as e:	# noqa: BLE001 -- every failure is recorded for the test to judge
+			with self.lock:
+				self.errors.append("session %d: %r" % (i, e))
+				if in_data:
+					self.unknown += 1

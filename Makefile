@@ -74,9 +74,14 @@ $(BUILD)/tests/unit/%_test: tests/unit/%_test.c $$(LIB_$$(firstword $$(subst _, 
 deps:
 	@bash .ci/deps
 
+ASAN_VARS := BUILD=build/asan OPT=-O1 \
+	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+# The unit suites run twice: as built, and under ASan + UBSan.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@bash tests/run
+	@$(MAKE) --no-print-directory $(ASAN_VARS) all
+	@ASAN_BUILD=build/asan bash tests/run
 
 unit: all
 	@bash tests/run --unit
@@ -89,8 +94,7 @@ run: deps
 	$(BUILD)/petreld --policy policy/default.lua
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
-		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	@$(MAKE) --no-print-directory $(ASAN_VARS) all
 	@BUILD=build/asan bash tests/run --unit
 
 fuzz:

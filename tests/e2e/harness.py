@@ -183,7 +183,7 @@ end)
 
 def policy_source(*, listen, spool, log_dir, hostname=HOSTNAME, relay_hosts=("127.0.0.1",),
 		  max_message_size=20971520, max_recipients=100, client_timeout="60s",
-		  message_hook=DEFAULT_MESSAGE_HOOK):
+		  data_timeout="300s", max_connections=32768, message_hook=DEFAULT_MESSAGE_HOOK):
 	relay = ", ".join(lua_str(h) for h in relay_hosts)
 	return """local petrel = require 'petrel'
 
@@ -197,12 +197,15 @@ petrel.on('init', function()
     max_message_size=%(size)d,
     max_recipients_per_message=%(rcpts)d,
     client_timeout=%(timeout)s,
+    data_timeout=%(data_timeout)s,
+    max_connections=%(conns)d,
   }
 end)
 %(hook)s""" % {
 		"spool": lua_str(spool), "log": lua_str(log_dir), "listen": lua_str(listen),
 		"relay": relay, "host": lua_str(hostname), "size": max_message_size,
 		"rcpts": max_recipients, "timeout": lua_str(client_timeout), "hook": message_hook,
+		"conns": max_connections, "data_timeout": lua_str(data_timeout),
 	}
 
 

@@ -339,7 +339,7 @@ static bool shard_started(struct shard *s, bool ok)
 	struct shard_group *g = s->group;
 	bool go;
 
-	pthread_mutex_lock(&g->start_lock);
+	pthread_mutex_lock(&g->start_lock); /* start-up barrier only: never on a hot path */
 	g->n_started++;
 	if (!ok)
 		g->n_failed++;

@@ -6,6 +6,7 @@
  * shipped policy/default.lua (tests run from the repository root).
  */
 #include "policy/policy.h"
+#include "tests/unit/test_util.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -24,15 +25,9 @@ static void dir_setup(void)
 	cr_assert_not_null(mkdtemp(test_dir));
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void dir_teardown(void)
 {
-	nftw(test_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(test_dir);
 }
 
 /* Write text to <test_dir>/p.lua and return the path. */

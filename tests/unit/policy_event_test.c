@@ -10,6 +10,7 @@
  * assertion is on the exact JSON text the spool would store.
  */
 #include "policy/policy.h"
+#include "tests/unit/test_util.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -32,15 +33,9 @@ static void dir_setup(void)
 	cr_assert_not_null(mkdtemp(test_dir));
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void dir_teardown(void)
 {
-	nftw(test_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(test_dir);
 }
 
 static struct policy *load_ok(const char *text)

@@ -6,6 +6,7 @@
  * loaded by several threads at once.
  */
 #include "policy/policy.h"
+#include "tests/unit/test_util.h"
 
 #include <criterion/criterion.h>
 #include <ftw.h>
@@ -22,15 +23,9 @@ static void dir_setup(void)
 	cr_assert_not_null(mkdtemp(test_dir));
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void dir_teardown(void)
 {
-	nftw(test_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(test_dir);
 }
 
 static const char *write_file(const char *name, const char *text)

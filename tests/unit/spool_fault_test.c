@@ -20,17 +20,10 @@
 #include <unistd.h>
 
 #include "spool/spool.h"
+#include "tests/unit/test_util.h"
 
 static char tmpdir[64];
 static struct pt_idgen idgen;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void setup(void)
 {
@@ -41,7 +34,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(tmpdir);
 }
 
 TestSuite(spool_fault, .init = setup, .fini = teardown, .timeout = 120);

@@ -19,21 +19,14 @@
 #include <unistd.h>
 
 #include "spool/spool_int.h"
+#include "tests/unit/test_util.h"
 
 static char tmpdir[64];
 static struct pt_idgen idgen;
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_rf(const char *dir)
 {
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(dir);
 }
 
 static void setup(void)

@@ -20,20 +20,13 @@
 
 #include "core/ptime.h"
 #include "spool/spool.h"
+#include "tests/unit/test_util.h"
 
 extern char **environ;
 
 static char tmpdir[64];
 static char tool[4096];
 static struct pt_idgen idgen;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* <dir of this test>/../../petrel-spool, i.e. build/petrel-spool or build/asan/petrel-spool. */
 static void find_tool(void)
@@ -56,7 +49,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(tmpdir);
 }
 
 TestSuite(spool_tool, .init = setup, .fini = teardown, .timeout = 60);

@@ -10,37 +10,29 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char test_dir[] = "/tmp/petrel_policy_XXXXXX";
+static char test_dir[64];
 static char test_path[512];
 
 static void dir_setup(void)
 {
-	cr_assert_not_null(mkdtemp(test_dir));
+	test_tmpdir_make(test_dir, sizeof(test_dir), "petrel_policy");
 }
 
 static void dir_teardown(void)
 {
-	test_rm_tree(test_dir);
+	test_tmpdir_remove(test_dir);
 }
 
 /* Write text to <test_dir>/p.lua and return the path. */
 static const char *write_policy(const char *text)
 {
-	FILE *f;
-
-	snprintf(test_path, sizeof(test_path), "%s/p.lua", test_dir);
-	f = fopen(test_path, "w");
-	cr_assert_not_null(f);
-	fputs(text, f);
-	fclose(f);
-	return test_path;
+	return test_write_file(test_dir, "p.lua", text, test_path, sizeof(test_path));
 }
 
 static struct policy *load_ok(const char *text)

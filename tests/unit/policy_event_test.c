@@ -14,7 +14,6 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,30 +24,25 @@
 	"Subject: hello\r\nFrom: Alice <alice@example.com>\r\n"                                    \
 	"X-Folded: one\r\n two\r\n\r\nbody line\r\n"
 
-static char test_dir[] = "/tmp/petrel_policy_XXXXXX";
+static char test_dir[64];
 static char test_path[512];
 
 static void dir_setup(void)
 {
-	cr_assert_not_null(mkdtemp(test_dir));
+	test_tmpdir_make(test_dir, sizeof(test_dir), "petrel_policy");
 }
 
 static void dir_teardown(void)
 {
-	test_rm_tree(test_dir);
+	test_tmpdir_remove(test_dir);
 }
 
 static struct policy *load_ok(const char *text)
 {
 	struct policy *p = NULL;
 	char err[512];
-	FILE *f;
 
-	snprintf(test_path, sizeof(test_path), "%s/p.lua", test_dir);
-	f = fopen(test_path, "w");
-	cr_assert_not_null(f);
-	fputs(text, f);
-	fclose(f);
+	test_write_file(test_dir, "p.lua", text, test_path, sizeof(test_path));
 	cr_assert_eq(policy_load(&p, test_path, 0, err, sizeof(err)), PT_OK, "%s", err);
 	return p;
 }

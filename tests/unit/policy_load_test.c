@@ -9,42 +9,28 @@
 #include "tests/unit/test_util.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char test_dir[] = "/tmp/petrel_policy_XXXXXX";
+static char test_dir[64];
 static char test_path[512];
 
 static void dir_setup(void)
 {
-	cr_assert_not_null(mkdtemp(test_dir));
+	test_tmpdir_make(test_dir, sizeof(test_dir), "petrel_policy");
 }
 
 static void dir_teardown(void)
 {
-	test_rm_tree(test_dir);
+	test_tmpdir_remove(test_dir);
 }
 
-static const char *write_file(const char *name, const char *text)
-{
-	static char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", test_dir, name);
-	f = fopen(path, "w");
-	cr_assert_not_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
+/* Write text to <test_dir>/p.lua and return the path. */
 static const char *write_policy(const char *text)
 {
-	snprintf(test_path, sizeof(test_path), "%s", write_file("p.lua", text));
-	return test_path;
+	return test_write_file(test_dir, "p.lua", text, test_path, sizeof(test_path));
 }
 
 static struct policy *load_ok(const char *text)
@@ -203,9 +189,11 @@ Test(policy_load, sandbox_removes_process_and_native_code_access)
 
 Test(policy_load, require_finds_modules_beside_the_policy)
 {
+	char path[512];
 	struct policy *p;
 
-	write_file("helper.lua", "return { listen = '127.0.0.1:2600' }\n");
+	test_write_file(test_dir, "helper.lua", "return { listen = '127.0.0.1:2600' }\n", path,
+			sizeof(path));
 	p = load_ok("local petrel = require 'petrel'\n"
 		    "local helper = require 'helper'\n"
 		    "petrel.on('init', function()\n"
@@ -217,9 +205,11 @@ Test(policy_load, require_finds_modules_beside_the_policy)
 
 Test(policy_load, error_inside_a_required_module_names_the_module)
 {
-	char want[600], err[512];
+	char want[600], err[512], path[512];
 	struct policy *p = NULL;
-	const char *mod = write_file("broken.lua", "local M = {}\nlocal x = nil + 1\nreturn M\n");
+	const char *mod =
+	    test_write_file(test_dir, "broken.lua", "local M = {}\nlocal x = nil + 1\nreturn M\n",
+			    path, sizeof(path));
 
 	snprintf(want, sizeof(want), "%s:2: attempt to perform arithmetic on a nil value", mod);
 	cr_assert_eq(

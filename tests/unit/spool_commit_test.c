@@ -9,7 +9,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +24,14 @@ static unsigned n_pwritev, n_fdatasync;
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/spool_commit_XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_commit");
 	pt_idgen_init(&idgen, 1);
 	n_pwritev = n_fdatasync = 0;
 }
 
 static void teardown(void)
 {
-	test_rm_tree(tmpdir);
+	test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(spool_commit, .init = setup, .fini = teardown, .timeout = 120);

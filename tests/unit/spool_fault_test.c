@@ -11,7 +11,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +26,13 @@ static struct pt_idgen idgen;
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/spool_fault_XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_fault");
 	pt_idgen_init(&idgen, 3);
 }
 
 static void teardown(void)
 {
-	test_rm_tree(tmpdir);
+	test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(spool_fault, .init = setup, .fini = teardown, .timeout = 120);

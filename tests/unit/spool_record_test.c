@@ -7,7 +7,6 @@
  * PT_CORRUPT / a bad record on disk); ids are validated.
  */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +21,13 @@ static struct pt_idgen idgen;
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/spool_record_XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_record");
 	pt_idgen_init(&idgen, 0);
 }
 
 static void teardown(void)
 {
-	test_rm_tree(tmpdir);
+	test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(spool_record, .init = setup, .fini = teardown);

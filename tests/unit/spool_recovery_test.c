@@ -11,7 +11,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,21 +23,15 @@
 static char tmpdir[64];
 static struct pt_idgen idgen;
 
-static void rm_rf(const char *dir)
-{
-	test_rm_tree(dir);
-}
-
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/spool_recovery_XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_recovery");
 	pt_idgen_init(&idgen, 0);
 }
 
 static void teardown(void)
 {
-	rm_rf(tmpdir);
+	test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(spool_recovery, .init = setup, .fini = teardown, .timeout = 120);
@@ -367,7 +360,7 @@ Test(spool_recovery, torn_tail_at_every_byte)
 		sp = open_at(dir, 0, &found);
 		expect_ids(&found, want, n_want);
 		spool_close(sp);
-		rm_rf(dir);
+		test_tmpdir_remove(dir);
 	}
 	for (size_t i = 0; i < TORN_N; i++)
 		pt_message_clear(&m[i]);

@@ -8,7 +8,6 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <libgen.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -41,15 +40,14 @@ static void find_tool(void)
 
 static void setup(void)
 {
-	strcpy(tmpdir, "/tmp/spool_tool_XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_tool");
 	pt_idgen_init(&idgen, 0);
 	find_tool();
 }
 
 static void teardown(void)
 {
-	test_rm_tree(tmpdir);
+	test_tmpdir_remove(tmpdir);
 }
 
 TestSuite(spool_tool, .init = setup, .fini = teardown, .timeout = 60);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/dir.h"
 #include "net/tls.h"
 #include "policy/policy.h"
 #include "shard/shard.h"
@@ -130,20 +131,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 	return -1;
 }
 
-static void mkdir_p(const char *path)
-{
-	char p[4096];
-
-	snprintf(p, sizeof(p), "%s", path);
-	for (char *c = p + 1; *c; c++)
-		if (*c == '/') {
-			*c = '\0';
-			mkdir(p, 0750);
-			*c = '/';
-		}
-	mkdir(p, 0750);
-}
-
 /* A node id (UUID v4 text) kept in <spool>/nodeid so log records name this node. */
 static void load_nodeid(const char *spool_path, char out[37])
 {
@@ -170,7 +157,7 @@ static void load_nodeid(const char *spool_path, char out[37])
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
 		 r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
 		 r[14], r[15]);
-	mkdir_p(spool_path);
+	pt_mkdir_p(spool_path, 0750);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0 || write(fd, out, 36) != 36)
 		pt_warn("cannot store the node id in %s: %m", path);

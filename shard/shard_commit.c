@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dir.h"
 #include "core/json.h"
 #include "core/ptime.h"
 #include "shard/shard_int.h"
@@ -123,34 +124,20 @@ void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cq
 			 NULL);
 }
 
-static int shard_mkdir_p(char *path)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0750) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(path, 0750) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int shard_log_open(struct shard *s)
 {
 	const struct policy_config *pc = policy_config(s->policy);
 	char dir[4096], path[4200];
 	time_t now = time(NULL);
 	struct tm tm;
+	int rc;
 
 	s->log_fd = -1;
 	if (!pc->log_dir)
 		return PT_OK;
 	snprintf(dir, sizeof(dir), "%s/%u", pc->log_dir, s->id);
-	if (shard_mkdir_p(dir) < 0) {
-		pt_error("log directory %s: %m", dir);
+	if ((rc = pt_mkdir_p(dir, 0750)) < 0) {
+		pt_error("log directory %s: %s", dir, strerror(-rc));
 		return PT_ERROR;
 	}
 	gmtime_r(&now, &tm);

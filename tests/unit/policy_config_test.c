@@ -6,7 +6,7 @@
  * shipped policy/default.lua (tests run from the repository root).
  */
 #include "policy/policy.h"
-#include "tests/unit/test_util.h"
+#include "tests/unit/policy_test_util.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -15,49 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char test_dir[64];
-static char test_path[512];
-
-static void dir_setup(void)
-{
-	test_tmpdir_make(test_dir, sizeof(test_dir), "petrel_policy");
-}
-
-static void dir_teardown(void)
-{
-	test_tmpdir_remove(test_dir);
-}
-
-/* Write text to <test_dir>/p.lua and return the path. */
-static const char *write_policy(const char *text)
-{
-	return test_write_file(test_dir, "p.lua", text, test_path, sizeof(test_path));
-}
-
-static struct policy *load_ok(const char *text)
-{
-	struct policy *p = NULL;
-	char err[512];
-	int rc = policy_load(&p, write_policy(text), 0, err, sizeof(err));
-
-	cr_assert_eq(rc, PT_OK, "policy_load failed: %s", err);
-	cr_assert_not_null(p);
-	return p;
-}
-
-/* Load must fail with exactly "<path>:<line>: <msg>". */
-static void load_fails_with(const char *text, int line, const char *msg)
-{
-	struct policy *p = (struct policy *)1;
-	char err[512], want[600];
-	int rc = policy_load(&p, write_policy(text), 0, err, sizeof(err));
-
-	snprintf(want, sizeof(want), "%s:%d: %s", test_path, line, msg);
-	cr_assert_eq(rc, PT_ERROR);
-	cr_assert_null(p);
-	cr_assert_str_eq(err, want);
-}
 
 static bool relays(const struct policy_listener *l, const char *ip)
 {

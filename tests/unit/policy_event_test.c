@@ -10,7 +10,7 @@
  * assertion is on the exact JSON text the spool would store.
  */
 #include "policy/policy.h"
-#include "tests/unit/test_util.h"
+#include "tests/unit/policy_test_util.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -23,29 +23,6 @@
 #define TEST_DATA                                                                                  \
 	"Subject: hello\r\nFrom: Alice <alice@example.com>\r\n"                                    \
 	"X-Folded: one\r\n two\r\n\r\nbody line\r\n"
-
-static char test_dir[64];
-static char test_path[512];
-
-static void dir_setup(void)
-{
-	test_tmpdir_make(test_dir, sizeof(test_dir), "petrel_policy");
-}
-
-static void dir_teardown(void)
-{
-	test_tmpdir_remove(test_dir);
-}
-
-static struct policy *load_ok(const char *text)
-{
-	struct policy *p = NULL;
-	char err[512];
-
-	test_write_file(test_dir, "p.lua", text, test_path, sizeof(test_path));
-	cr_assert_eq(policy_load(&p, test_path, 0, err, sizeof(err)), PT_OK, "%s", err);
-	return p;
-}
 
 /* A handler-only policy: `body` is the handler's code (starts on line 3). */
 static struct policy *load_handler(const char *body)

@@ -216,20 +216,21 @@ static void shard_log_meta(struct pt_json *j, const struct pt_message *m)
 
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
 {
-	struct pt_buf queue = PT_BUF_INIT;
+	struct pt_buf *queue = &s->log_scratch; /* reused: no allocation per message */
 	struct pt_json j;
 	char now[32], created[32];
 
 	if (s->log_fd < 0)
 		return;
-	shard_queue_name(m, &queue);
+	queue->len = 0;
+	shard_queue_name(m, queue);
 	pt_json_init(&j, &s->log_pending);
 	pt_json_obj_begin(&j);
 	pt_json_key_str(&j, "type", "Reception");
 	pt_json_key_str(&j, "id", m->id);
 	pt_json_key_str(&j, "sender", m->sender);
 	shard_log_recipients(&j, m);
-	pt_json_key_str(&j, "queue", pt_buf_cstr(&queue));
+	pt_json_key_str(&j, "queue", pt_buf_cstr(queue));
 	pt_json_key_str(&j, "site", "");
 	pt_json_key_int(&j, "size", (int64_t)pt_message_size(m));
 	shard_log_response(&j, m->id);
@@ -258,7 +259,6 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 			c->tls_state == CONN_TLS_ON ? tls_conn_version(c->tls) : NULL);
 	pt_json_obj_end(&j);
 	pt_buf_append(&s->log_pending, "\n", 1);
-	pt_buf_free(&queue);
 }
 
 void shard_log_kick(struct shard *s)
@@ -302,4 +302,5 @@ void shard_log_close(struct shard *s)
 	s->log_fd = -1;
 	pt_buf_free(&s->log_pending);
 	pt_buf_free(&s->log_tx);
+	pt_buf_free(&s->log_scratch);
 }

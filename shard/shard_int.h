@@ -131,6 +131,7 @@ struct shard {
 	/* Reception log. */
 	int log_fd;
 	struct pt_buf log_pending, log_tx;
+	struct pt_buf log_scratch; /* one record's queue name */
 	bool log_busy;
 	struct shard_op log_op;
 

@@ -60,7 +60,6 @@ struct io_uring_sqe *shard_sqe(struct shard *s)
 		if (!sqe)
 			pt_panic("shard %u: no SQE after submit", s->id);
 	}
-	s->n_sqe_pending++;
 	return sqe;
 }
 
@@ -292,7 +291,6 @@ static void shard_wait(struct shard *s)
 		ts.tv_nsec = (next % 1000) * 1000000;
 		rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
 	}
-	s->n_sqe_pending = 0;
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		pt_panic("io_uring wait: %s", strerror(-rc));
 }

@@ -261,9 +261,18 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 	pt_buf_append(&s->log_pending, "\n", 1);
 }
 
+static void shard_log_submit(struct shard *s)
+{
+	struct io_uring_sqe *sqe = shard_sqe(s);
+
+	/* The file is O_APPEND: the offset is ignored and each write lands at the end. */
+	io_uring_prep_write(sqe, s->log_fd, s->log_tx.data, (unsigned)s->log_tx.len, 0);
+	shard_prep(sqe, &s->log_op);
+	s->log_busy = true;
+}
+
 void shard_log_kick(struct shard *s)
 {
-	struct io_uring_sqe *sqe;
 	struct pt_buf t;
 
 	if (s->log_busy || s->log_pending.len == 0 || s->log_fd < 0)
@@ -272,22 +281,21 @@ void shard_log_kick(struct shard *s)
 	s->log_tx = s->log_pending;
 	s->log_pending = t;
 	s->log_pending.len = 0;
-	sqe = shard_sqe(s);
-	/* The file is O_APPEND: the offset is ignored and each write lands at the end. */
-	io_uring_prep_write(sqe, s->log_fd, s->log_tx.data, (unsigned)s->log_tx.len, 0);
-	shard_prep(sqe, &s->log_op);
-	s->log_busy = true;
+	shard_log_submit(s);
 }
 
 void shard_handle_log(struct shard *s, struct io_uring_cqe *cqe)
 {
 	s->log_busy = false;
+	if (cqe->res > 0 && (size_t)cqe->res < s->log_tx.len) {
+		/* Short write (a full disk, usually): the rest goes before newer lines. */
+		pt_buf_consume(&s->log_tx, (size_t)cqe->res);
+		shard_log_submit(s);
+		return;
+	}
 	if (cqe->res < 0)
 		pt_error("log write: %s (%zu bytes of records lost)", strerror(-cqe->res),
 			 s->log_tx.len);
-	else if ((size_t)cqe->res < s->log_tx.len)
-		pt_error("log write: short write, %zu bytes of records lost",
-			 s->log_tx.len - (size_t)cqe->res);
 	s->log_tx.len = 0;
 }
 

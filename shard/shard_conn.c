@@ -360,8 +360,12 @@ static void conn_pump_output(struct shard_conn *c)
 
 	if (so->len > 0) {
 		if (c->tls_state == CONN_TLS_ON) {
-			if (tls_conn_write(c->tls, so->data, so->len) != PT_OK)
+			if (tls_conn_write(c->tls, so->data, so->len) != PT_OK) {
 				pt_warn("%s: TLS write: %s", c->peer_ip, tls_conn_error(c->tls));
+				so->len = 0;
+				conn_close(c, "TLS write failed");
+				return;
+			}
 		} else if (pt_buf_append(&c->out, so->data, so->len) != PT_OK) {
 			pt_error("%s: out of memory for replies", c->peer_ip);
 		}
@@ -488,8 +492,11 @@ static void conn_tls_input(struct shard_conn *c, const char *data, size_t len)
 	if (c->plain.len > 0)
 		smtp_session_feed(c->session, c->plain.data, c->plain.len);
 	conn_after_session(c);
-	if (rc != PT_OK)
-		c->close_after_send = true, conn_flush(c);
+	if (rc != PT_OK) {
+		/* close_notify or a fatal alert: send what is queued, then close. */
+		c->close_after_send = true;
+		conn_flush(c);
+	}
 }
 
 static void conn_input(struct shard_conn *c, const char *data, size_t len)

@@ -104,7 +104,6 @@ struct shard {
 	int exit_status; /* 0, or 1 after a start-up or fatal error */
 	struct io_uring ring;
 	unsigned ring_flags;
-	unsigned n_sqe_pending;
 
 	/* Receive buffers: one registered buffer ring per shard. */
 	struct io_uring_buf_ring *buf_ring;

@@ -504,7 +504,7 @@ int shard_group_start(struct shard_group *g)
 			break;
 		}
 	}
-	pthread_mutex_lock(&g->start_lock);
+	pthread_mutex_lock(&g->start_lock); /* main thread, start-up barrier only */
 	g->n_launched = launched;
 	g->launch_done = true;
 	pthread_cond_broadcast(&g->start_cond);

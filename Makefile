@@ -6,6 +6,7 @@
 #   make asan       unit suites under AddressSanitizer + UBSan (build/asan/)
 #   make fuzz       build the libFuzzer targets (clang) under build/fuzz/
 #   make bench      reception benchmark, Petrel beside Postfix
+#   make bench-relay  relay benchmark: generator -> Petrel / Postfix -> smtp-sink
 #   make deps       install the Debian packages (idempotent)
 #   make clean
 
@@ -44,7 +45,7 @@ UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool
 
-.PHONY: all test unit e2e run asan fuzz bench deps clean
+.PHONY: all test unit e2e run asan fuzz bench bench-relay deps clean
 all: $(TOOLS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -103,6 +104,10 @@ fuzz:
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/reception
+
+bench-relay: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/relay
 
 clean:
 	rm -rf build

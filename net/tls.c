@@ -1,5 +1,6 @@
 /*
- * tls.c -- wolfSSL glue (see tls.h for the model).
+ * tls.c -- wolfSSL glue (see tls.h for the model), both sides: the
+ * listeners' server contexts and the delivery side's client contexts.
  *
  * Why custom I/O callbacks: the shard owns its sockets through io_uring, so
  * wolfSSL must not read or write file descriptors.  Its receive callback
@@ -9,6 +10,15 @@
  *
  * One tls_ctx per shard: contexts are built from the same PEM text, so
  * shards never share wolfSSL state.
+ *
+ * Client side (STARTTLS when delivering).  A verifying context trusts the
+ * system CA bundle (Debian's /etc/ssl/certs/ca-certificates.crt, else every
+ * certificate in /etc/ssl/certs) and checks the peer's chain and name: the
+ * name the connection was made for, against the certificate's DNS names
+ * (wolfSSL_check_domain_name), or its IP addresses for an address literal.
+ * A non-verifying context (KumoMTA's *Insecure modes) accepts any
+ * certificate: the session is encrypted against a passive listener only.
+ * SNI (RFC 6066 3) is sent for host names, never for addresses.
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -19,16 +29,24 @@
 
 #include "net/tls.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Where Debian (and most Linux distributions) keep the trusted roots. */
+#define TLS_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define TLS_CA_DIR    "/etc/ssl/certs"
+
 struct tls_ctx {
 	WOLFSSL_CTX *ctx;
+	bool client;
+	bool verify; /* client: check the peer's certificate and name */
 };
 
 struct tls_conn {
 	WOLFSSL *ssl;
+	bool client;
 	struct pt_buf in;  /* ciphertext received, not yet consumed by wolfSSL */
 	size_t in_off;	   /* consumed prefix of in */
 	struct pt_buf out; /* ciphertext to send */
@@ -255,6 +273,58 @@ struct tls_ctx *tls_ctx_new_server_files(const char *cert_path, const char *key_
 	return ctx;
 }
 
+/* Trust the system's CA certificates: the bundle, else the directory. */
+static int tls_load_system_cas(WOLFSSL_CTX *c, char *err, size_t err_len)
+{
+	int n = wolfSSL_CTX_load_verify_locations(c, TLS_CA_BUNDLE, NULL);
+
+	if (n == WOLFSSL_SUCCESS)
+		return PT_OK;
+	n = wolfSSL_CTX_load_verify_locations_ex(c, NULL, TLS_CA_DIR, WOLFSSL_LOAD_FLAG_IGNORE_ERR);
+	if (n == WOLFSSL_SUCCESS)
+		return PT_OK;
+	tls_set_err(err, err_len,
+		    "tls: loading the CA certificates from " TLS_CA_BUNDLE " or " TLS_CA_DIR, n);
+	return PT_ERROR;
+}
+
+struct tls_ctx *tls_ctx_new_client(bool verify, char *err, size_t err_len)
+{
+	WOLFSSL_CTX *c = wolfSSL_CTX_new(wolfSSLv23_client_method());
+	struct tls_ctx *ctx;
+
+	if (!c) {
+		snprintf(err, err_len, "tls: cannot create a client context");
+		return NULL;
+	}
+	wolfSSL_CTX_SetMinVersion(c, WOLFSSL_TLSV1_2);
+	if (verify && tls_load_system_cas(c, err, err_len) != PT_OK) {
+		wolfSSL_CTX_free(c);
+		return NULL;
+	}
+	wolfSSL_CTX_set_verify(c, verify ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE, NULL);
+	ctx = tls_ctx_setup(c);
+	if (!ctx) {
+		snprintf(err, err_len, "tls: out of memory");
+		return NULL;
+	}
+	ctx->client = true;
+	ctx->verify = verify;
+	return ctx;
+}
+
+int tls_ctx_trust_pem(struct tls_ctx *ctx, const char *pem, size_t pem_len, char *err,
+		      size_t err_len)
+{
+	int n = wolfSSL_CTX_load_verify_buffer(ctx->ctx, (const unsigned char *)pem, (long)pem_len,
+					       WOLFSSL_FILETYPE_PEM);
+
+	if (n == WOLFSSL_SUCCESS)
+		return PT_OK;
+	tls_set_err(err, err_len, "tls: loading a trusted certificate", n);
+	return PT_ERROR;
+}
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
 	if (!ctx)
@@ -276,6 +346,67 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx)
 	}
 	wolfSSL_SetIOReadCtx(t->ssl, t);
 	wolfSSL_SetIOWriteCtx(t->ssl, t);
+	t->client = ctx->client;
+	return t;
+}
+
+/* "[192.0.2.1]" -> "192.0.2.1", "mx.example." -> "mx.example"; false when too long. */
+static bool tls_peer_name(const char *name, char *out, size_t len)
+{
+	size_t n = strlen(name);
+
+	if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
+		name++;
+		n -= 2;
+	}
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n >= len)
+		return false;
+	memcpy(out, name, n);
+	out[n] = '\0';
+	return true;
+}
+
+static bool tls_is_ip(const char *name)
+{
+	unsigned char addr[16];
+
+	return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/* SNI for a host name; the name or address the certificate must match when verifying. */
+static int tls_conn_set_peer(struct tls_conn *t, bool verify, const char *server_name)
+{
+	char name[256];
+	bool ip;
+	int n;
+
+	if (!server_name || !tls_peer_name(server_name, name, sizeof(name)) || name[0] == '\0')
+		return verify ? PT_ERROR : PT_OK;
+	ip = tls_is_ip(name);
+	if (!ip && wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, name, (word16)strlen(name)) !=
+		       WOLFSSL_SUCCESS)
+		return PT_ERROR;
+	if (!verify)
+		return PT_OK;
+	if (ip)
+		n = wolfSSL_X509_VERIFY_PARAM_set1_ip_asc(wolfSSL_get0_param(t->ssl), name);
+	else
+		n = wolfSSL_check_domain_name(t->ssl, name);
+	return n == WOLFSSL_SUCCESS ? PT_OK : PT_ERROR;
+}
+
+struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, const char *server_name)
+{
+	struct tls_conn *t = tls_conn_new(ctx);
+
+	if (!t)
+		return NULL;
+	if (tls_conn_set_peer(t, ctx->verify, server_name) != PT_OK) {
+		tls_conn_free(t);
+		return NULL;
+	}
 	return t;
 }
 
@@ -310,7 +441,7 @@ int tls_conn_handshake(struct tls_conn *t)
 
 	if (t->handshake_done)
 		return PT_OK;
-	rc = wolfSSL_accept(t->ssl);
+	rc = t->client ? wolfSSL_connect(t->ssl) : wolfSSL_accept(t->ssl);
 	if (rc == WOLFSSL_SUCCESS) {
 		t->handshake_done = true;
 		return PT_OK;

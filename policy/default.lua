@@ -11,8 +11,8 @@ init.lua ports as is.  The shape of a policy:
 
   * top-level code runs once per shard (every CPU core has its own Lua
     state, so globals are not shared between shards);
-  * petrel.on('init', ...) configures the server: listeners, spool, logs.
-    These calls are only allowed there;
+  * petrel.on('init', ...) configures the server: listeners, spool, logs,
+    DNS.  These calls are only allowed there;
   * other petrel.on(event, ...) handlers run per connection or message.
     A handler may call petrel.reject(code, text) to refuse with that SMTP
     reply; any other error is answered with 451 4.3.0 and logged with the
@@ -64,7 +64,50 @@ petrel.on('init', function()
   --   listen = '0.0.0.0:25',
   --   relay_hosts = {},
   -- }
+
+  -- DNS.  Without this call Petrel uses the name servers of
+  -- /etc/resolv.conf.  Entries are IP addresses, with an optional port.
+  -- petrel.dns.configure_resolver {
+  --   name_servers = { '127.0.0.1:53', { socket_addr = '[::1]:53' } },
+  --   options = { timeout = '5s' },       -- per query
+  -- }
 end)
+
+-- Delivery needs no handler: each recipient domain is delivered to its MX
+-- hosts with KumoMTA's defaults.  The two events below tune that; the
+-- values shown are the defaults unless said otherwise.
+--
+-- Per scheduled queue (campaign:tenant@domain), when the queue is first
+-- used and again every minute or so.  Arguments the message did not set
+-- are nil.  Returning nil keeps the defaults.
+-- petrel.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+--   return petrel.make_queue_config {
+--     retry_interval = '20 minutes',  -- first retry; doubles after each try
+--     -- max_retry_interval = '4 hours', -- cap on the doubling (default: none)
+--     max_age = '7 days',             -- then the message expires (a bounce)
+--     -- max_message_rate = '100/s',   -- per queue (default: unlimited)
+--     -- Send via fixed hosts ("smart host") instead of the domain's MX:
+--     -- protocol = { smtp = { mx_list = { 'relay.example.com:2525', '[10.0.0.1]' } } },
+--   }
+-- end)
+--
+-- Per destination site (the receiving provider's MX host set), shared by
+-- every queue that delivers there.  Rates are "count/period": "20/s",
+-- "500/min", "10000/h", "1,000/d".
+-- petrel.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
+--   return petrel.make_egress_path {
+--     connection_limit = 32,                -- concurrent connections to the site
+--     -- max_message_rate = '20/s',          -- default: unlimited
+--     -- max_connection_rate = '10/s',       -- default: unlimited
+--     max_deliveries_per_connection = 1024,
+--     max_recipients_per_batch = 100,       -- RCPTs per transaction
+--     enable_tls = 'Opportunistic',         -- or 'Required', 'Disabled',
+--                                           -- 'OpportunisticInsecure', 'RequiredInsecure'
+--     idle_timeout = '60s',                 -- keep an idle connection for reuse
+--     smtp_port = 25,
+--     -- ehlo_domain = 'mail.example.com',   -- default: this machine's host name
+--   }
+-- end)
 
 -- Runs once per message after DATA, before the message is spooled.  This
 -- one copies an X-Tenant header into the message's 'tenant' meta, which

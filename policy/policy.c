@@ -10,11 +10,13 @@
  *      process or load native code (DESIGN.md, security).  io.open and
  *      require stay: policies read helper files at init.
  *   2. require 'petrel' and require 'kumo' return the same table, so a
- *      KumoMTA policy ports with no rename: on, reject, and the init-only
- *      calls of policy_config.c.  package.path starts with the policy
- *      file's directory, then PETREL_POLICY_DIR (where the helper modules
- *      ship; "policy" relative to the working directory unless the build
- *      says otherwise), then $PETREL_POLICY_PATH when set.
+ *      KumoMTA policy ports with no rename: on, reject, the init-only
+ *      calls of policy_config.c and kumo.dns (policy_dns.c), and the
+ *      make_queue_config / make_egress_path constructors.  package.path
+ *      starts with the policy file's directory, then PETREL_POLICY_DIR
+ *      (where the helper modules ship; "policy" relative to the working
+ *      directory unless the build says otherwise), then $PETREL_POLICY_PATH
+ *      when set.
  *   3. The file's top-level code runs (it registers handlers with on()),
  *      then the `init` handler with config calls allowed.
  *
@@ -27,7 +29,10 @@
  * raised by C API functions (a bad start_esmtp_listener key, a wrong
  * argument type); the handler adds the position of the innermost Lua frame
  * to those, so every message a user sees points at a line of their policy.
- * It leaves reject values alone.
+ * A handler that ends in a tail call (`return kumo.make_queue_config{...}`,
+ * the usual form) has no frame left when the callee raises; such errors
+ * point at the line where the handler was defined instead.  It leaves
+ * reject values alone.
  *
  * Rejection.  reject(code, text) raises a table with the POLICY_MT_REJECT
  * metatable, the way KumoMTA's kumo.reject raises an error: the handler's
@@ -35,6 +40,13 @@
  * turns it into PT_DECLINED and a reply; any other error is the policy's
  * bug, logged, and answered with 451 4.3.0 so the client retries later
  * rather than losing mail to our mistake.
+ *
+ * Configuration events.  get_queue_config and get_egress_path_config
+ * (policy_queue.c, policy_egress.c) run through policy_config_event: the
+ * handler gets string arguments (nil for NULL) and must return the userdata
+ * its make_* function built, or nil for the defaults, as KumoMTA allows.
+ * A wrong value is reported at the line where the handler was defined,
+ * since no line of it is running any more.
  *
  * Memory errors.  The API calls made around a handler (pushing the message
  * object, finding the handler) run under lua_cpcall too, so even running out
@@ -78,8 +90,14 @@ void policy_check_init(lua_State *L, struct policy *p, const char *fn)
 		policy_raise(L, "%s may only be called from the init event", fn);
 }
 
-/* "src:line:" of the innermost Lua function on the stack; false if none. */
-static bool policy_where(lua_State *L, char *out, size_t n)
+/*
+ * "src:line:" of the innermost Lua function on the stack.  None is left
+ * when the handler ended in a tail call (`return kumo.make_queue_config
+ * {...}` replaces the handler's frame with the C function's): then the
+ * line where the running handler was defined (p->fallback_where, set by
+ * policy_pcall).  False if there is neither.
+ */
+static bool policy_where(lua_State *L, const struct policy *p, char *out, size_t n)
 {
 	lua_Debug ar;
 
@@ -90,8 +108,8 @@ static bool policy_where(lua_State *L, char *out, size_t n)
 			return true;
 		}
 	}
-	out[0] = '\0';
-	return false;
+	snprintf(out, n, "%s", p->fallback_where);
+	return out[0] != '\0';
 }
 
 /*
@@ -136,6 +154,7 @@ static bool policy_is_reject(lua_State *L, int idx)
 /* The message handler of every protected call (see the file comment). */
 static int policy_msgh(lua_State *L)
 {
+	struct policy *p = policy_from_upvalue(L);
 	char where[LUA_IDSIZE + 32];
 	const char *msg;
 
@@ -145,7 +164,7 @@ static int policy_msgh(lua_State *L)
 		msg = lua_tostring(L, 1);
 	else
 		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-	if (policy_has_location(L, msg) || !policy_where(L, where, sizeof(where)))
+	if (policy_has_location(L, msg) || !policy_where(L, p, where, sizeof(where)))
 		lua_pushstring(L, msg);
 	else
 		lua_pushfstring(L, "%s %s", where, msg);
@@ -171,6 +190,7 @@ static int policy_on(lua_State *L)
 
 static int policy_reject(lua_State *L)
 {
+	struct policy *p = policy_from_upvalue(L);
 	char where[LUA_IDSIZE + 32];
 	lua_Number code;
 
@@ -192,7 +212,7 @@ static int policy_reject(lua_State *L)
 	lua_pushvalue(L, 2);
 	lua_setfield(L, -2, "text");
 	/* Kept for the error that reject outside an SMTP event becomes. */
-	policy_where(L, where, sizeof(where));
+	policy_where(L, p, where, sizeof(where));
 	lua_pushstring(L, where);
 	lua_setfield(L, -2, "where");
 	luaL_getmetatable(L, POLICY_MT_REJECT);
@@ -351,7 +371,8 @@ static void setup_module(lua_State *L, struct policy *p)
 {
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
-	lua_pushcfunction(L, policy_msgh);
+	lua_pushlightuserdata(L, p);
+	lua_pushcclosure(L, policy_msgh, 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_MSGH);
 
 	luaL_newmetatable(L, POLICY_MT_REJECT);
@@ -362,8 +383,12 @@ static void setup_module(lua_State *L, struct policy *p)
 	policy_buf_register(L);
 
 	lua_newtable(L);
-	luaL_setfuncs(L, policy_functions, 0);
+	lua_pushlightuserdata(L, p);
+	luaL_setfuncs(L, policy_functions, 1);
 	policy_config_register(L, p);
+	policy_queue_register(L);
+	policy_egress_register(L);
+	policy_dns_register(L, p);
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "loaded");
 	lua_pushvalue(L, -3);
@@ -392,8 +417,7 @@ static int policy_panic(lua_State *L)
 
 /* --- running code --------------------------------------------------------- */
 
-/* The error at the top of the stack as text (a stray reject explains itself). */
-static void policy_error_text(lua_State *L, char *out, size_t n)
+void policy_error_text(lua_State *L, char *out, size_t n)
 {
 	if (policy_is_reject(L, -1)) {
 		lua_getfield(L, -1, "where");
@@ -405,25 +429,43 @@ static void policy_error_text(lua_State *L, char *out, size_t n)
 	snprintf(out, n, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "unknown error");
 }
 
-/*
- * Call the function below nargs arguments at the top of the stack, under the
- * message handler.  Leaves the error value on failure.  Returns the
- * lua_pcall status.
- */
-static int policy_pcall(lua_State *L, int nargs)
+/* "src:line:" where the function at the top of the stack was defined, or
+ * "" for the main chunk and C functions (they have no definition line). */
+static void policy_where_defined(lua_State *L, char *out, size_t n)
 {
+	lua_Debug ar;
+
+	lua_pushvalue(L, -1);
+	lua_getinfo(L, ">S", &ar);
+	if (ar.linedefined > 0)
+		snprintf(out, n, "%s:%d:", ar.short_src, ar.linedefined);
+	else
+		out[0] = '\0';
+}
+
+int policy_pcall(struct policy *p, int nargs, int nresults)
+{
+	lua_State *L = p->L;
+	char saved[sizeof(p->fallback_where)];
 	int msgh = lua_gettop(L) - nargs;
 	int rc;
 
+	/* Nested calls (a handler calling into another) restore the outer one. */
+	memcpy(saved, p->fallback_where, sizeof(saved));
+	lua_pushvalue(L, msgh);
+	policy_where_defined(L, p->fallback_where, sizeof(p->fallback_where));
+	lua_pop(L, 1);
+	if (p->fallback_where[0] == '\0')
+		memcpy(p->fallback_where, saved, sizeof(saved));
 	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_MSGH);
 	lua_insert(L, msgh);
-	rc = lua_pcall(L, nargs, 0, msgh);
+	rc = lua_pcall(L, nargs, nresults, msgh);
 	lua_remove(L, msgh);
+	memcpy(p->fallback_where, saved, sizeof(saved));
 	return rc;
 }
 
-/* Push the handler for event (true), or nothing (false). */
-static bool policy_push_handler(lua_State *L, const char *event)
+bool policy_push_handler(lua_State *L, const char *event)
 {
 	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
 	lua_getfield(L, -1, event);
@@ -438,13 +480,13 @@ static int policy_run_file(struct policy *p, const char *path, char *err, size_t
 {
 	lua_State *L = p->L;
 
-	if (luaL_loadfile(L, path) != 0 || policy_pcall(L, 0) != 0)
+	if (luaL_loadfile(L, path) != 0 || policy_pcall(p, 0, 0) != 0)
 		goto fail;
 	if (policy_push_handler(L, "init")) {
 		int rc;
 
 		p->in_init = true;
-		rc = policy_pcall(L, 0);
+		rc = policy_pcall(p, 0, 0);
 		p->in_init = false;
 		if (rc != 0)
 			goto fail;
@@ -551,7 +593,7 @@ static int policy_event_message_received(lua_State *L)
 	slot = policy_message_push(L, ev->msg);
 	lua_pushvalue(L, -2);
 	lua_pushvalue(L, -2);
-	status = policy_pcall(L, 1);
+	status = policy_pcall(ev->p, 1, 0);
 	*slot = NULL;
 	policy_event_outcome(L, ev, status);
 	return 0;
@@ -578,4 +620,75 @@ int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg
 		reply_internal_error(reply);
 	}
 	return ev.rc;
+}
+
+/* --- configuration events ----------------------------------------------------- */
+
+struct policy_config_call {
+	struct policy *p;
+	const struct policy_result_kind *kind;
+	const char *const *args;
+	int n_args;
+	void *out;
+	int rc;
+	char error[1024];
+};
+
+/* Runs under lua_cpcall; the result stays on the stack while take copies it. */
+static int policy_config_event_call(lua_State *L)
+{
+	struct policy_config_call *c = lua_touserdata(L, 1);
+	const struct policy_result_kind *k = c->kind;
+	char where[LUA_IDSIZE + 32];
+	void *value;
+
+	c->rc = PT_OK;
+	if (!policy_push_handler(L, k->event))
+		return 0;
+	policy_where_defined(L, where, sizeof(where));
+	for (int i = 0; i < c->n_args; i++) {
+		if (c->args[i] != NULL)
+			lua_pushstring(L, c->args[i]);
+		else
+			lua_pushnil(L);
+	}
+	if (policy_pcall(c->p, c->n_args, 1) != 0) {
+		policy_error_text(L, c->error, sizeof(c->error));
+		c->rc = PT_ERROR;
+		return 0;
+	}
+	/* nil: KumoMTA falls back to the defaults (its or_default()). */
+	if (lua_isnil(L, -1))
+		return 0;
+	if ((value = luaL_testudata(L, -1, k->mt)) == NULL) {
+		snprintf(c->error, sizeof(c->error), "%s%s%s must return %s{...} or nil, got %s",
+			 where, where[0] ? " " : "", k->event, k->maker, luaL_typename(L, -1));
+		c->rc = PT_ERROR;
+		return 0;
+	}
+	if (k->take(c->out, value) != PT_OK) {
+		snprintf(c->error, sizeof(c->error), "%s%s%s: out of memory copying the result",
+			 where, where[0] ? " " : "", k->event);
+		c->rc = PT_ERROR;
+	}
+	return 0;
+}
+
+int policy_config_event(struct policy *p, const struct policy_result_kind *kind,
+			const char *const *args, int n_args, void *out, char *err, size_t err_len)
+{
+	struct policy_config_call c = {
+	    .p = p, .kind = kind, .args = args, .n_args = n_args, .out = out};
+	int top = lua_gettop(p->L);
+
+	if (err != NULL && err_len > 0)
+		err[0] = '\0';
+	if (lua_cpcall(p->L, policy_config_event_call, &c) != 0) {
+		snprintf(c.error, sizeof(c.error), "%s: %s", kind->event, lua_tostring(p->L, -1));
+		c.rc = PT_ERROR;
+	}
+	lua_settop(p->L, top);
+	if (c.rc != PT_OK && err != NULL && err_len > 0)
+		snprintf(err, err_len, "%s", c.error);
+	return c.rc;
 }

@@ -26,6 +26,10 @@
  * policy's file:line.  A listener is built in p->scratch, not on the C
  * stack, so that whatever a failed call had allocated still has an owner.
  *
+ * The key and value checks (policy_config_check_*) are shared with the
+ * make_* constructors and kumo.dns.configure_resolver, so every table a
+ * policy hands to Petrel is checked the same way.
+ *
  * Defaults (KumoMTA's where it has one): hostname gethostname(), relay_hosts
  * {127.0.0.1}, max_message_size 20 MiB, max_recipients_per_message 100,
  * max_connections 32768, client_timeout 60 s, data_timeout 300 s; spool
@@ -112,7 +116,7 @@ static const char *const logs_kumo_only[] = {
     "max_file_size", "compression_level", "back_pressure", "filter_event", NULL,
 };
 
-static bool name_in(const char *const *list, const char *name)
+bool policy_config_name_in(const char *const *list, const char *name)
 {
 	for (; *list != NULL; list++)
 		if (strcmp(*list, name) == 0)
@@ -120,9 +124,8 @@ static bool name_in(const char *const *list, const char *name)
 	return false;
 }
 
-/* Every key of the table at idx must be a string in `known`. */
-static void config_check_keys(lua_State *L, const char *fn, int idx, const char *const *known,
-			      const char *const *kumo_only)
+void policy_config_check_keys(lua_State *L, int idx, const char *fn, const char *what,
+			      const char *const *known, const char *const *kumo_only)
 {
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
@@ -133,16 +136,25 @@ static void config_check_keys(lua_State *L, const char *fn, int idx, const char 
 			policy_raise(L, "%s: keys must be strings, got a %s key", fn,
 				     luaL_typename(L, -1));
 		key = lua_tostring(L, -1);
-		if (name_in(kumo_only, key))
+		if (policy_config_name_in(kumo_only, key))
 			policy_raise(L, "%s: '%s' is a KumoMTA option Petrel does not support yet",
 				     fn, key);
-		if (!name_in(known, key))
-			policy_raise(L, "%s: unknown key '%s'", fn, key);
+		if (policy_config_name_in(known, key))
+			continue;
+		if (what != NULL)
+			policy_raise(L, "'%s' is not a %s option", key, what);
+		policy_raise(L, "%s: unknown key '%s'", fn, key);
 	}
 }
 
-/* A copy of the string at idx; raises unless it is a string without NULs. */
-static char *config_dup_string(lua_State *L, int idx, const char *fn, const char *key)
+/* Every key of the table at idx must be a string in `known`. */
+static void config_check_keys(lua_State *L, const char *fn, int idx, const char *const *known,
+			      const char *const *kumo_only)
+{
+	policy_config_check_keys(L, idx, fn, NULL, known, kumo_only);
+}
+
+char *policy_config_dup_string(lua_State *L, int idx, const char *fn, const char *key)
 {
 	size_t n;
 	const char *s;
@@ -161,14 +173,13 @@ static char *config_dup_string(lua_State *L, int idx, const char *fn, const char
 
 static void config_set_string(lua_State *L, int idx, const char *fn, const char *key, char **dst)
 {
-	char *copy = config_dup_string(L, idx, fn, key);
+	char *copy = policy_config_dup_string(L, idx, fn, key);
 
 	free(*dst);
 	*dst = copy;
 }
 
-/* A whole number in [1, max]. */
-static uint64_t config_check_count(lua_State *L, int idx, const char *fn, const char *key,
+uint64_t policy_config_check_count(lua_State *L, int idx, const char *fn, const char *key,
 				   uint64_t max)
 {
 	lua_Number v;
@@ -181,6 +192,26 @@ static uint64_t config_check_count(lua_State *L, int idx, const char *fn, const 
 		policy_raise(L, "%s: '%s' must be a whole number from 1 to %llu", fn, key,
 			     (unsigned long long)max);
 	return (uint64_t)v;
+}
+
+uint64_t policy_config_check_timeout(lua_State *L, int idx, const char *fn, const char *key)
+{
+	char what[96];
+	uint64_t ms;
+
+	snprintf(what, sizeof(what), "%s: '%s'", fn, key);
+	ms = policy_check_duration(L, idx, what);
+	if (ms == 0)
+		policy_raise(L, "%s must be longer than zero", what);
+	return ms;
+}
+
+bool policy_config_check_bool(lua_State *L, int idx, const char *fn, const char *key)
+{
+	if (lua_type(L, idx) != LUA_TBOOLEAN)
+		policy_raise(L, "%s: '%s' must be a boolean, got %s", fn, key,
+			     luaL_typename(L, idx));
+	return lua_toboolean(L, idx);
 }
 
 /* Raises unless the value at idx is a list (keys 1..n) of strings. */
@@ -248,22 +279,16 @@ static void listener_set_field(lua_State *L, int idx, struct policy_listener *l,
 		listener_set_relay_hosts(L, idx, (struct pt_cidr_list *)base);
 		break;
 	case FIELD_SIZE:
-		*(uint64_t *)base = config_check_count(L, idx, fn, f->name, (uint64_t)1 << 53);
+		*(uint64_t *)base =
+		    policy_config_check_count(L, idx, fn, f->name, (uint64_t)1 << 53);
 		break;
 	case FIELD_UINT:
-		*(unsigned *)base = (unsigned)config_check_count(L, idx, fn, f->name, UINT_MAX);
+		*(unsigned *)base =
+		    (unsigned)policy_config_check_count(L, idx, fn, f->name, UINT_MAX);
 		break;
-	case FIELD_DURATION: {
-		char what[64];
-		uint64_t ms;
-
-		snprintf(what, sizeof(what), "%s: '%s'", fn, f->name);
-		ms = policy_check_duration(L, idx, what);
-		if (ms == 0)
-			policy_raise(L, "%s must be longer than zero", what);
-		*(uint64_t *)base = ms;
+	case FIELD_DURATION:
+		*(uint64_t *)base = policy_config_check_timeout(L, idx, fn, f->name);
 		break;
-	}
 	}
 }
 
@@ -383,7 +408,7 @@ static int config_define_spool(lua_State *L)
 	lua_getfield(L, 1, "path");
 	if (lua_isnil(L, 5))
 		return policy_raise(L, "define_spool: 'path' is required");
-	path = config_dup_string(L, 5, "define_spool", "path");
+	path = policy_config_dup_string(L, 5, "define_spool", "path");
 	if (strcmp(name, "meta") == 0) {
 		/* Meta lives in the data spool's records (see the file comment). */
 		free(path);
@@ -476,6 +501,9 @@ void policy_config_free(struct policy *p)
 	free(c->listeners);
 	free(c->spool_path);
 	free(c->log_dir);
+	for (size_t i = 0; i < c->n_dns_name_servers; i++)
+		free(c->dns_name_servers[i]);
+	free(c->dns_name_servers);
 	policy_listener_free(&p->scratch);
 	*c = (struct policy_config){0};
 	p->cap_listeners = 0;

@@ -11,10 +11,12 @@
 #include <lua.h>
 
 /* Metatable names (luaL_newmetatable keys in the registry). */
-#define POLICY_MT_MESSAGE "petrel.Message"
-#define POLICY_MT_ADDRESS "petrel.EnvelopeAddress"
-#define POLICY_MT_REJECT  "petrel.Reject"
-#define POLICY_MT_BUF	  "petrel.Buf"
+#define POLICY_MT_MESSAGE      "petrel.Message"
+#define POLICY_MT_ADDRESS      "petrel.EnvelopeAddress"
+#define POLICY_MT_REJECT       "petrel.Reject"
+#define POLICY_MT_BUF	       "petrel.Buf"
+#define POLICY_MT_QUEUE_CONFIG "petrel.QueueConfig"
+#define POLICY_MT_EGRESS_PATH  "petrel.EgressPathConfig"
 
 /* Registry field holding the table event name -> handler function. */
 #define POLICY_REG_HANDLERS "petrel.handlers"
@@ -32,6 +34,9 @@ struct policy {
 	 * it (the next call, or policy_free).
 	 */
 	struct policy_listener scratch;
+	/* "file:line:" of the handler being run, for errors that have no Lua
+	 * frame left to point at (policy.c, policy_where). */
+	char fallback_where[LUA_IDSIZE + 32];
 };
 
 /* The policy a Lua C function belongs to (upvalue 1 of every API function). */
@@ -48,6 +53,49 @@ void policy_config_register(lua_State *L, struct policy *p);
 int policy_config_init(struct policy_config *c);
 void policy_config_free(struct policy *p);
 void policy_listener_free(struct policy_listener *l);
+/*
+ * Raise unless every key of the table at idx is a string in `known`.  A key
+ * in `kumo_only` raises "<fn>: '<key>' is a KumoMTA option Petrel does not
+ * support yet"; any other key "<fn>: unknown key '<key>'", or, when `what`
+ * is given, "'<key>' is not a <what> option".
+ */
+void policy_config_check_keys(lua_State *L, int idx, const char *fn, const char *what,
+			      const char *const *known, const char *const *kumo_only);
+bool policy_config_name_in(const char *const *list, const char *name);
+/* A malloc'd copy of the string at idx (caller frees); raises unless it is a
+ * string without NUL bytes. */
+char *policy_config_dup_string(lua_State *L, int idx, const char *fn, const char *key);
+/* A whole number in [1, max]; raises "<fn>: '<key>' must be ..." otherwise. */
+uint64_t policy_config_check_count(lua_State *L, int idx, const char *fn, const char *key,
+				   uint64_t max);
+/* A duration (policy_check_duration) longer than zero, in milliseconds. */
+uint64_t policy_config_check_timeout(lua_State *L, int idx, const char *fn, const char *key);
+/* A boolean; raises "<fn>: '<key>' must be a boolean, got <type>". */
+bool policy_config_check_bool(lua_State *L, int idx, const char *fn, const char *key);
+
+/* policy_rate.c */
+/* The rate string at idx (policy_rate_parse); raises "<fn>: '<key>': ..." on
+ * anything else. */
+void policy_rate_check(lua_State *L, int idx, const char *fn, const char *key,
+		       struct policy_rate *out);
+
+/* policy_queue.c: kumo.make_queue_config into the table at the top. */
+void policy_queue_register(lua_State *L);
+
+/* policy_egress.c: kumo.make_egress_path into the table at the top. */
+void policy_egress_register(lua_State *L);
+
+/* policy_dns.c */
+/* kumo.dns = { configure_resolver = ... } into the table at the top. */
+void policy_dns_register(lua_State *L, struct policy *p);
+/*
+ * Check the syntax of a host with an optional port: "a.b.c.d", "a.b.c.d:port",
+ * "[ip]", "[ip]:port", a bare IPv6 address (no port), and with names_ok also
+ * "host" and "host:port" (RFC 1123 labels; a last label of only digits is
+ * taken as a mistyped IPv4 address).  Ports 1 to 65535.  PT_OK, or PT_ERROR
+ * with a static reason in *why.  Nothing is resolved.
+ */
+int policy_dns_check_host(const char *s, bool names_ok, const char **why);
 
 /* policy_duration.c */
 /*
@@ -91,5 +139,36 @@ struct pt_message **policy_message_push(lua_State *L, struct pt_message *msg);
 int policy_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Raise "<fn> may only be called from the init event" unless init runs. */
 void policy_check_init(lua_State *L, struct policy *p, const char *fn);
+/* The error at the top of the stack as text (a stray reject explains itself). */
+void policy_error_text(lua_State *L, char *out, size_t n);
+/*
+ * Call the function below nargs arguments at the top of p->L's stack, under
+ * the message handler (errors get the policy's file:line; the function's
+ * own definition line when no Lua frame is left, as after a tail call),
+ * keeping nresults results.  Leaves the error value on failure.  Returns
+ * the lua_pcall status.
+ */
+int policy_pcall(struct policy *p, int nargs, int nresults);
+/* Push the handler registered for event (true), or nothing (false). */
+bool policy_push_handler(lua_State *L, const char *event);
+
+/* What a configuration event must return: a userdata made by `maker`. */
+struct policy_result_kind {
+	const char *event; /* "get_queue_config" */
+	const char *mt;	   /* POLICY_MT_QUEUE_CONFIG */
+	const char *maker; /* "kumo.make_queue_config", for messages */
+	/* Deep-copy the userdata's C value into out: PT_OK or PT_NOMEM. */
+	int (*take)(void *out, const void *value);
+};
+/*
+ * Run kind->event's handler with n_args string arguments (NULL -> nil).
+ * No handler, or a nil result (KumoMTA then uses the defaults): out is left
+ * alone, PT_OK.  A kind->mt userdata: kind->take copies it into out, PT_OK.
+ * PT_ERROR with err = "file:line: message" for a raised error (where it was
+ * raised), any other result (where the handler was defined), or a failed
+ * copy.  Runs under lua_cpcall: out of memory is an error, not a panic.
+ */
+int policy_config_event(struct policy *p, const struct policy_result_kind *kind,
+			const char *const *args, int n_args, void *out, char *err, size_t err_len);
 
 #endif

@@ -245,6 +245,21 @@ static void shard_handle_cqe(struct shard *s, struct io_uring_cqe *cqe)
 		break;
 	case SHARD_OP_IGNORE:
 		break;
+	case SHARD_OP_DNS_POLL:
+		shard_handle_dns_poll(s, pt_container_of(op, struct shard_dns_watch, op), cqe);
+		break;
+	case SHARD_OP_OUT_CONNECT:
+		shard_handle_out_connect(pt_container_of(op, struct shard_out, connect_op), cqe);
+		break;
+	case SHARD_OP_OUT_RECV:
+		shard_handle_out_recv(pt_container_of(op, struct shard_out, recv_op), cqe);
+		break;
+	case SHARD_OP_OUT_SEND:
+		shard_handle_out_send(pt_container_of(op, struct shard_out, send_op), cqe);
+		break;
+	case SHARD_OP_BODY_READ:
+		shard_handle_body_read(s, pt_container_of(op, struct shard_body_read, op), cqe);
+		break;
 	default:
 		pt_panic("unknown op kind %u", op->kind);
 	}
@@ -260,14 +275,15 @@ static unsigned shard_reap(struct shard *s)
 		shard_handle_cqe(s, cqe);
 		n++;
 	}
+	shard_outs_reap(s);
 	io_uring_cq_advance(&s->ring, n);
 	return n;
 }
 
 static bool shard_drained(struct shard *s)
 {
-	return s->n_conns == 0 && !spool_batch_busy(s->spool) && !spool_batch_ready(s->spool) &&
-	       !s->log_busy && s->log_pending.len == 0;
+	return s->n_conns == 0 && s->n_out == 0 && !spool_batch_busy(s->spool) &&
+	       !spool_batch_ready(s->spool) && !s->log_busy && s->log_pending.len == 0;
 }
 
 static void shard_wait(struct shard *s)
@@ -301,6 +317,7 @@ static void shard_loop(struct shard *s)
 		shard_reap(s);
 		shard_mailbox_drain(s);
 		pt_wheel_advance(&s->wheel, pt_monotonic_ms());
+		shard_dns_kick(s);
 		shard_commit_kick(s);
 		shard_log_kick(s);
 		shard_mailbox_wake(s);
@@ -311,9 +328,11 @@ static void shard_loop(struct shard *s)
 				break;
 			}
 			if (pt_monotonic_ms() >= s->drain_deadline_ms) {
-				pt_warn("drain deadline passed with %u connections open; closing them",
-					s->n_conns);
+				pt_warn("drain deadline passed with %u connections in and %u out open; "
+					"closing them",
+					s->n_conns, s->n_out);
 				shard_conns_abort(s);
+				shard_outs_abort(s);
 				/* Wait for the in-flight spool batch: its clients get their answer. */
 				s->drain_deadline_ms = pt_monotonic_ms() + 1000;
 				if (!spool_batch_busy(s->spool)) {
@@ -349,18 +368,63 @@ static bool shard_started(struct shard *s, bool ok)
 	return go;
 }
 
-static void shard_count_entry(void *arg, const struct spool_entry *e)
+/* Live messages found by spool_open, kept until the ring is up. */
+struct shard_recovered {
+	struct spool_entry *entries;
+	size_t n, cap;
+};
+
+static void shard_collect_entry(void *arg, const struct spool_entry *e)
 {
-	(void)e;
-	(*(uint64_t *)arg)++;
+	struct shard_recovered *r = arg;
+	struct spool_entry *x;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 256;
+
+		x = realloc(r->entries, cap * sizeof(*x));
+		if (!x)
+			pt_panic("out of memory recovering the spool");
+		r->entries = x;
+		r->cap = cap;
+	}
+	x = &r->entries[r->n++];
+	*x = *e;
+	x->states = NULL;
+	if (e->n_states) {
+		struct spool_rcpt_state *st = malloc(e->n_states * sizeof(*st));
+
+		if (!st)
+			pt_panic("out of memory recovering the spool");
+		memcpy(st, e->states, e->n_states * sizeof(*st));
+		x->states = st;
+	}
+}
+
+static void shard_recovered_free(struct shard_recovered *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free((void *)r->entries[i].states);
+	free(r->entries);
+}
+
+static void shard_housekeeping(struct pt_timer *t)
+{
+	struct shard *s = pt_container_of(t, struct shard, housekeeping_timer);
+
+	pt_timer_add(&s->wheel, t, pt_monotonic_ms() + 1000);
+	shard_home_housekeeping(s);
+	shard_routes_housekeeping(s);
+	shard_readies_housekeeping(s);
 }
 
 static int shard_setup(struct shard *s)
 {
 	const struct policy_config *pc;
 	struct spool_config sc;
-	uint64_t n_live = 0;
+	struct shard_recovered rec = { 0 };
 	char err[512];
+	int rc;
 
 	pt_idgen_init(&s->idgen, (uint16_t)s->id);
 	pt_wheel_init(&s->wheel, pt_monotonic_ms());
@@ -372,14 +436,26 @@ static int shard_setup(struct shard *s)
 	memset(&sc, 0, sizeof(sc));
 	sc.path = pc->spool_path;
 	sc.shard = s->id;
-	if (spool_open(&s->spool, &sc, shard_count_entry, &n_live, err, sizeof(err)) != PT_OK) {
+	if (spool_open(&s->spool, &sc, shard_collect_entry, &rec, err, sizeof(err)) != PT_OK) {
 		pt_error("spool: %s", err);
+		shard_recovered_free(&rec);
 		return PT_ERROR;
 	}
-	pt_info("spool %s/%u: %llu live messages recovered", pc->spool_path, s->id,
-		(unsigned long long)n_live);
-	if (shard_ring_init(s) != PT_OK || shard_buffers_init(s) != PT_OK)
+	pt_info("spool %s/%u: %zu live messages recovered", pc->spool_path, s->id, rec.n);
+	if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0 || !s->hostname[0])
+		snprintf(s->hostname, sizeof(s->hostname), "localhost");
+	shard_route_init(s);
+	if (shard_ring_init(s) != PT_OK || shard_buffers_init(s) != PT_OK ||
+	    shard_dns_init(s) != PT_OK || shard_home_init(s) != PT_OK) {
+		shard_recovered_free(&rec);
 		return PT_ERROR;
+	}
+	rc = shard_home_recover(s, rec.entries, rec.n);
+	shard_recovered_free(&rec);
+	if (rc != PT_OK)
+		return PT_ERROR;
+	pt_timer_init(&s->housekeeping_timer, shard_housekeeping);
+	pt_timer_add(&s->wheel, &s->housekeeping_timer, pt_monotonic_ms() + 1000);
 	s->spool_write_op.kind = SHARD_OP_SPOOL_WRITE;
 	s->spool_sync_op.kind = SHARD_OP_SPOOL_SYNC;
 	s->log_op.kind = SHARD_OP_LOG_WRITE;
@@ -409,6 +485,13 @@ static void shard_pin(struct shard *s)
 
 static void shard_teardown(struct shard *s)
 {
+	shard_outs_free(s);
+	shard_readies_free(s);
+	shard_route_free(s);
+	shard_dns_free(s);
+	shard_home_free(s);
+	tls_ctx_free(s->tls_client_verify);
+	tls_ctx_free(s->tls_client_insecure);
 	shard_listeners_close(s);
 	shard_log_close(s);
 	if (s->spool)
@@ -421,6 +504,7 @@ static void shard_teardown(struct shard *s)
 	if (s->policy)
 		policy_free(s->policy);
 	free(s->wake);
+	s->wake = NULL;
 }
 
 static void *shard_main(void *arg)
@@ -480,7 +564,9 @@ struct shard_group *shard_group_new(const struct shard_group_config *cfg)
 		s->log_fd = -1;
 		s->signal_fd = -1;
 		s->wake = calloc(n, sizeof(bool));
-		if (!s->wake)
+		s->overflow_head = calloc(n, sizeof(*s->overflow_head));
+		s->overflow_tail = calloc(n, sizeof(*s->overflow_tail));
+		if (!s->wake || !s->overflow_head || !s->overflow_tail)
 			goto fail;
 	}
 	pthread_mutex_init(&g->start_lock, NULL);
@@ -549,6 +635,19 @@ void shard_group_free(struct shard_group *g)
 			pt_spsc_free(g->rings[i]);
 		}
 		free(g->rings);
+	}
+	for (unsigned i = 0; g->shards && i < g->n; i++) {
+		struct shard *s = &g->shards[i];
+
+		for (unsigned to = 0; s->overflow_head && to < g->n; to++)
+			while (s->overflow_head[to]) {
+				struct shard_msg *m = s->overflow_head[to];
+
+				s->overflow_head[to] = m->next;
+				free(m);
+			}
+		free(s->overflow_head);
+		free(s->overflow_tail);
 	}
 	free(g->shards);
 	free(g);

@@ -409,7 +409,7 @@ static bool conn_message(struct shard_conn *c)
 	return false;
 }
 
-void shard_conn_commit_done(struct shard_conn *c, int status)
+void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool_loc *loc)
 {
 	char text[80];
 	struct pt_message *m = smtp_session_message(c->session);
@@ -418,6 +418,8 @@ void shard_conn_commit_done(struct shard_conn *c, int status)
 	if (status == PT_OK) {
 		c->shard->n_accepted_msgs++;
 		shard_log_reception(c->shard, m, c);
+		/* Durable: hand the recipients to delivery (the session reuses m after the reply). */
+		shard_home_accepted(c->shard, m, loc);
 		snprintf(text, sizeof(text), "2.0.0 OK id=%s", m->id);
 		conn_message_reply(c, 250, text);
 	} else {

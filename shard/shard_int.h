@@ -19,7 +19,10 @@
 #include "core/buf.h"
 #include "core/id.h"
 #include "core/spsc.h"
+#include "core/strmap.h"
 #include "core/timer.h"
+#include "net/dns.h"
+#include "net/smtp_client.h"
 #include "net/smtp_server.h"
 #include "net/tls.h"
 #include "policy/policy.h"
@@ -37,6 +40,11 @@ enum shard_op_kind {
 	SHARD_OP_MSG_RING,
 	SHARD_OP_SIGNAL,
 	SHARD_OP_IGNORE, /* completions nobody waits for */
+	SHARD_OP_DNS_POLL,
+	SHARD_OP_OUT_CONNECT,
+	SHARD_OP_OUT_RECV,
+	SHARD_OP_OUT_SEND,
+	SHARD_OP_BODY_READ,
 };
 
 struct shard_op {
@@ -83,15 +91,186 @@ struct shard_conn {
 	struct shard_op recv_op, send_op;
 };
 
+/* ---- Delivery (shard_home.c, shard_route.c, shard_ready.c, shard_out.c) ---- */
+
+/* A message this shard spooled that still has recipients to deliver (the
+ * home side of a message; units refer to it by slot). */
+struct home_msg {
+	char id[PT_ID_LEN + 1];
+	struct spool_loc loc;
+	uint32_t n_rcpts;
+	uint32_t n_left; /* recipients not done */
+	uint32_t next_free;
+	bool in_use;
+	bool tombstoned; /* tombstone appended, not yet durable */
+	bool moving;	 /* compaction copy read or appended, not yet durable */
+	/* Per-recipient state, made on the first outcome (compaction copies it
+	 * forward with the message); NULL while every recipient is untouched. */
+	struct spool_rcpt_state *states;
+	struct pt_message *copy; /* the compaction copy being appended */
+};
+
+enum unit_state {
+	UNIT_SCHEDULED = 1, /* waiting for its due time (timer armed) */
+	UNIT_ROUTING,	    /* waiting for DNS */
+	UNIT_READY,	    /* in a ready queue */
+	UNIT_INFLIGHT,	    /* in a connection's transaction */
+};
+
+/*
+ * A delivery unit: one recipient of one message.  Units are heap objects
+ * owned by exactly one shard at a time; routing moves the pointer itself
+ * over the SPSC ring to the owner of its site (ownership moves with it).
+ */
+struct shard_unit {
+	struct shard_unit *prev, *next; /* ready queue list */
+	struct pt_timer timer;		/* due timer (SCHEDULED) */
+	enum unit_state state;
+	struct shard *at;  /* the shard that owns it now */
+	unsigned home;	   /* shard whose spool holds the message */
+	uint32_t slot;	   /* home_msg slot on that shard */
+	uint32_t rcpt;	   /* recipient index */
+	uint32_t num_attempts;
+	char id[PT_ID_LEN + 1];
+	uint64_t created_us;
+	uint64_t due_us;
+	uint64_t size;
+	char *sender;
+	char *recipient;
+	const char *domain; /* inside recipient */
+	char *queue;	    /* "campaign:tenant@domain" */
+	char *tenant, *campaign, *routing_domain; /* NULL when unset */
+	char *site;	    /* set by routing */
+	struct shard_sched *sched; /* this shard's scheduled queue for `queue` */
+	struct shard_ready *ready; /* READY / INFLIGHT */
+};
+
+/* A scheduled queue on this shard: its config from get_queue_config. */
+struct shard_sched {
+	char *name;
+	struct policy_queue_config cfg;
+	char *mx_site; /* site name of cfg.mx_list (smart host), or NULL */
+	uint64_t cfg_expires_ms;
+	uint64_t idle_since_ms;
+	size_t n_units;
+};
+
+/* GCRA spacing: one event per interval_us, no burst. */
+struct shard_rate {
+	uint64_t interval_us; /* 0: unlimited */
+	uint64_t tat_us;      /* theoretical arrival time of the next event */
+};
+
+/* A ready queue: per (egress source, site), with the site's shaping. */
+struct shard_ready {
+	struct shard *shard;
+	char *key;	  /* "unspecified->site" */
+	char *site;
+	char *domain;	  /* a domain routed here: its MX (or mx_list) gives the hosts */
+	char *routing_domain;
+	char **mx_list;	  /* smart host list copied from the queue config, or NULL */
+	size_t n_mx_list;
+	struct policy_egress_path cfg;
+	uint64_t cfg_expires_ms;
+	struct shard_unit *head, *tail; /* READY units, oldest first */
+	size_t n_ready;
+	struct shard_out *conns; /* open connections */
+	unsigned n_conns;
+	unsigned n_connecting; /* not READY yet */
+	struct shard_rate msg_rate, conn_rate;
+	struct pt_timer kick_timer; /* a rate said "later" */
+	uint64_t idle_since_ms;
+	unsigned n_consecutive_failures;
+};
+
+struct out_addr {
+	char name[256];
+	struct dns_addr addr;
+	uint16_t port;
+};
+
+enum out_state { OUT_PLANNING = 1, OUT_CONNECTING, OUT_SESSION, OUT_CLOSING };
+
+/* An outbound SMTP connection of a ready queue. */
+struct shard_out {
+	struct shard *shard;
+	struct shard_ready *rq;
+	struct shard_out *prev, *next; /* rq->conns */
+	enum out_state state;
+	int fd;
+	unsigned n_inflight;
+	bool recv_armed, send_busy, closing, released;
+	bool connecting;      /* counted in rq->n_connecting (not READY yet) */
+	bool failed_before_ready; /* every address failed: the queue's units wait */
+	bool plan_wait;	      /* a DNS lookup for the plan is out */
+	uint16_t plan_port;
+	bool ready;	      /* the session is READY and has no transaction */
+	bool body_wait;	      /* a body request is out */
+	bool waiting_rate;    /* waiting for a message token */
+	enum conn_tls_state tls_state;
+	struct tls_conn *tls;
+	struct smtp_client *client;
+	struct pt_buf out, tx, plain;
+	struct out_addr *addrs;
+	size_t n_addrs, next_addr, plan_idx;
+	struct out_addr *cur;
+	struct shard_unit **batch;
+	size_t n_batch, cap_batch;
+	const char **rcpts;
+	struct pt_message *body;
+	struct iovec iov[4];
+	struct smtp_client_tx txd;
+	unsigned n_messages; /* transactions started on this connection */
+	struct smtp_client_reply fail; /* why the last address failed */
+	bool have_fail;
+	struct pt_timer timer;
+	struct __kernel_timespec connect_ts;
+	struct sockaddr_storage addr_ss; /* the CONNECT's address (kept until it completes) */
+	struct shard_op connect_op, recv_op, send_op;
+};
+
+/* A body read in flight on the home shard. */
+struct shard_body_read {
+	struct shard_op op;
+	unsigned requester;
+	void *token; /* the requester's struct shard_out */
+	uint32_t slot;
+	char *buf;
+	size_t len;
+};
+
+struct shard_dns_watch {
+	struct shard_op op;
+	struct shard_dns_watch *next;
+	int fd;
+	bool want_read, want_write;
+	bool armed;  /* a poll is in the ring */
+	bool in_poll; /* its completion is being processed */
+	unsigned armed_mask;
+	bool dead;   /* c-ares dropped the fd: free once the poll is gone */
+};
+
 /* Messages between shards, over the SPSC rings (producer allocates,
  * consumer frees). */
 enum shard_msg_kind {
 	SHARD_MSG_STOP = 1, /* drain and exit */
+	SHARD_MSG_UNIT,	    /* take ownership of a routed unit */
+	SHARD_MSG_OUTCOME,  /* home: a recipient is done or deferred */
+	SHARD_MSG_BODY_REQ, /* home: read a message body for a connection */
+	SHARD_MSG_BODY,	    /* the body (or NULL after a failed read) */
 };
 
 struct shard_msg {
 	enum shard_msg_kind kind;
 	unsigned from;
+	struct shard_msg *next;	  /* the sender's overflow list */
+	struct shard_unit *unit;  /* UNIT */
+	uint32_t slot, rcpt;	  /* OUTCOME, BODY_REQ */
+	bool done;		  /* OUTCOME: never again (else deferred) */
+	uint32_t num_attempts;	  /* OUTCOME */
+	uint64_t due_us;	  /* OUTCOME */
+	void *token;		  /* BODY_REQ, BODY: the requesting connection */
+	struct pt_message *body;  /* BODY: owned by the receiver */
 };
 
 enum shard_state { SHARD_STARTING, SHARD_RUNNING, SHARD_DRAINING, SHARD_DONE };
@@ -138,12 +317,13 @@ struct shard {
 	struct shard_op mailbox_op;	 /* MSG_RING wake-ups land here */
 	struct shard_op msg_ring_op;	 /* our MSG_RING sends complete here */
 	bool *wake;			 /* wake[i]: we pushed to i this iteration */
+	struct shard_msg **overflow_head, **overflow_tail; /* per destination */
 	uint64_t drain_deadline_ms;
 
 	/* Shard 0 only: signals. */
 	int signal_fd;
 	struct shard_op signal_op;
-	uint8_t signal_buf[128];
+	_Alignas(8) uint8_t signal_buf[128];
 
 	/* Free-space floor of the spool (shard_commit.c), checked every second. */
 	bool spool_full;
@@ -152,6 +332,24 @@ struct shard {
 
 	/* Counters (relaxed atomics later, for /metrics). */
 	uint64_t n_accepted_msgs, n_rejected_msgs, n_connections;
+
+	/* Delivery. */
+	uint64_t compact_seq, compact_since_ms; /* oldest segment and since when */
+	struct home_msg *home;	/* slots; grown by doubling */
+	uint32_t n_home, cap_home, home_free; /* home_free: UINT32_MAX when none */
+	uint32_t n_home_live;
+	struct dns_resolver *dns;
+	struct shard_dns_watch *dns_watches;
+	struct pt_timer dns_timer;
+	struct pt_strmap scheds;  /* queue name -> struct shard_sched */
+	struct pt_strmap readies; /* key -> struct shard_ready */
+	unsigned n_out;		  /* outbound connections */
+	struct shard_out *dead_outs; /* released, freed after the current completion */
+	uint64_t n_units;	  /* units owned by this shard */
+	struct tls_ctx *tls_client_verify, *tls_client_insecure;
+	struct pt_timer housekeeping_timer; /* once a second: spool collect, idle queues */
+	char hostname[256];
+	uint64_t n_delivered, n_bounced, n_transient, n_expired;
 };
 
 struct shard_group {
@@ -178,7 +376,7 @@ void shard_handle_recv(struct shard_conn *c, struct io_uring_cqe *cqe);
 void shard_handle_send(struct shard_conn *c, struct io_uring_cqe *cqe);
 void shard_conns_shutdown(struct shard *s);
 void shard_conns_abort(struct shard *s);
-void shard_conn_commit_done(struct shard_conn *c, int status);
+void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool_loc *loc);
 
 /* shard_commit.c: spool group commit and the reception log. */
 int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m);
@@ -191,8 +389,83 @@ void shard_handle_log(struct shard *s, struct io_uring_cqe *cqe);
 void shard_log_close(struct shard *s);
 void shard_disk_watch_start(struct shard *s);
 
+/* shard_log.c: JSON log records (Reception in shard_commit.c). */
+struct shard_log_outcome {
+	const char *type; /* "Delivery", "TransientFailure", "Bounce", "Expiration" */
+	const struct smtp_client_reply *reply;
+	const char *peer_name, *peer_addr; /* NULL: no connection */
+	const char *tls_version, *tls_cipher;
+};
+void shard_log_delivery(struct shard *s, const struct shard_unit *u,
+			const struct shard_log_outcome *o);
+
+/* shard_home.c: the home side of messages (spool state, bodies). */
+int shard_home_init(struct shard *s);
+void shard_home_free(struct shard *s);
+void shard_home_accepted(struct shard *s, const struct pt_message *m, const struct spool_loc *loc);
+void shard_home_outcome(struct shard *s, uint32_t slot, uint32_t rcpt, bool done,
+			uint32_t num_attempts, uint64_t due_us);
+void shard_home_body_request(struct shard *s, unsigned requester, uint32_t slot, void *token);
+void shard_handle_body_read(struct shard *s, struct shard_body_read *r, struct io_uring_cqe *cqe);
+void shard_home_spool_done(struct shard *s, uintptr_t token, int status,
+			   const struct spool_loc *loc);
+int shard_home_recover(struct shard *s, const struct spool_entry *entries, size_t n);
+void shard_home_housekeeping(struct shard *s);
+
+/* shard_route.c: scheduled queues and routing. */
+/* "campaign:tenant@domain!routing_domain" (parts optional) from m's meta
+ * (or meta `queue` as is) into b. */
+void shard_queue_name(const struct pt_message *m, const char *domain, struct pt_buf *b);
+void shard_route_init(struct shard *s);
+void shard_route_free(struct shard *s);
+void shard_unit_schedule(struct shard *s, struct shard_unit *u); /* at u->due_us */
+void shard_unit_route(struct shard *s, struct shard_unit *u);	 /* due now */
+void shard_unit_adopt(struct shard *s, struct shard_unit *u);	 /* arrived from another shard */
+void shard_unit_free(struct shard *s, struct shard_unit *u);
+/* The outcome of an attempt: logs, tells home, frees or reschedules u. */
+void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
+void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
+void shard_routes_housekeeping(struct shard *s);
+struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u);
+
+/* shard_ready.c: ready queues and shaping. */
+void shard_ready_add(struct shard *s, struct shard_unit *u);
+void shard_ready_kick(struct shard *s, struct shard_ready *rq);
+/* A connection gave back units it did not attempt (they go back to the front). */
+void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_unit *u);
+/* Take the next batch for a connection: up to max units of one message. */
+size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max);
+bool shard_rate_take(struct shard_rate *r, uint64_t now_us, uint64_t *wait_us);
+void shard_rate_set(struct shard_rate *r, const struct policy_rate *rate);
+void shard_ready_conn_gone(struct shard *s, struct shard_ready *rq, struct shard_out *o,
+			   bool failed_before_ready);
+void shard_readies_housekeeping(struct shard *s);
+void shard_readies_shutdown(struct shard *s);
+void shard_readies_free(struct shard *s);
+
+/* shard_out.c: outbound SMTP connections. */
+struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq);
+void shard_out_wake(struct shard_out *o); /* units are ready: an idle connection takes them */
+void shard_out_quit(struct shard_out *o);
+void shard_out_abort(struct shard_out *o, const char *reason);
+void shard_out_body(struct shard_out *o, struct pt_message *body);
+void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe);
+void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe);
+void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe);
+void shard_outs_abort(struct shard *s);
+void shard_outs_free(struct shard *s);
+void shard_outs_reap(struct shard *s);
+
+/* shard_dns.c: c-ares on the ring. */
+int shard_dns_init(struct shard *s);
+void shard_dns_free(struct shard *s);
+void shard_handle_dns_poll(struct shard *s, struct shard_dns_watch *w, struct io_uring_cqe *cqe);
+void shard_dns_kick(struct shard *s);
+
 /* shard_mailbox.c */
 bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m);
+/* Send, or keep it in order for a later iteration when the ring is full. */
+void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m);
 void shard_mailbox_drain(struct shard *s);
 void shard_mailbox_wake(struct shard *s);
 void shard_begin_drain(struct shard *s);

@@ -12,6 +12,12 @@
  *
  * Entries are heap objects: the producer allocates, the consumer frees
  * (mimalloc makes the cross-thread free cheap).
+ *
+ * A full ring never loses or blocks: shard_mailbox_post() keeps what does
+ * not fit in a per-destination overflow list (in order, behind anything
+ * already waiting there) and pushes it on later iterations.  A restart with
+ * a million due recipients routes them in one burst; the ring's 64 Ki
+ * entries bound what is in flight between two shards, the list the rest.
  */
 #include <stdlib.h>
 
@@ -28,9 +34,36 @@ bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m)
 	return true;
 }
 
+void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m)
+{
+	m->next = NULL;
+	if (!s->overflow_head[to] && shard_mailbox_send(s, to, m))
+		return;
+	if (s->overflow_tail[to])
+		s->overflow_tail[to]->next = m;
+	else
+		s->overflow_head[to] = m;
+	s->overflow_tail[to] = m;
+}
+
+static void shard_mailbox_flush(struct shard *s)
+{
+	for (unsigned to = 0; to < s->group->n; to++) {
+		struct shard_msg *m;
+
+		while ((m = s->overflow_head[to]) && shard_mailbox_send(s, to, m)) {
+			s->overflow_head[to] = m->next;
+			if (!m->next)
+				s->overflow_tail[to] = NULL;
+		}
+	}
+}
+
 void shard_mailbox_wake(struct shard *s)
 {
 	struct shard_group *g = s->group;
+
+	shard_mailbox_flush(s);
 
 	for (unsigned to = 0; to < g->n; to++) {
 		struct io_uring_sqe *sqe;
@@ -53,6 +86,7 @@ void shard_begin_drain(struct shard *s)
 	s->state = SHARD_DRAINING;
 	s->drain_deadline_ms = pt_monotonic_ms() + s->group->cfg.drain_ms;
 	shard_conns_shutdown(s);
+	shard_readies_shutdown(s);
 }
 
 static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
@@ -60,6 +94,18 @@ static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
 	switch (m->kind) {
 	case SHARD_MSG_STOP:
 		shard_begin_drain(s);
+		break;
+	case SHARD_MSG_UNIT:
+		shard_unit_adopt(s, m->unit);
+		break;
+	case SHARD_MSG_OUTCOME:
+		shard_home_outcome(s, m->slot, m->rcpt, m->done, m->num_attempts, m->due_us);
+		break;
+	case SHARD_MSG_BODY_REQ:
+		shard_home_body_request(s, m->from, m->slot, m->token);
+		break;
+	case SHARD_MSG_BODY:
+		shard_out_body(m->token, m->body);
 		break;
 	default:
 		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);

@@ -48,6 +48,31 @@
  * file closed.  Nothing is in flight at that moment, so the old segment is
  * complete.  If creation fails the old segment stays current and rotation is
  * tried again after the next batch.
+ *
+ * LIVENESS AND DELETION
+ *
+ * The spool keeps one small entry per segment on disk (struct spool_seg, in
+ * sequence order): its size, a cached read fd, and n_live, the number of
+ * messages whose newest copy lies in it.  n_live starts from recovery's count
+ * and grows by one for every MESSAGE record of a successful batch, a second
+ * copy of an id (compaction) included; the caller, which knows which
+ * messages are done, calls spool_unref() when a tombstone is durable or a
+ * newer copy is (the loc its callback got says where that copy is).  The
+ * spool never tracks ids at run time: a counter per segment is all it needs.
+ *
+ * spool_collect() deletes from the oldest segment while it is dead and not
+ * the current one (the prefix rule; why that is safe: "DELETING DEAD
+ * SEGMENTS" in spool_segment.c), then fsyncs the directory once.  When even
+ * the current segment is dead and idle and holds rotate_min bytes, it starts
+ * a new segment first, so a spool whose mail is all delivered shrinks back
+ * to one small file.  A prefix is the price of not indexing tombstones at
+ * run time: one long-deferred message pins every younger segment, which is
+ * what compaction (the caller's: read the record back, append it again,
+ * unref the old segment) is for.
+ *
+ * Read fds (spool_read_fd) are opened on first use, one per segment, and
+ * closed when the segment goes; the current segment gets its own read fd
+ * too, so rotation never closes an fd a reader holds.
  */
 #include "spool/spool_int.h"
 
@@ -65,7 +90,9 @@
 /* One queued record of a batch. */
 struct spool_rec {
 	void *token;
-	size_t enc_off; /* header (+ envelope) in the batch's enc buffer */
+	uint8_t type;	 /* enum spool_record_type */
+	uint32_t length; /* header + payload on disk */
+	size_t enc_off;	 /* header (+ envelope) in the batch's enc buffer */
 	size_t enc_len;
 	struct iovec body[4]; /* into the message; not copied */
 	int n_body;
@@ -76,10 +103,21 @@ struct spool_batch {
 	struct pt_buf enc; /* record headers and envelopes, back to back */
 	struct spool_rec *recs;
 	size_t n_recs, cap_recs;
-	int n_iov;	 /* iovecs the records need (counted at append) */
-	size_t len;	 /* bytes */
-	uint64_t offset; /* where it is written (set by spool_batch_start) */
+	int n_iov;	   /* iovecs the records need (counted at append) */
+	size_t len;	   /* bytes */
+	size_t n_messages; /* MESSAGE records among recs */
+	uint64_t segment;  /* where it is written (set by spool_batch_start) */
+	uint64_t offset;
 	struct iovec iov[SPOOL_BATCH_IOV_MAX];
+};
+
+/* A segment on disk as the running spool tracks it (see LIVENESS above). */
+struct spool_seg {
+	uint64_t seq;
+	uint64_t n_live; /* messages whose newest copy is here */
+	uint64_t bytes;	 /* its share of sp->bytes */
+	int read_fd;	 /* spool_read_fd's, -1 until first used */
+	bool bad;	 /* recovery found a bad record in it: renamed, not deleted */
 };
 
 struct spool {
@@ -95,7 +133,8 @@ struct spool {
 	struct spool_batch *spare;
 	unsigned n_spare;
 	uint64_t bytes;
-	uint64_t n_segments;
+	struct spool_seg *segs; /* every segment on disk, oldest first */
+	size_t n_segs, cap_segs;
 };
 
 /* "<dir>/<segment file name>" of seq, for messages. */
@@ -108,6 +147,54 @@ static const char *spool_path(const struct spool *sp, uint64_t seq, char *out, s
 	return out;
 }
 
+/* Room for one more entry in sp->segs.  PT_OK or PT_NOMEM. */
+static int spool_seg_reserve(struct spool *sp)
+{
+	struct spool_seg *p;
+	size_t cap;
+
+	if (sp->n_segs < sp->cap_segs)
+		return PT_OK;
+	cap = sp->cap_segs ? sp->cap_segs * 2 : 16;
+	p = reallocarray(sp->segs, cap, sizeof(*p));
+	if (p == NULL)
+		return PT_NOMEM;
+	sp->segs = p;
+	sp->cap_segs = cap;
+	return PT_OK;
+}
+
+/* Track segment seq (newer than every tracked one; room reserved). */
+static void spool_seg_add(struct spool *sp, uint64_t seq, uint64_t bytes, uint64_t n_live, bool bad)
+{
+	struct spool_seg *g = &sp->segs[sp->n_segs++];
+
+	g->seq = seq;
+	g->n_live = n_live;
+	g->bytes = bytes;
+	g->read_fd = -1;
+	g->bad = bad;
+	sp->bytes += bytes;
+}
+
+/* The entry of segment seq, or NULL when it is not on disk.  Binary search. */
+static struct spool_seg *spool_seg_find(const struct spool *sp, uint64_t seq)
+{
+	size_t lo = 0, hi = sp->n_segs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sp->segs[mid].seq == seq)
+			return &sp->segs[mid];
+		if (sp->segs[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 /*
  * Create segment sp->seq (or the next free number) and make it current.
  * PT_OK, or PT_ERROR (logged) with sp->fd left at -1.
@@ -117,6 +204,11 @@ static int spool_segment_next(struct spool *sp)
 	char path[4200];
 	uint64_t size, first = sp->seq;
 	int fd = -1, rc;
+
+	if (spool_seg_reserve(sp) != PT_OK) {
+		pt_error("spool %s: cannot create a segment: out of memory", sp->dir);
+		return PT_ERROR;
+	}
 
 	/* EEXIST: a stray file with this number (say, left by a failed creation
 	 * that could not even unlink it); numbers are cheap, take the next. */
@@ -136,8 +228,7 @@ static int spool_segment_next(struct spool *sp)
 	}
 	sp->fd = fd;
 	sp->end = size;
-	sp->bytes += size;
-	sp->n_segments++;
+	spool_seg_add(sp, sp->seq, size, 0, false);
 	return PT_OK;
 }
 
@@ -199,6 +290,24 @@ int spool_mkdir_p(const char *path, char *err, size_t err_len)
 	return PT_OK;
 }
 
+/* Track the segments recovery left on disk, with their live counts.  Frees
+ * res->segs.  PT_OK or PT_NOMEM. */
+static int spool_open_segments(struct spool *sp, struct spool_recovery_result *res)
+{
+	int rc = PT_OK;
+
+	for (size_t i = 0; i < res->n_segments && rc == PT_OK; i++) {
+		const struct spool_recovered_segment *r = &res->segs[i];
+
+		rc = spool_seg_reserve(sp);
+		if (rc == PT_OK)
+			spool_seg_add(sp, r->seq, r->size, r->n_live, r->bad);
+	}
+	free(res->segs);
+	res->segs = NULL;
+	return rc;
+}
+
 /*
  * Open the shard's spool (spool.h).  Order matters: recovery first, since it
  * repairs the newest segment, then the new segment (max + 1), so the
@@ -228,10 +337,14 @@ int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_f
 		goto fail;
 	}
 	if (spool_recover(sp->dir_fd, sp->dir, sp->shard, true, fn, arg, NULL, NULL, &res, err,
-			  err_len) != PT_OK)
+			  err_len) != PT_OK) {
+		free(res.segs);
 		goto fail;
-	sp->bytes = res.bytes;
-	sp->n_segments = res.n_segments;
+	}
+	if (spool_open_segments(sp, &res) != PT_OK) {
+		snprintf(err, err_len, "%s: out of memory", sp->dir);
+		goto fail;
+	}
 	sp->seq = res.max_seq + 1;
 	if (spool_segment_next(sp) != PT_OK) {
 		snprintf(err, err_len, "%s: cannot create a new segment (see the log)", sp->dir);
@@ -270,6 +383,10 @@ void spool_close(struct spool *sp)
 		close(sp->fd);
 	if (sp->dir_fd >= 0)
 		close(sp->dir_fd);
+	for (size_t i = 0; i < sp->n_segs; i++)
+		if (sp->segs[i].read_fd >= 0)
+			close(sp->segs[i].read_fd);
+	free(sp->segs);
 	spool_batch_free_list(sp->pending);
 	spool_batch_free_list(sp->spare);
 	if (sp->inflight != NULL)
@@ -349,9 +466,12 @@ static struct spool_rec *spool_batch_slot(struct spool_batch *b)
 static void spool_batch_commit(struct spool_batch *b, struct spool_rec *rec, uint64_t len)
 {
 	rec->enc_len = b->enc.len - rec->enc_off;
+	rec->length = (uint32_t)len;
 	b->n_iov += spool_batch_need(b, rec->n_body);
 	b->len += len;
 	b->n_recs++;
+	if (rec->type == SPOOL_RECORD_MESSAGE)
+		b->n_messages++;
 }
 
 /*
@@ -376,6 +496,7 @@ int spool_append_message(struct spool *sp, const struct pt_message *m, void *tok
 	if (b == NULL || (rec = spool_batch_slot(b)) == NULL)
 		return PT_NOMEM;
 	rec->token = token;
+	rec->type = SPOOL_RECORD_MESSAGE;
 	rec->enc_off = b->enc.len;
 	rec->n_body = n_body;
 	memcpy(rec->body, body, sizeof(body));
@@ -386,10 +507,13 @@ int spool_append_message(struct spool *sp, const struct pt_message *m, void *tok
 	return PT_OK;
 }
 
-/* Queue a TOMBSTONE for id (copied).  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
-int spool_append_tombstone(struct spool *sp, const char *id, void *token)
+/* Queue a body-less record of id (copied): a TOMBSTONE, or a RCPT_STATE
+ * when st is not NULL.  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
+static int spool_append_small(struct spool *sp, const char *id, const struct spool_rcpt_state *st,
+			      void *token)
 {
-	const uint64_t len = SPOOL_RECORD_HEADER_LEN + SPOOL_TOMBSTONE_PAYLOAD_LEN;
+	const uint64_t len = SPOOL_RECORD_HEADER_LEN + (st != NULL ? SPOOL_RCPT_STATE_PAYLOAD_LEN
+								   : SPOOL_TOMBSTONE_PAYLOAD_LEN);
 	struct spool_batch *b;
 	struct spool_rec *rec;
 	int rc;
@@ -400,13 +524,29 @@ int spool_append_tombstone(struct spool *sp, const char *id, void *token)
 	if (b == NULL || (rec = spool_batch_slot(b)) == NULL)
 		return PT_NOMEM;
 	rec->token = token;
+	rec->type = st != NULL ? SPOOL_RECORD_RCPT_STATE : SPOOL_RECORD_TOMBSTONE;
 	rec->enc_off = b->enc.len;
 	rec->n_body = 0;
-	rc = spool_record_encode_tombstone(&b->enc, id);
+	rc = st != NULL ? spool_record_encode_rcpt_state(&b->enc, id, st)
+			: spool_record_encode_tombstone(&b->enc, id);
 	if (rc != PT_OK)
 		return rc;
 	spool_batch_commit(b, rec, len);
 	return PT_OK;
+}
+
+/* Queue a TOMBSTONE for id (copied).  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
+int spool_append_tombstone(struct spool *sp, const char *id, void *token)
+{
+	return spool_append_small(sp, id, NULL, token);
+}
+
+/* Queue a RCPT_STATE for recipient st->rcpt of id (both copied).  PT_OK,
+ * PT_NOMEM, PT_ERROR (invalid id). */
+int spool_append_rcpt_state(struct spool *sp, const char *id, const struct spool_rcpt_state *st,
+			    void *token)
+{
+	return spool_append_small(sp, id, st, token);
 }
 
 /* True when a batch could start now. */
@@ -466,6 +606,7 @@ int spool_batch_start(struct spool *sp, struct spool_io *io)
 		sp->pending_tail = NULL;
 	b->next = NULL;
 	spool_batch_build_iov(b);
+	b->segment = sp->seq;
 	b->offset = sp->end;
 	sp->inflight = b;
 	io->fd = sp->fd;
@@ -520,24 +661,43 @@ static void spool_batch_failed(struct spool *sp, const struct spool_batch *b, in
 	spool_segment_next(sp);
 }
 
-/* After a successful batch: start the next segment once this one passed segment_max. */
-static void spool_maybe_rotate(struct spool *sp)
+/* Start the next segment (nothing in flight).  PT_OK; PT_ERROR (logged) when
+ * it cannot be created: the old one stays current. */
+static int spool_rotate(struct spool *sp)
 {
 	int old_fd = sp->fd;
 	uint64_t old_seq = sp->seq, old_end = sp->end;
 
-	if (sp->end < sp->segment_max)
-		return;
 	sp->fd = -1;
 	sp->seq++;
 	if (spool_segment_next(sp) != PT_OK) {
-		/* Keep appending to the old one; try again after the next batch. */
 		sp->fd = old_fd;
 		sp->seq = old_seq;
 		sp->end = old_end;
-		return;
+		return PT_ERROR;
 	}
 	close(old_fd);
+	return PT_OK;
+}
+
+/*
+ * The batch b is durable: count its bytes and its messages (each is now the
+ * newest copy of its id, in b's segment), then start the next segment once
+ * this one passed segment_max (if that fails, the next batch tries again).
+ */
+static void spool_batch_landed(struct spool *sp, const struct spool_batch *b)
+{
+	struct spool_seg *g = spool_seg_find(sp, b->segment);
+
+	if (g == NULL || b->segment != sp->seq)
+		pt_panic("spool %s: batch written to segment %llu, which is not current", sp->dir,
+			 (unsigned long long)b->segment);
+	sp->end += b->len;
+	sp->bytes += b->len;
+	g->bytes += b->len;
+	g->n_live += b->n_messages;
+	if (sp->end >= sp->segment_max)
+		spool_rotate(sp);
 }
 
 /* Give a used batch back: kept as a spare (buffers and all) or freed. */
@@ -551,16 +711,36 @@ static void spool_batch_put(struct spool *sp, struct spool_batch *b)
 	b->n_recs = 0;
 	b->n_iov = 0;
 	b->len = 0;
+	b->n_messages = 0;
 	b->next = sp->spare;
 	sp->spare = b;
 	sp->n_spare++;
 }
 
+/* Call cb for every record of b in order; MESSAGE records of a successful
+ * batch get where they landed. */
+static void spool_batch_report(const struct spool_batch *b, bool ok, spool_done_fn cb, void *arg)
+{
+	struct spool_loc loc = {.segment = b->segment, .offset = b->offset};
+
+	for (size_t i = 0; cb != NULL && i < b->n_recs; i++) {
+		const struct spool_rec *rec = &b->recs[i];
+		bool is_message = ok && rec->type == SPOOL_RECORD_MESSAGE;
+
+		loc.length = rec->length;
+		cb(arg, rec->token, ok ? PT_OK : PT_ERROR, is_message ? &loc : NULL);
+		loc.offset += rec->length;
+	}
+}
+
 /*
  * Complete the in-flight batch (spool.h).  cb (may be NULL) gets every
  * record's token in order, PT_OK only when the write was whole and the sync
- * succeeded.  While the callbacks run the batch still counts as in flight,
- * so a callback may append (to the next batch) but not start one.
+ * succeeded, and for a MESSAGE record then its location.  The batch's
+ * messages are counted live before the callbacks run, so a callback may
+ * spool_unref() any of them.  While the callbacks run the batch still counts
+ * as in flight, so a callback may append (to the next batch) but not start
+ * one.
  */
 void spool_batch_done(struct spool *sp, int write_res, int sync_res, spool_done_fn cb, void *arg)
 {
@@ -570,15 +750,11 @@ void spool_batch_done(struct spool *sp, int write_res, int sync_res, spool_done_
 	if (b == NULL)
 		pt_panic("spool_batch_done without a batch in flight");
 	ok = write_res >= 0 && (size_t)write_res == b->len && sync_res == 0;
-	if (ok) {
-		sp->end += b->len;
-		sp->bytes += b->len;
-		spool_maybe_rotate(sp);
-	} else {
+	if (ok)
+		spool_batch_landed(sp, b);
+	else
 		spool_batch_failed(sp, b, write_res, sync_res);
-	}
-	for (size_t i = 0; cb != NULL && i < b->n_recs; i++)
-		cb(arg, b->recs[i].token, ok ? PT_OK : PT_ERROR);
+	spool_batch_report(b, ok, cb, arg);
 	sp->inflight = NULL;
 	spool_batch_put(sp, b);
 }
@@ -649,11 +825,137 @@ uint64_t spool_bytes(const struct spool *sp)
 /* Segment files in the shard's directory, the current one included. */
 uint64_t spool_segments(const struct spool *sp)
 {
-	return sp->n_segments;
+	return sp->n_segs;
 }
 
 /* Sequence number of the segment appends go to. */
 uint64_t spool_current_segment(const struct spool *sp)
 {
 	return sp->seq;
+}
+
+/* ---- Run time: reading back, liveness, deleting dead segments ---- */
+
+/*
+ * A read-only fd for segment `segment` (spool.h): opened on first use and
+ * cached in its entry until the segment is deleted.  -1 when the segment is
+ * not on disk (or cannot be opened: logged).
+ */
+int spool_read_fd(struct spool *sp, uint64_t segment)
+{
+	struct spool_seg *g = spool_seg_find(sp, segment);
+	char path[4200];
+
+	if (g == NULL)
+		return -1;
+	if (g->read_fd < 0) {
+		char name[SPOOL_SEGMENT_NAME_LEN + 1];
+
+		spool_segment_name(segment, name);
+		g->read_fd = openat(sp->dir_fd, name, O_RDONLY | O_CLOEXEC);
+		if (g->read_fd < 0)
+			pt_error("spool %s: cannot open for reading: %s",
+				 spool_path(sp, segment, path, sizeof(path)), strerror(errno));
+	}
+	return g->read_fd;
+}
+
+/* One live message less in `segment` (spool.h).  A segment that is not
+ * tracked or already has none is a broken invariant of the caller's. */
+void spool_unref(struct spool *sp, uint64_t segment)
+{
+	struct spool_seg *g = spool_seg_find(sp, segment);
+
+	if (g == NULL || g->n_live == 0)
+		pt_panic("spool %s: unref of segment %llu, which %s", sp->dir,
+			 (unsigned long long)segment,
+			 g == NULL ? "is not on disk" : "holds no live message");
+	g->n_live--;
+}
+
+/* True when g is the segment appends go to. */
+static bool spool_seg_current(const struct spool *sp, const struct spool_seg *g)
+{
+	return sp->fd >= 0 && g->seq == sp->seq;
+}
+
+/*
+ * Take the oldest segment out of the spool: unlink it, or rename it to
+ * "<name>.bad" when recovery found a bad record in it (kept for the
+ * operator; see spool_segment.c).  Its read fd is closed and the counters
+ * drop.  The directory is not synced here (the caller does it once).
+ * PT_OK, or PT_ERROR (logged) when the file stays.
+ */
+static int spool_seg_remove_oldest(struct spool *sp)
+{
+	struct spool_seg *g = &sp->segs[0];
+	char name[SPOOL_SEGMENT_NAME_LEN + 1], bad[SPOOL_SEGMENT_NAME_LEN + 8], path[4200];
+	int rc;
+
+	spool_segment_name(g->seq, name);
+	spool_path(sp, g->seq, path, sizeof(path));
+	if (g->bad) {
+		snprintf(bad, sizeof(bad), "%s.bad", name);
+		rc = renameat(sp->dir_fd, name, sp->dir_fd, bad);
+	} else {
+		rc = unlinkat(sp->dir_fd, name, 0);
+	}
+	if (rc != 0 && errno != ENOENT) {
+		pt_error("spool %s: cannot %s dead segment: %s", path, g->bad ? "rename" : "delete",
+			 strerror(errno));
+		return PT_ERROR;
+	}
+	if (g->bad)
+		pt_warn("spool %s: no live messages left; it held a bad record, so it is kept "
+			"as %s.bad for inspection (remove it when done)",
+			path, path);
+	if (g->read_fd >= 0)
+		close(g->read_fd);
+	sp->bytes -= g->bytes;
+	sp->n_segs--;
+	memmove(sp->segs, sp->segs + 1, sp->n_segs * sizeof(*sp->segs));
+	return PT_OK;
+}
+
+/* True when the current segment is the only one, dead, idle and at least rotate_min long. */
+static bool spool_collect_rotate_ok(const struct spool *sp, uint64_t rotate_min)
+{
+	return sp->n_segs == 1 && spool_seg_current(sp, &sp->segs[0]) && sp->segs[0].n_live == 0 &&
+	       sp->inflight == NULL && !spool_batch_ready(sp) && sp->end >= rotate_min;
+}
+
+/*
+ * Delete dead segments (spool.h): the oldest while it is dead and not
+ * current -- the prefix rule, safe by the argument in spool_segment.c --
+ * then, when only a dead and idle current segment of rotate_min bytes or
+ * more is left, start a new one and delete the old.  One directory fsync
+ * covers all the unlinks.  Returns the number of segments removed.
+ */
+unsigned spool_collect(struct spool *sp, uint64_t rotate_min)
+{
+	unsigned n = 0;
+
+	while (sp->n_segs > 0 && !spool_seg_current(sp, &sp->segs[0]) && sp->segs[0].n_live == 0) {
+		if (spool_seg_remove_oldest(sp) != PT_OK)
+			break; /* never skip one: a later segment's tombstones may need it gone */
+		n++;
+	}
+	if (spool_collect_rotate_ok(sp, rotate_min) && spool_rotate(sp) == PT_OK &&
+	    spool_seg_remove_oldest(sp) == PT_OK)
+		n++;
+	if (n > 0 && fsync(sp->dir_fd) != 0)
+		pt_warn("spool %s: fsync after deleting segments: %s", sp->dir, strerror(errno));
+	return n;
+}
+
+/* The oldest segment on disk and its live count (spool.h).  With none on disk
+ * (only when no segment could be created), the next sequence and 0. */
+uint64_t spool_oldest_segment(const struct spool *sp, uint64_t *n_live)
+{
+	if (sp->n_segs == 0) {
+		*n_live = 0;
+		return sp->seq;
+	}
+	*n_live = sp->segs[0].n_live;
+	return sp->segs[0].seq;
 }

@@ -42,6 +42,22 @@ struct spool_config {
 	uint64_t segment_max; /* 0 -> SPOOL_SEGMENT_MAX_DEFAULT */
 };
 
+/* Per-recipient delivery state, kept by RCPT_STATE records so a restart
+ * brings every unit back with its schedule. */
+struct spool_rcpt_state {
+	uint32_t rcpt;	       /* index into the message's recipients */
+	bool done;	       /* delivered, bounced or expired: never again */
+	uint32_t num_attempts; /* attempts made so far */
+	uint64_t due_us;       /* next attempt, wall clock microseconds (0: now) */
+};
+
+/* Where a MESSAGE record landed. */
+struct spool_loc {
+	uint64_t segment;
+	uint64_t offset;
+	uint32_t length; /* header + payload */
+};
+
 /* A live (not tombstoned) message found by recovery or a scan. */
 struct spool_entry {
 	char id[PT_ID_LEN + 1];
@@ -51,6 +67,12 @@ struct spool_entry {
 	uint64_t created_us;
 	uint32_t n_rcpts;
 	uint64_t size;	     /* message size (bytes of body) */
+	/* The newest state of each recipient that has one (RCPT_STATE records
+	 * written after the newest copy of the message), in recipient order;
+	 * recipients without one are pending with no attempts.  Valid during
+	 * the callback. */
+	const struct spool_rcpt_state *states;
+	size_t n_states;
 };
 
 typedef void (*spool_entry_fn)(void *arg, const struct spool_entry *e);
@@ -74,6 +96,10 @@ void spool_close(struct spool *sp);
 int spool_append_message(struct spool *sp, const struct pt_message *m, void *token);
 /* Queue a tombstone for id (copied).  PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
 int spool_append_tombstone(struct spool *sp, const char *id, void *token);
+/* Queue a RCPT_STATE record for recipient st->rcpt of message id (copied).
+ * PT_OK, PT_NOMEM, PT_ERROR (invalid id). */
+int spool_append_rcpt_state(struct spool *sp, const char *id, const struct spool_rcpt_state *st,
+			    void *token);
 
 struct spool_io {
 	int fd;
@@ -92,8 +118,9 @@ int spool_batch_start(struct spool *sp, struct spool_io *io);
 /* Complete the in-flight batch: write_res is the WRITEV result (bytes or
  * -errno), sync_res the FSYNC result (0 or -errno, -ECANCELED when the link
  * was broken).  cb is called once per record in order with PT_OK or
- * PT_ERROR. */
-typedef void (*spool_done_fn)(void *arg, void *token, int status);
+ * PT_ERROR; loc is where a MESSAGE record now lies (NULL for other records
+ * and on failure). */
+typedef void (*spool_done_fn)(void *arg, void *token, int status, const struct spool_loc *loc);
 void spool_batch_done(struct spool *sp, int write_res, int sync_res, spool_done_fn cb, void *arg);
 
 /* Convenience for tools and tests: run a batch synchronously with
@@ -105,6 +132,50 @@ uint64_t spool_bytes(const struct spool *sp);
 uint64_t spool_segments(const struct spool *sp);
 /* Sequence number of the segment appends go to. */
 uint64_t spool_current_segment(const struct spool *sp);
+
+/* ---- Runtime: reading back, liveness, deleting dead segments ---- */
+
+/*
+ * A read-only fd for segment `segment`, for reading records back through the
+ * ring (a body when its unit becomes ready; compaction).  Opened on first use
+ * (a blocking open, once per segment) and kept until the segment is deleted;
+ * the spool owns it.  -1 when the segment does not exist.
+ */
+int spool_read_fd(struct spool *sp, uint64_t segment);
+/*
+ * Check one whole record as read from disk (len bytes = the location's
+ * length): magic, type MESSAGE, length, CRC, structure, and that its id is
+ * expect_id (when not NULL); then decode it into m (initialised by the
+ * caller; envelope, meta and the body into m->data with header_end set).
+ * PT_OK, PT_CORRUPT (reason in *why, static), PT_NOMEM.
+ */
+int spool_decode_record(const void *rec, size_t len, const char *expect_id, struct pt_message *m,
+			const char **why);
+/*
+ * The live copy of a message in `segment` is gone: its tombstone is durable,
+ * or a newer copy of it (compaction) is.  Every live message counts once in
+ * the segment of its newest copy: recovered ones from spool_open, appended
+ * ones from the batch that made them durable (counted before that batch's
+ * callbacks run).  Panics when the segment holds no live message: the
+ * caller's bookkeeping is broken, and going on could delete live mail.
+ */
+void spool_unref(struct spool *sp, uint64_t segment);
+/*
+ * Delete dead segments: from the oldest, while a segment is not the current
+ * one and holds no live message (so every tombstone in it names a message
+ * whose copies are in it or in segments already deleted), then fsync the
+ * directory.  When every segment is dead, no batch is pending or in flight
+ * and the current one holds at least rotate_min bytes, a new current
+ * segment is started first so the old one can go.  A segment in which
+ * recovery found a bad record is renamed to "<name>.bad" rather than
+ * deleted (kept for the operator; logged).  Read fds of removed segments
+ * are closed.  Blocking unlink/fsync: call from a timer, not per message.
+ * Returns the number of segments removed.
+ */
+unsigned spool_collect(struct spool *sp, uint64_t rotate_min);
+/* The oldest segment still on disk and its live message count (for
+ * compaction: when it is old and nearly empty, move its messages forward). */
+uint64_t spool_oldest_segment(const struct spool *sp, uint64_t *n_live);
 
 /* ---- Offline reading (petrel-spool, tests, later: body read-back) ---- */
 

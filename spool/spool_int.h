@@ -18,6 +18,8 @@
 #define SPOOL_SEGMENT_HEADER_PAYLOAD_LEN 32u
 #define SPOOL_MESSAGE_FIXED_LEN		 64u
 #define SPOOL_TOMBSTONE_PAYLOAD_LEN	 PT_ID_LEN
+#define SPOOL_RCPT_STATE_PAYLOAD_LEN	 56u
+#define SPOOL_RCPT_STATE_DONE		 1u /* RCPT_STATE flags bit 0 */
 /* Largest payload accepted, written or read: bounds what a corrupt length
  * field can make a reader allocate, and keeps one record well under the
  * ~2 GiB the kernel moves in one write. */
@@ -31,6 +33,7 @@ enum spool_record_type {
 	SPOOL_RECORD_SEGMENT_HEADER = 1,
 	SPOOL_RECORD_MESSAGE = 2,
 	SPOOL_RECORD_TOMBSTONE = 3,
+	SPOOL_RECORD_RCPT_STATE = 4,
 };
 
 /* Byte offsets inside the record header. */
@@ -54,6 +57,16 @@ enum {
 	SPOOL_MSG_RESERVED = 60,
 };
 
+/* Byte offsets inside a RCPT_STATE payload. */
+enum {
+	SPOOL_STATE_ID = 0,
+	SPOOL_STATE_RCPT = 32,
+	SPOOL_STATE_FLAGS = 36,
+	SPOOL_STATE_ATTEMPTS = 40,
+	SPOOL_STATE_RESERVED = 44,
+	SPOOL_STATE_DUE = 48,
+};
+
 /* A record header as read from disk. */
 struct spool_record_header {
 	uint8_t type;
@@ -75,7 +88,7 @@ struct spool_message_view {
 	const char *body;     /* body_len bytes */
 };
 
-/* What a segment scan reports for every good MESSAGE or TOMBSTONE record. */
+/* What a segment scan reports for every good MESSAGE, TOMBSTONE or RCPT_STATE record. */
 struct spool_record_info {
 	uint8_t type;
 	uint64_t offset;     /* of the record in the file */
@@ -84,6 +97,7 @@ struct spool_record_info {
 	uint64_t created_us; /* messages only */
 	uint32_t n_rcpts;
 	uint64_t body_len;
+	struct spool_rcpt_state state; /* RCPT_STATE only */
 };
 
 /* ---- spool_record.c: encoding and decoding ---- */
@@ -115,12 +129,16 @@ int spool_record_encode_segment_header(struct pt_buf *b, unsigned shard, uint64_
 int spool_record_encode_message(struct pt_buf *b, const struct pt_message *m,
 				const struct iovec *body, int n_body, size_t *record_len);
 int spool_record_encode_tombstone(struct pt_buf *b, const char *id);
+int spool_record_encode_rcpt_state(struct pt_buf *b, const char *id,
+				   const struct spool_rcpt_state *st);
 uint64_t spool_record_message_len(const struct pt_message *m);
 const char *spool_record_check_header(const uint8_t *p, struct spool_record_header *h);
 bool spool_record_crc_ok(const uint8_t *header, const uint8_t *payload, uint32_t payload_len);
 const char *spool_record_check_segment_header(const uint8_t *p, uint32_t len, unsigned shard,
 					      uint64_t seq);
 const char *spool_record_check_tombstone(const uint8_t *p, uint32_t len);
+const char *spool_record_check_rcpt_state(const uint8_t *p, uint32_t len,
+					  struct spool_rcpt_state *st);
 const char *spool_record_check_message(const uint8_t *p, uint32_t len,
 				       struct spool_message_view *v);
 int spool_record_decode_message(const struct spool_message_view *v, struct pt_message *m);
@@ -149,11 +167,22 @@ int spool_segment_scan(int fd, unsigned shard, uint64_t seq, struct spool_segmen
 
 /* ---- spool_recover.c: the scan behind spool_open, spool_scan, spool_verify ---- */
 
+/* A segment left on disk after recovery, as the running spool tracks it. */
+struct spool_recovered_segment {
+	uint64_t seq;
+	uint64_t size;	 /* bytes */
+	uint64_t n_live; /* live messages whose newest copy is here */
+	bool bad;	 /* a bad record was found in it (never repaired) */
+};
+
 struct spool_recovery_result {
 	uint64_t max_seq;    /* highest segment sequence seen (0: none) */
 	uint64_t n_segments; /* segment files left on disk */
 	uint64_t bytes;	     /* their total size */
 	uint64_t n_bad;	     /* bad records (torn tails included) */
+	/* The n_segments segments left on disk in sequence order (caller frees;
+	 * NULL when there are none). */
+	struct spool_recovered_segment *segs;
 };
 
 int spool_recover(int dir_fd, const char *dir, unsigned shard, bool repair, spool_entry_fn fn,

@@ -1,13 +1,18 @@
 /*
- * spool_read.c -- reading one message back by its entry (petrel-spool cat,
- * tests; later the delivery path's body read-back).  Format: spool_segment.c.
+ * spool_read.c -- reading one message back: by its entry from a closed spool
+ * (spool_read_message: petrel-spool cat, tests), or from the bytes of a
+ * record the caller read itself (spool_decode_record: the shard reads a body
+ * back through its ring when a unit becomes ready, and for compaction).
+ * Format: spool_segment.c.
  *
- * The record is read whole with one pread into the message's data buffer,
- * checked exactly as recovery checks it (header, CRC, structure) plus the id
- * the entry promised, the envelope copied out, and then the body moved to
- * the front of the buffer: one read and one memmove, no second buffer.  The
- * body comes back as the stored composition (prefix, headers, appended,
- * rest) in `data` alone, with header_end scanned again.
+ * Both check a record exactly as recovery does (header, CRC, structure) plus
+ * the id the caller expects -- a location that now holds other bytes must
+ * not deliver another message's body -- and copy the envelope out.  The body
+ * comes back as the stored composition (prefix, headers, appended, rest) in
+ * `data` alone, with header_end scanned again.  spool_read_message reads the
+ * record into the message's own data buffer and moves the body to its front
+ * (one read, one memmove, no second buffer); spool_decode_record copies the
+ * body out of the caller's buffer, which stays the caller's.
  */
 #include "spool/spool_int.h"
 
@@ -36,22 +41,73 @@ static int read_exact(int fd, char *p, size_t n, uint64_t off)
 	return PT_OK;
 }
 
-/* Check the record in m->data against e and decode its envelope into m.  PT_OK, PT_CORRUPT,
- * PT_NOMEM. */
-static int read_check(const struct spool_entry *e, struct pt_message *m, size_t *body_off,
-		      uint64_t *body_len)
+/*
+ * Check the whole record rec[0, len) -- a MESSAGE of exactly len bytes whose
+ * CRC and structure hold and, when expect_id is not NULL, whose id it is --
+ * and take it apart into v (pointers into rec).  NULL or the reason.
+ */
+static const char *read_check(const uint8_t *rec, size_t len, const char *expect_id,
+			      struct spool_message_view *v)
+{
+	struct spool_record_header h;
+	const char *why;
+
+	if (len < SPOOL_RECORD_HEADER_LEN + SPOOL_MESSAGE_FIXED_LEN)
+		return "record too short for a message";
+	why = spool_record_check_header(rec, &h);
+	if (why != NULL)
+		return why;
+	if (h.type != SPOOL_RECORD_MESSAGE)
+		return "not a message record";
+	if (h.payload_len != len - SPOOL_RECORD_HEADER_LEN)
+		return "record length does not match its location";
+	if (!spool_record_crc_ok(rec, rec + SPOOL_RECORD_HEADER_LEN, h.payload_len))
+		return "CRC mismatch";
+	why = spool_record_check_message(rec + SPOOL_RECORD_HEADER_LEN, h.payload_len, v);
+	if (why != NULL)
+		return why;
+	if (expect_id != NULL && memcmp(v->id, expect_id, PT_ID_LEN) != 0)
+		return "another message's record";
+	return NULL;
+}
+
+/*
+ * Check one whole MESSAGE record as read from disk and decode it into m
+ * (spool.h): envelope, meta, and the body copied into m->data with
+ * header_end set.  m is initialised by the caller and should be empty; on
+ * failure it may hold part of the envelope (pt_message_clear frees it).
+ * PT_OK, PT_CORRUPT with the reason in *why (a static string), or PT_NOMEM.
+ */
+int spool_decode_record(const void *rec, size_t len, const char *expect_id, struct pt_message *m,
+			const char **why)
+{
+	struct spool_message_view v;
+	const char *reason = read_check(rec, len, expect_id, &v);
+
+	if (reason != NULL) {
+		if (why != NULL)
+			*why = reason;
+		return PT_CORRUPT;
+	}
+	if (spool_record_decode_message(&v, m) != PT_OK ||
+	    pt_buf_append(&m->data, v.body, (size_t)v.body_len) != PT_OK) {
+		if (why != NULL)
+			*why = "out of memory";
+		return PT_NOMEM;
+	}
+	pt_message_scan_headers(m);
+	return PT_OK;
+}
+
+/* Check the record in m->data against e and decode its envelope into m; the
+ * body stays where it is.  PT_OK, PT_CORRUPT, PT_NOMEM. */
+static int read_decode_in_place(const struct spool_entry *e, struct pt_message *m, size_t *body_off,
+				uint64_t *body_len)
 {
 	const uint8_t *rec = (const uint8_t *)m->data.data;
-	struct spool_record_header h;
 	struct spool_message_view v;
 
-	if (spool_record_check_header(rec, &h) != NULL || h.type != SPOOL_RECORD_MESSAGE ||
-	    h.payload_len != e->length - SPOOL_RECORD_HEADER_LEN)
-		return PT_CORRUPT;
-	if (!spool_record_crc_ok(rec, rec + SPOOL_RECORD_HEADER_LEN, h.payload_len))
-		return PT_CORRUPT;
-	if (spool_record_check_message(rec + SPOOL_RECORD_HEADER_LEN, h.payload_len, &v) != NULL ||
-	    memcmp(v.id, e->id, PT_ID_LEN) != 0)
+	if (read_check(rec, e->length, e->id, &v) != NULL)
 		return PT_CORRUPT;
 	if (spool_record_decode_message(&v, m) != PT_OK)
 		return PT_NOMEM;
@@ -90,7 +146,7 @@ int spool_read_message(const char *path, unsigned shard, const struct spool_entr
 	close(fd);
 	if (rc == PT_OK) {
 		m->data.len = e->length;
-		rc = read_check(e, m, &body_off, &body_len);
+		rc = read_decode_in_place(e, m, &body_off, &body_len);
 	}
 	if (rc != PT_OK) {
 		pt_message_clear(m);

@@ -81,6 +81,24 @@ int spool_record_encode_tombstone(struct pt_buf *b, const char *id)
 	return record_encode_small(b, SPOOL_RECORD_TOMBSTONE, (const uint8_t *)id, PT_ID_LEN);
 }
 
+/* Append a RCPT_STATE record: recipient st->rcpt of message id.  PT_OK, PT_NOMEM,
+ * PT_ERROR (id not valid). */
+int spool_record_encode_rcpt_state(struct pt_buf *b, const char *id,
+				   const struct spool_rcpt_state *st)
+{
+	uint8_t p[SPOOL_RCPT_STATE_PAYLOAD_LEN];
+
+	if (!pt_id_valid(id, strnlen(id, PT_ID_LEN + 1)))
+		return PT_ERROR;
+	memcpy(p + SPOOL_STATE_ID, id, PT_ID_LEN);
+	spool_put_le32(p + SPOOL_STATE_RCPT, st->rcpt);
+	spool_put_le32(p + SPOOL_STATE_FLAGS, st->done ? SPOOL_RCPT_STATE_DONE : 0);
+	spool_put_le32(p + SPOOL_STATE_ATTEMPTS, st->num_attempts);
+	spool_put_le32(p + SPOOL_STATE_RESERVED, 0);
+	spool_put_le64(p + SPOOL_STATE_DUE, st->due_us);
+	return record_encode_small(b, SPOOL_RECORD_RCPT_STATE, p, sizeof(p));
+}
+
 /* Bytes of a MESSAGE payload before the body (fixed part, sender, rcpts, meta). */
 static uint64_t record_envelope_len(const struct pt_message *m)
 {
@@ -199,6 +217,9 @@ const char *spool_record_check_header(const uint8_t *p, struct spool_record_head
 	case SPOOL_RECORD_TOMBSTONE:
 		return h->payload_len == SPOOL_TOMBSTONE_PAYLOAD_LEN ? NULL
 								     : "bad tombstone length";
+	case SPOOL_RECORD_RCPT_STATE:
+		return h->payload_len == SPOOL_RCPT_STATE_PAYLOAD_LEN ? NULL
+								      : "bad rcpt_state length";
 	default:
 		return "unknown record type";
 	}
@@ -233,6 +254,28 @@ const char *spool_record_check_tombstone(const uint8_t *p, uint32_t len)
 	if (len != SPOOL_TOMBSTONE_PAYLOAD_LEN)
 		return "bad tombstone length";
 	return pt_id_valid((const char *)p, PT_ID_LEN) ? NULL : "bad id in tombstone";
+}
+
+/* Check a RCPT_STATE payload and decode it into st (the id stays at p).  NULL or
+ * the reason.  Unknown flag bits are refused like every reserved field: a
+ * reader that ignored them could misread a newer format. */
+const char *spool_record_check_rcpt_state(const uint8_t *p, uint32_t len,
+					  struct spool_rcpt_state *st)
+{
+	uint32_t flags;
+
+	if (len != SPOOL_RCPT_STATE_PAYLOAD_LEN)
+		return "bad rcpt_state length";
+	if (!pt_id_valid((const char *)p + SPOOL_STATE_ID, PT_ID_LEN))
+		return "bad id in rcpt_state";
+	flags = spool_get_le32(p + SPOOL_STATE_FLAGS);
+	if ((flags & ~SPOOL_RCPT_STATE_DONE) != 0 || spool_get_le32(p + SPOOL_STATE_RESERVED) != 0)
+		return "nonzero reserved rcpt_state bits";
+	st->rcpt = spool_get_le32(p + SPOOL_STATE_RCPT);
+	st->done = (flags & SPOOL_RCPT_STATE_DONE) != 0;
+	st->num_attempts = spool_get_le32(p + SPOOL_STATE_ATTEMPTS);
+	st->due_us = spool_get_le64(p + SPOOL_STATE_DUE);
+	return NULL;
 }
 
 /* Take one u32-length-prefixed string at *pos, bounded by end.  False if it does not fit. */
@@ -366,17 +409,19 @@ int spool_record_decode_message(const struct spool_message_view *v, struct pt_me
 	return record_decode_meta(&meta, v->n_meta, m);
 }
 
-/* "MESSAGE", "TOMBSTONE", ... for reports. */
+/* "message", "tombstone", "rcpt_state", ... for reports. */
 const char *spool_record_type_name(uint8_t type)
 {
 	switch (type) {
 	case SPOOL_RECORD_SEGMENT_HEADER:
-		return "SEGMENT_HEADER";
+		return "segment_header";
 	case SPOOL_RECORD_MESSAGE:
-		return "MESSAGE";
+		return "message";
 	case SPOOL_RECORD_TOMBSTONE:
-		return "TOMBSTONE";
+		return "tombstone";
+	case SPOOL_RECORD_RCPT_STATE:
+		return "rcpt_state";
 	default:
-		return "UNKNOWN";
+		return "unknown";
 	}
 }

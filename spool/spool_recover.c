@@ -16,11 +16,28 @@
  *   entries   one per MESSAGE record: where it is and what `ls` shows, plus
  *             a link to an older copy with the same id (48 bytes)
  *   tombs     one per TOMBSTONE record: its id's index (4 bytes)
+ *   states    one per RCPT_STATE record that may still count: the entry
+ *             (message copy) it follows, recipient, state, file order
+ *             (32 bytes)
  *
  * so a spool of a million live messages costs about 100 MB during open and
- * nothing after it.  An id stored twice (a future compaction copying a
- * message forward) is reported once, at its newest copy, and a tombstone
- * kills every copy.
+ * nothing after it.  An id stored twice (compaction copying a message
+ * forward) is reported once, at its newest copy, and a tombstone kills
+ * every copy.
+ *
+ * Recipient states.  A RCPT_STATE applies to the copy of its message that
+ * was the newest when it was read (states follow their copy: the format
+ * comment in spool_segment.c); one read before any copy, or after the
+ * tombstone, or naming a recipient the message does not have, is dropped
+ * on the spot.  When the states array fills up it is squeezed before it
+ * grows: sorted by (entry, recipient, file order), and everything dropped
+ * that can no longer count -- states of a copy that is no longer the newest
+ * or of a message tombstoned since, and every state but the newest of a
+ * recipient.  It grows (doubles) only when more than half survive, so it
+ * never holds more than four times the recipients that have a state, however
+ * many times they were retried, and each squeeze (O(n log n)) is paid for
+ * by at least n/2 appends since the last one.  A final squeeze leaves the reported states sorted by entry and
+ * recipient, which is the order they are handed out in.
  *
  * Repair (spool_open only):
  *
@@ -33,11 +50,14 @@
  *    sequence or format version is not a torn write: someone moved files.
  *    spool_open refuses to start rather than repair (delete) it.
  *  - Dead segments are deleted, oldest first.  Segment T may go when it is
- *    fully readable, holds no live message, and every message its tombstones
- *    name has all its copies in segments that are going too (in T itself or
- *    an older one already deleted): deleting T must never bring a message
- *    back.  Since a tombstone follows its message, one pass in sequence
- *    order decides each segment from the ones before it.
+ *    fully readable, holds no live message, holds no recipient state that
+ *    counts (the newest state of a live message's recipient), and every
+ *    message its tombstones name has all its copies in segments that are
+ *    going too (in T itself or an older one already deleted): deleting T
+ *    must never bring a message back or a recipient's older state.  Since a
+ *    tombstone follows its message, one pass in sequence order decides each
+ *    segment from the ones before it.  (States that do not count pin
+ *    nothing: removing them changes no outcome.)
  */
 #include "spool/spool_int.h"
 
@@ -68,10 +88,21 @@ struct recover_entry {
 	uint64_t size;
 };
 
+/* A RCPT_STATE that may still count. */
+struct recover_state {
+	uint32_t entry; /* the MESSAGE entry (copy) it follows */
+	uint32_t seg;	/* index into segs */
+	uint32_t rcpt;
+	uint32_t num_attempts;
+	uint64_t due_us;
+	uint64_t order; /* file order << 1 | done */
+};
+
 struct recover_segment {
 	uint64_t seq;
 	struct spool_segment_scan scan;
 	uint64_t n_live;
+	uint64_t n_states; /* states in it that count: they pin it at open */
 	size_t first_tomb; /* its tombstones: tombs[first_tomb, first_tomb + n_tombs) */
 	size_t n_tombs;
 	bool removed;
@@ -93,6 +124,9 @@ struct recovery {
 	size_t n_entries, cap_entries;
 	uint32_t *tombs;
 	size_t n_tombs, cap_tombs;
+	struct recover_state *states;
+	size_t n_states, cap_states;
+	uint64_t n_state_records; /* every RCPT_STATE read: the file order */
 	char *err;
 	size_t err_len;
 };
@@ -185,6 +219,34 @@ static int recover_table_grow(struct recovery *r)
 	return PT_OK;
 }
 
+/* The table slot of key: where it is, or the empty slot where it would go. */
+static size_t recover_probe(const struct recovery *r, const uint8_t key[16])
+{
+	size_t h;
+
+	for (h = recover_hash(key, r->table_cap); r->table[h] != 0;
+	     h = (h + 1) & (r->table_cap - 1))
+		if (memcmp(r->ids[r->table[h] - 1].key, key, 16) == 0)
+			break;
+	return h;
+}
+
+/* The index of id in r->ids, if it is there. */
+static bool recover_id_find(const struct recovery *r, const char *id, uint32_t *out)
+{
+	uint8_t key[16];
+	size_t h;
+
+	if (r->table_cap == 0)
+		return false;
+	recover_id_key(id, key);
+	h = recover_probe(r, key);
+	if (r->table[h] == 0)
+		return false;
+	*out = r->table[h] - 1;
+	return true;
+}
+
 /* The index of id in r->ids, added if new.  PT_OK or PT_NOMEM. */
 static int recover_id_get(struct recovery *r, const char *id, uint32_t *out)
 {
@@ -195,12 +257,10 @@ static int recover_id_get(struct recovery *r, const char *id, uint32_t *out)
 	if ((r->n_ids + 1) * 2 > r->table_cap && recover_table_grow(r) != PT_OK)
 		return PT_NOMEM;
 	recover_id_key(id, key);
-	for (h = recover_hash(key, r->table_cap); r->table[h] != 0;
-	     h = (h + 1) & (r->table_cap - 1)) {
-		if (memcmp(r->ids[r->table[h] - 1].key, key, 16) == 0) {
-			*out = r->table[h] - 1;
-			return PT_OK;
-		}
+	h = recover_probe(r, key);
+	if (r->table[h] != 0) {
+		*out = r->table[h] - 1;
+		return PT_OK;
 	}
 	if (r->n_ids >= RECOVER_NONE - 1 ||
 	    recover_grow((void **)&r->ids, r->n_ids, &r->cap_ids, sizeof(*r->ids)) != PT_OK)
@@ -213,13 +273,98 @@ static int recover_id_get(struct recovery *r, const char *id, uint32_t *out)
 	return PT_OK;
 }
 
-/* Segment scan callback: index one good MESSAGE or TOMBSTONE record. */
+/* True when entry i is the newest copy of a message without a tombstone (so far). */
+static bool recover_live(const struct recovery *r, size_t i)
+{
+	const struct recover_id *id = &r->ids[r->entries[i].id];
+
+	return !id->tombstoned && id->latest == i;
+}
+
+static int recover_state_cmp(const void *a, const void *b)
+{
+	const struct recover_state *x = a, *y = b;
+
+	if (x->entry != y->entry)
+		return x->entry < y->entry ? -1 : 1;
+	if (x->rcpt != y->rcpt)
+		return x->rcpt < y->rcpt ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Squeeze r->states (see top): sorted by (entry, rcpt, order), only the
+ * newest state of each recipient of each live copy kept. */
+static void recover_states_squeeze(struct recovery *r)
+{
+	size_t n = 0;
+
+	if (r->n_states > 1)
+		qsort(r->states, r->n_states, sizeof(*r->states), recover_state_cmp);
+	for (size_t i = 0; i < r->n_states; i++) {
+		const struct recover_state *st = &r->states[i], *next = st + 1;
+
+		if (!recover_live(r, st->entry))
+			continue;
+		if (i + 1 < r->n_states && next->entry == st->entry && next->rcpt == st->rcpt)
+			continue; /* a newer state of the same recipient follows */
+		r->states[n++] = *st;
+	}
+	r->n_states = n;
+}
+
+/* Room for one more state: squeeze first, grow when that freed less than half. */
+static int recover_state_room(struct recovery *r)
+{
+	if (r->n_states < r->cap_states)
+		return PT_OK;
+	recover_states_squeeze(r);
+	if (r->n_states * 2 <= r->cap_states && r->n_states < r->cap_states)
+		return PT_OK;
+	return recover_grow((void **)&r->states, r->n_states, &r->cap_states, sizeof(*r->states));
+}
+
+/* Index one good RCPT_STATE record (or drop it: see top). */
+static int recover_rcpt_state(struct recovery *r, const struct spool_record_info *ri)
+{
+	char name[SPOOL_SEGMENT_NAME_LEN + 1], path[4096];
+	struct recover_state *st;
+	uint32_t id, latest;
+
+	r->n_state_records++;
+	if (!recover_id_find(r, ri->id, &id) || (latest = r->ids[id].latest) == RECOVER_NONE ||
+	    r->ids[id].tombstoned)
+		return PT_OK;
+	if (ri->state.rcpt >= r->entries[latest].n_rcpts) {
+		spool_segment_name(r->segs[r->cur].seq, name);
+		snprintf(path, sizeof(path), "%s/%s", r->dir, name);
+		if (r->repair)
+			pt_warn("spool %s: offset %llu: state of recipient %u of message %.*s, "
+				"which has %u: ignored",
+				path, (unsigned long long)ri->offset, ri->state.rcpt, PT_ID_LEN,
+				ri->id, r->entries[latest].n_rcpts);
+		return PT_OK;
+	}
+	if (recover_state_room(r) != PT_OK)
+		return PT_NOMEM;
+	st = &r->states[r->n_states++];
+	st->entry = latest;
+	st->seg = (uint32_t)r->cur;
+	st->rcpt = ri->state.rcpt;
+	st->num_attempts = ri->state.num_attempts;
+	st->due_us = ri->state.due_us;
+	st->order = r->n_state_records << 1 | (ri->state.done ? 1 : 0);
+	return PT_OK;
+}
+
+/* Segment scan callback: index one good MESSAGE, TOMBSTONE or RCPT_STATE record. */
 static int recover_record(void *arg, const struct spool_record_info *ri)
 {
 	struct recovery *r = arg;
 	struct recover_entry *e;
 	uint32_t id;
 
+	if (ri->type == SPOOL_RECORD_RCPT_STATE)
+		return recover_rcpt_state(r, ri);
 	if (recover_id_get(r, ri->id, &id) != PT_OK)
 		return PT_NOMEM;
 	if (ri->type == SPOOL_RECORD_TOMBSTONE) {
@@ -342,7 +487,8 @@ static void recover_delete_dead(struct recovery *r)
 	for (size_t t = 0; t < r->n_segs; t++) {
 		struct recover_segment *s = &r->segs[t];
 
-		if (s->removed || s->scan.bad || s->n_live > 0 || !recover_tombstones_settled(r, t))
+		if (s->removed || s->scan.bad || s->n_live > 0 || s->n_states > 0 ||
+		    !recover_tombstones_settled(r, t))
 			continue;
 		recover_path(r, s->seq, name, path, sizeof(path));
 		if (unlinkat(r->dir_fd, name, 0) != 0) {
@@ -357,18 +503,35 @@ static void recover_delete_dead(struct recovery *r)
 		pt_warn("spool %s: fsync after deleting segments: %s", r->dir, strerror(errno));
 }
 
-static bool recover_live(const struct recovery *r, size_t i)
+/* The squeezed states as the public struct, in the same order, in a new
+ * array (caller frees; NULL when there are none).  PT_OK or PT_NOMEM. */
+static int recover_states_export(const struct recovery *r, struct spool_rcpt_state **out)
 {
-	const struct recover_id *id = &r->ids[r->entries[i].id];
+	struct spool_rcpt_state *v = NULL;
 
-	return !id->tombstoned && id->latest == i;
+	if (r->n_states > 0 && (v = calloc(r->n_states, sizeof(*v))) == NULL)
+		return PT_NOMEM;
+	for (size_t i = 0; i < r->n_states; i++) {
+		v[i].rcpt = r->states[i].rcpt;
+		v[i].done = (r->states[i].order & 1) != 0;
+		v[i].num_attempts = r->states[i].num_attempts;
+		v[i].due_us = r->states[i].due_us;
+	}
+	*out = v;
+	return PT_OK;
 }
 
-/* Call fn for each live message, in spool order. */
-static void recover_emit(const struct recovery *r, spool_entry_fn fn, void *arg)
+/* Call fn for each live message in spool order, with its recipients' states
+ * (r->states is squeezed: sorted by entry, live entries only).  PT_OK or
+ * PT_NOMEM (err filled). */
+static int recover_emit(struct recovery *r, spool_entry_fn fn, void *arg)
 {
+	struct spool_rcpt_state *states;
 	struct spool_entry se;
+	size_t k = 0;
 
+	if (recover_states_export(r, &states) != PT_OK)
+		return recover_fail(r, "%s: out of memory reporting recipient states", r->dir);
 	for (size_t i = 0; i < r->n_entries; i++) {
 		const struct recover_entry *e = &r->entries[i];
 
@@ -381,8 +544,18 @@ static void recover_emit(const struct recovery *r, spool_entry_fn fn, void *arg)
 		se.created_us = e->created_us;
 		se.n_rcpts = e->n_rcpts;
 		se.size = e->size;
+		se.states = states != NULL ? states + k : NULL;
+		se.n_states = 0;
+		while (k < r->n_states && r->states[k].entry == i) {
+			se.n_states++;
+			k++;
+		}
+		if (se.n_states == 0)
+			se.states = NULL;
 		fn(arg, &se);
 	}
+	free(states);
+	return PT_OK;
 }
 
 /* Report one segment to spool_verify's callback. */
@@ -418,6 +591,9 @@ static int recover_scan_all(struct recovery *r)
 	for (size_t i = 0; i < r->n_entries; i++)
 		if (recover_live(r, i))
 			r->segs[r->entries[i].seg].n_live++;
+	recover_states_squeeze(r);
+	for (size_t k = 0; k < r->n_states; k++)
+		r->segs[r->states[k].seg].n_states++;
 	return PT_OK;
 }
 
@@ -442,10 +618,10 @@ static int recover_list(struct recovery *r)
 	return PT_OK;
 }
 
-/* Totals over the segments left on disk. */
-static void recover_totals(const struct recovery *r, struct spool_recovery_result *res)
+/* Totals over the segments left on disk, and the list of them.  PT_OK or
+ * PT_NOMEM (err filled). */
+static int recover_totals(struct recovery *r, struct spool_recovery_result *res)
 {
-	memset(res, 0, sizeof(*res));
 	for (size_t t = 0; t < r->n_segs; t++) {
 		const struct recover_segment *s = &r->segs[t];
 
@@ -457,6 +633,23 @@ static void recover_totals(const struct recovery *r, struct spool_recovery_resul
 		res->n_segments++;
 		res->bytes += s->scan.size;
 	}
+	if (res->n_segments == 0)
+		return PT_OK;
+	res->segs = calloc(res->n_segments, sizeof(*res->segs));
+	if (res->segs == NULL)
+		return recover_fail(r, "%s: out of memory", r->dir);
+	for (size_t t = 0, k = 0; t < r->n_segs; t++) {
+		const struct recover_segment *s = &r->segs[t];
+
+		if (s->removed)
+			continue;
+		res->segs[k].seq = s->seq;
+		res->segs[k].size = s->scan.size;
+		res->segs[k].n_live = s->n_live;
+		res->segs[k].bad = s->scan.bad;
+		k++;
+	}
+	return PT_OK;
 }
 
 /*
@@ -464,7 +657,8 @@ static void recover_totals(const struct recovery *r, struct spool_recovery_resul
  * and messages) of shard `shard`.  With repair, fix the newest segment's torn
  * tail and delete dead segments (see top).  Then call fn (if not NULL) for
  * every live message in spool order and seg_fn (if not NULL) for every
- * segment, and fill res.  PT_OK, or PT_ERROR/PT_NOMEM with err filled.
+ * segment, and fill res (res->segs is the caller's to free, on failure
+ * too).  PT_OK, or PT_ERROR/PT_NOMEM with err filled.
  */
 int spool_recover(int dir_fd, const char *dir, unsigned shard, bool repair, spool_entry_fn fn,
 		  void *arg, spool_segment_fn seg_fn, void *seg_arg,
@@ -478,25 +672,28 @@ int spool_recover(int dir_fd, const char *dir, unsigned shard, bool repair, spoo
 	    .err = err,
 	    .err_len = err_len,
 	};
-	int rc = recover_list(&r);
+	int rc;
 
+	memset(res, 0, sizeof(*res));
+	rc = recover_list(&r);
 	if (rc == PT_OK)
 		rc = recover_scan_all(&r);
 	if (rc == PT_OK) {
 		if (repair)
 			recover_delete_dead(&r);
-		recover_totals(&r, res);
-		if (fn != NULL)
-			recover_emit(&r, fn, arg);
-		for (size_t t = 0; seg_fn != NULL && t < r.n_segs; t++)
-			if (!r.segs[t].removed)
-				recover_report(&r, &r.segs[t], seg_fn, seg_arg);
+		rc = recover_totals(&r, res);
 	}
+	if (rc == PT_OK && fn != NULL)
+		rc = recover_emit(&r, fn, arg);
+	for (size_t t = 0; rc == PT_OK && seg_fn != NULL && t < r.n_segs; t++)
+		if (!r.segs[t].removed)
+			recover_report(&r, &r.segs[t], seg_fn, seg_arg);
 	free(r.segs);
 	free(r.ids);
 	free(r.table);
 	free(r.entries);
 	free(r.tombs);
+	free(r.states);
 	return rc;
 }
 
@@ -530,6 +727,7 @@ int spool_scan(const char *path, unsigned shard, spool_entry_fn fn, void *arg, u
 		return PT_ERROR;
 	rc = spool_recover(dir_fd, dir, shard, false, fn, arg, NULL, NULL, &res, err, err_len);
 	close(dir_fd);
+	free(res.segs);
 	if (rc != PT_OK)
 		return PT_ERROR;
 	if (n_bad != NULL)
@@ -552,5 +750,6 @@ int spool_verify(const char *path, unsigned shard, spool_segment_fn fn, void *ar
 		return PT_ERROR;
 	rc = spool_recover(dir_fd, dir, shard, false, NULL, NULL, fn, arg, &res, err, err_len);
 	close(dir_fd);
+	free(res.segs);
 	return rc == PT_OK ? PT_OK : PT_ERROR;
 }

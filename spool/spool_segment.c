@@ -26,7 +26,7 @@
  *
  *     offset  size  field
  *     0       4     magic 0x52535450 ("PTSR" on disk)
- *     4       1     type: 1 SEGMENT_HEADER, 2 MESSAGE, 3 TOMBSTONE
+ *     4       1     type: 1 SEGMENT_HEADER, 2 MESSAGE, 3 TOMBSTONE, 4 RCPT_STATE
  *     5       1     flags, 0
  *     6       2     reserved, 0
  *     8       4     payload length P, at most 1 GiB (SPOOL_PAYLOAD_MAX)
@@ -66,6 +66,23 @@
  * TOMBSTONE payload, 32 bytes: the id of a message that is done.  It may sit
  * in a later segment than its message.
  *
+ * RCPT_STATE payload, 56 bytes: where one recipient of a message stands, so
+ * a restart brings its delivery unit back with its schedule:
+ *
+ *     0   32  id of the message
+ *     32  4   recipient index (into the MESSAGE record's forward-paths)
+ *     36  4   flags: bit 0 done (delivered, bounced or expired); others 0
+ *     40  4   num_attempts, attempts made so far
+ *     44  4   reserved, 0
+ *     48  8   due_us, next attempt, wall clock microseconds (0: now)
+ *
+ * A recipient's state is the newest RCPT_STATE for it that lies after the
+ * message's newest MESSAGE copy: a newer copy (compaction moving the message
+ * forward) resets every recipient to pending, and compaction writes the
+ * states again after the copy.  A recipient without one is pending with no
+ * attempts.  States of a tombstoned or unknown id, or with a recipient index
+ * past the message's count, are ignored (the last with a warning).
+ *
  * WRITE AND SYNC ORDER
  *
  *  1. Creating a segment (spool_segment_create): open O_CREAT|O_EXCL,
@@ -84,8 +101,11 @@
  *     dropped).  The segment is cut back to the batch's start with ftruncate
  *     (best effort, never followed by another fsync of that file), sealed,
  *     and the next batch goes to a new segment (step 1).
- *  5. A tombstone is appended only after its message was acknowledged, so it
- *     is in the same or a later segment.
+ *  5. A tombstone or a RCPT_STATE is appended only after its message was
+ *     acknowledged (for a compaction copy: after the copy was appended), so
+ *     it is in the same segment as the message's newest copy or a later one.
+ *  6. Dead segments are deleted (spool.c, spool_collect) oldest first, and
+ *     the directory fsync'd after.
  *
  * WHY A CRASH AT ANY POINT IS SAFE
  *
@@ -110,10 +130,37 @@
  *    skipped but kept on disk for inspection.
  *  - A lost tombstone brings its message back: delivered twice
  *    (at-least-once), never lost.
- *  - Dead segments (spool_recover.c) are deleted oldest first and the
- *    directory fsync'd after; a crash in between leaves at worst tombstones
- *    whose messages are already gone, or (if the directory reorders the
- *    unlinks) a message whose tombstone is gone: a duplicate.
+ *  - A lost RCPT_STATE (a crash before its batch synced, or cut off with a
+ *    torn tail) leaves the recipient at its previous state: it is retried
+ *    earlier than planned, or delivered again if the lost state said done.
+ *    At-least-once again, never lost: losing a state can only make a
+ *    recipient be tried again, never dropped.
+ *
+ * DELETING DEAD SEGMENTS
+ *
+ * A segment is dead when no message's newest copy lies in it.  Deleting a
+ * segment also deletes its tombstones and states, so it must never bring a
+ * message back or hand a live recipient an older state.  Two rules, both
+ * deleting oldest first and fsyncing the directory after:
+ *
+ *  - At run time (spool_collect) only a prefix goes: the oldest segment, while
+ *    it is dead and not the current one.  Every older segment is already gone,
+ *    and a tombstone follows its message's copies (step 5), so each tombstone
+ *    in it names a message whose copies are all in it or in those deleted
+ *    segments: none can come back.  A live message's states follow its newest
+ *    copy, which is in a live segment; the prefix stops at the oldest live
+ *    segment, so the states after it are kept, and those before it are older
+ *    than the copy and reset by it anyway.
+ *  - At open (spool_recover.c) a dead segment may go from the middle, when
+ *    the index shows that no message its tombstones name keeps a copy in a
+ *    segment that stays, and that it holds no live recipient's current state.
+ *
+ * A crash in between leaves at worst tombstones whose messages are already
+ * gone, or (if the directory reorders the unlinks) a message whose tombstone
+ * is gone: a duplicate.  A segment in which recovery found a bad record is
+ * renamed to "<name>.bad" instead of deleted when its turn comes: out of the
+ * spool (the same as deleting it for the argument above) but kept for the
+ * operator, since the unreadable rest may hold what a person can salvage.
  *
  * COST
  *
@@ -335,7 +382,8 @@ static int reader_get(struct segment_reader *r, uint64_t off, size_t n, const ui
 	return PT_OK;
 }
 
-/* Check a record's payload by type; fill ri for messages and tombstones.  NULL or the reason. */
+/* Check a record's payload by type; fill ri for messages, tombstones and
+ * recipient states.  NULL or the reason. */
 static const char *segment_check_payload(const struct spool_record_header *h, const uint8_t *p,
 					 uint64_t off, unsigned shard, uint64_t seq,
 					 struct spool_record_info *ri)
@@ -355,6 +403,9 @@ static const char *segment_check_payload(const struct spool_record_header *h, co
 	case SPOOL_RECORD_TOMBSTONE:
 		ri->id = (const char *)p;
 		return spool_record_check_tombstone(p, h->payload_len);
+	case SPOOL_RECORD_RCPT_STATE:
+		ri->id = (const char *)p;
+		return spool_record_check_rcpt_state(p, h->payload_len, &ri->state);
 	default:
 		why = spool_record_check_message(p, h->payload_len, &v);
 		if (why != NULL)
@@ -425,8 +476,8 @@ bad:
 /*
  * Scan the segment file fd (sequence seq of shard `shard`) from the start,
  * checking every record (magic, lengths, CRC, structure; the first record
- * must be this segment's header).  fn is called for each good MESSAGE and
- * TOMBSTONE record in file order.  The scan stops at the first bad or
+ * must be this segment's header).  fn is called for each good MESSAGE,
+ * TOMBSTONE and RCPT_STATE record in file order.  The scan stops at the first bad or
  * incomplete record: out->bad, out->end and out->reason say where and why.
  * An empty file is bad at offset 0.  Returns PT_OK (whether or not a bad
  * record was found), PT_ERROR with errno set on an I/O error, PT_NOMEM, or

@@ -17,12 +17,16 @@
  *
  *   ls       one line per live message on stdout,
  *            "<id> shard=<n> segment=<seq> offset=<off> size=<bytes> rcpts=<n>
- *            created=<rfc3339>", in shard then spool order, and
- *            "<N> messages" on stderr.
+ *            created=<rfc3339>", followed by " done=<d>/<n> attempts=<a>"
+ *            when some recipient has a delivery state (d recipients done,
+ *            a the most attempts any recipient had), in shard then spool
+ *            order, and "<N> messages" on stderr.
  *   verify   "<path>: <records> records, <bad> bad" per segment on stdout
  *            (where and why on stderr); exit 1 when anything is bad.
  *   cat      the stored message bytes; with --envelope a JSON object
- *            {id, sender, recipients, created, meta, size} instead.
+ *            {id, sender, recipients, created, meta, size} instead, plus
+ *            "states": [{rcpt, done, attempts, due}] when some recipient
+ *            has a delivery state.
  *
  * Exit status: 0 fine, 1 an error or (verify) a bad record, 2 bad usage.
  */
@@ -119,14 +123,29 @@ struct ls_ctx {
 	uint64_t n;
 };
 
+/* " done=<d>/<n> attempts=<a>" for a message with recipient states. */
+static void ls_states(const struct spool_entry *e)
+{
+	uint32_t n_done = 0, attempts = 0;
+
+	for (size_t i = 0; i < e->n_states; i++) {
+		n_done += e->states[i].done ? 1 : 0;
+		attempts = PT_MAX(attempts, e->states[i].num_attempts);
+	}
+	printf(" done=%u/%u attempts=%u", n_done, e->n_rcpts, attempts);
+}
+
 static void ls_entry(void *arg, const struct spool_entry *e)
 {
 	struct ls_ctx *c = arg;
 	char created[32];
 
-	printf("%s shard=%u segment=%llu offset=%llu size=%llu rcpts=%u created=%s\n", e->id,
+	printf("%s shard=%u segment=%llu offset=%llu size=%llu rcpts=%u created=%s", e->id,
 	       c->shard, (unsigned long long)e->segment, (unsigned long long)e->offset,
 	       (unsigned long long)e->size, e->n_rcpts, pt_time_rfc3339(e->created_us, created));
+	if (e->n_states > 0)
+		ls_states(e);
+	putchar('\n');
 	c->n++;
 }
 
@@ -202,17 +221,31 @@ static int cmd_verify(const char *spool, const unsigned *shards, int n_shards)
 struct find_ctx {
 	const char *id;
 	bool found;
-	struct spool_entry e;
+	struct spool_entry e;		 /* e.states points into states */
+	struct spool_rcpt_state *states; /* a copy (owned) */
+	bool nomem;			 /* the copy could not be made */
 };
 
 static void find_entry(void *arg, const struct spool_entry *e)
 {
 	struct find_ctx *c = arg;
 
-	if (!c->found && strcmp(e->id, c->id) == 0) {
-		c->found = true;
-		c->e = *e;
+	if (c->found || strcmp(e->id, c->id) != 0)
+		return;
+	c->found = true;
+	c->e = *e;
+	c->e.states = NULL;
+	c->e.n_states = 0;
+	if (e->n_states == 0)
+		return;
+	c->states = calloc(e->n_states, sizeof(*c->states));
+	if (c->states == NULL) {
+		c->nomem = true;
+		return;
 	}
+	memcpy(c->states, e->states, e->n_states * sizeof(*c->states));
+	c->e.states = c->states;
+	c->e.n_states = e->n_states;
 }
 
 /* Look id up in every shard: PT_OK with *shard and c->e, or 1 (reported). */
@@ -232,10 +265,35 @@ static int find_message(const char *spool, const unsigned *shards, int n_shards,
 		fprintf(stderr, TOOL ": %s: no such message in %s\n", c->id, spool);
 		return 1;
 	}
+	if (c->nomem) {
+		fprintf(stderr, TOOL ": %s: out of memory\n", c->id);
+		return 1;
+	}
 	return PT_OK;
 }
 
-static void print_envelope(const struct pt_message *m)
+/* "states": [{rcpt, done, attempts, due}] of a message that has some. */
+static void print_states(struct pt_json *j, const struct spool_entry *e)
+{
+	char due[32];
+
+	pt_json_key(j, "states");
+	pt_json_arr_begin(j);
+	for (size_t i = 0; i < e->n_states; i++) {
+		const struct spool_rcpt_state *st = &e->states[i];
+
+		pt_json_obj_begin(j);
+		pt_json_key_int(j, "rcpt", st->rcpt);
+		pt_json_key_bool(j, "done", st->done);
+		pt_json_key_int(j, "attempts", st->num_attempts);
+		/* 0 is "now": no time to show. */
+		pt_json_key_str(j, "due", st->due_us ? pt_time_rfc3339(st->due_us, due) : NULL);
+		pt_json_obj_end(j);
+	}
+	pt_json_arr_end(j);
+}
+
+static void print_envelope(const struct pt_message *m, const struct spool_entry *e)
 {
 	struct pt_buf out = PT_BUF_INIT;
 	struct pt_json j;
@@ -257,6 +315,8 @@ static void print_envelope(const struct pt_message *m)
 		pt_json_key_raw(&j, m->meta[i].key, m->meta[i].json, strlen(m->meta[i].json));
 	pt_json_obj_end(&j);
 	pt_json_key_int(&j, "size", (int64_t)m->data.len);
+	if (e->n_states > 0)
+		print_states(&j, e);
 	pt_json_obj_end(&j);
 	pt_buf_append(&out, "\n", 1);
 	fwrite(out.data, 1, out.len, stdout);
@@ -275,8 +335,10 @@ static int cmd_cat(const char *spool, const unsigned *shards, int n_shards, cons
 		fprintf(stderr, TOOL ": %s: not a message id (32 lowercase hex digits)\n", id);
 		return 1;
 	}
-	if (find_message(spool, shards, n_shards, &c, &shard) != PT_OK)
+	if (find_message(spool, shards, n_shards, &c, &shard) != PT_OK) {
+		free(c.states);
 		return 1;
+	}
 	pt_message_init(&m);
 	rc = spool_read_message(spool, shard, &c.e, &m);
 	if (rc != PT_OK) {
@@ -284,13 +346,15 @@ static int cmd_cat(const char *spool, const unsigned *shards, int n_shards, cons
 		    stderr, TOOL ": %s/%u/%016llx.seg: offset %llu: cannot read message %s: %s\n",
 		    spool, shard, (unsigned long long)c.e.segment, (unsigned long long)c.e.offset,
 		    id, rc == PT_CORRUPT ? "record is corrupt" : strerror(errno));
+		free(c.states);
 		return 1;
 	}
 	if (envelope)
-		print_envelope(&m);
+		print_envelope(&m, &c.e);
 	else if (m.data.len > 0)
 		fwrite(m.data.data, 1, m.data.len, stdout);
 	pt_message_clear(&m);
+	free(c.states);
 	return finish_stdout(0);
 }
 

@@ -17,8 +17,13 @@ What lives here, and why it is shared:
                  shown when a test fails.
   * SMTPConn     a raw SMTP client over a socket (optionally TLS) that reads
                  replies exactly as sent, for byte-exact assertions.
-  * spool_ls / spool_verify / spool_cat / spool_envelope   petrel-spool.
-  * reception_records / wait_for   the reception log, polled with a bound.
+  * spool_ls / spool_verify / spool_cat / spool_envelope   petrel-spool;
+                 spool_segment_bytes, the size of each shard's segments.
+  * reception_records / wait_for   the reception log, polled with a bound;
+                 log_records / wait_records, any record type of the log.
+  * delivery_policy_source   the delivering policy (KumoMTA names: queue
+                 config, egress path, resolver) of the delivery suites, whose
+                 fixtures live in dns.py (dnsmasq) and receivers.py.
 
 Processes are only ever signalled by the pid of a Popen this module made.
 Only the Python standard library is used: the suite runs under Debian's
@@ -206,6 +211,87 @@ end)
 		"relay": relay, "host": lua_str(hostname), "size": max_message_size,
 		"rcpts": max_recipients, "timeout": lua_str(client_timeout), "hook": message_hook,
 		"conns": max_connections, "data_timeout": lua_str(data_timeout),
+	}
+
+
+def lua_value(v):
+	"""A Lua literal for a Python value: str, int, float, bool, None (nil), a
+	list (array) or a dict (table with identifier keys)."""
+	if v is None:
+		return "nil"
+	if isinstance(v, bool):
+		return "true" if v else "false"
+	if isinstance(v, (int, float)):
+		return repr(v)
+	if isinstance(v, str):
+		return lua_str(v)
+	if isinstance(v, (list, tuple)):
+		return "{" + ", ".join(lua_value(x) for x in v) + "}"
+	if isinstance(v, dict):
+		for k in v:
+			if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
+				raise ValueError("Lua table key %r is not an identifier" % (k,))
+		return "{" + ", ".join("%s=%s" % (k, lua_value(x)) for k, x in v.items()) + "}"
+	raise TypeError("no Lua literal for %r" % (v,))
+
+
+# Queue defaults of the delivery tests: retries come quickly (KumoMTA's
+# defaults are 20 min doubling, 7 days).
+DELIVERY_QUEUE = {"retry_interval": "1s", "max_retry_interval": "2s", "max_age": "1 hour"}
+DELIVERY_EGRESS = {"enable_tls": "OpportunisticInsecure"}
+
+
+def delivery_policy_source(*, listen, spool, log_dir, dns_port, queue=None, egress=None,
+			   queue_by_domain=None, egress_by_site=None, hostname=HOSTNAME,
+			   relay_hosts=("127.0.0.1",), max_recipients=1000, listener=None,
+			   message_hook=""):
+	"""A delivering policy in KumoMTA's names (require 'kumo'):
+
+	  * init: spool, local logs, an ESMTP listener on `listen` relaying for
+	    relay_hosts, the resolver at 127.0.0.1:dns_port (dnsmasq);
+	  * get_queue_config: make_queue_config{DELIVERY_QUEUE updated by queue},
+	    or, for a domain in queue_by_domain, the same updated by its dict
+	    (e.g. {"protocol": {"smtp": {"mx_list": ["127.0.0.5"]}}});
+	  * get_egress_path_config: make_egress_path{DELIVERY_EGRESS updated by
+	    egress} (egress carries smtp_port, the receivers' port), or, for a
+	    site_name in egress_by_site, the same updated by its dict.
+
+	Values are Python values rendered with lua_value; `listener` adds fields
+	to start_esmtp_listener."""
+	q = dict(DELIVERY_QUEUE, **(queue or {}))
+	e = dict(DELIVERY_EGRESS, **(egress or {}))
+	lst = {"listen": listen, "relay_hosts": list(relay_hosts), "hostname": hostname,
+	       "max_recipients_per_message": max_recipients}
+	lst.update(listener or {})
+	queue_cases = "".join(
+		"  if domain == %s then\n    return kumo.make_queue_config%s\n  end\n"
+		% (lua_str(d), lua_value(dict(q, **over)))
+		for d, over in (queue_by_domain or {}).items())
+	egress_cases = "".join(
+		"  if site_name == %s then\n    return kumo.make_egress_path%s\n  end\n"
+		% (lua_str(site), lua_value(dict(e, **over)))
+		for site, over in (egress_by_site or {}).items())
+	return """local kumo = require 'kumo'
+
+kumo.on('init', function()
+  kumo.define_spool{name='data', path=%(spool)s}
+  kumo.configure_local_logs{log_dir=%(log)s}
+  kumo.start_esmtp_listener%(listener)s
+  kumo.dns.configure_resolver{name_servers={%(ns)s}}
+end)
+
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+%(queue_cases)s  return kumo.make_queue_config%(queue)s
+end)
+
+kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
+%(egress_cases)s  return kumo.make_egress_path%(egress)s
+end)
+%(hook)s""" % {
+		"spool": lua_str(spool), "log": lua_str(log_dir), "listener": lua_value(lst),
+		"ns": lua_str("127.0.0.1:%d" % dns_port), "queue_cases": queue_cases,
+		"queue": lua_value(q), "egress_cases": egress_cases, "egress": lua_value(e),
+		"hook": message_hook,
 	}
 
 
@@ -506,6 +592,9 @@ def make_message(subject="e2e", body="hello from the e2e suite\r\n", size=None,
 	return dot_stuff(text.encode())
 
 
+_MID_RE = re.compile(rb"^Message-ID: (<[^>\r\n]*>)\r$", re.M)
+
+
 def dot_stuff(data):
 	"""RFC 5321 4.5.2: a line starting with "." gets one more."""
 	if data.startswith(b"."):
@@ -627,6 +716,49 @@ def wait_reception(log_dir, ids, timeout=10):
 	return wait_for(found, timeout, interval=0.1, what="reception records for %s" % sorted(want))
 
 
+def log_records(log_dir, type=None):
+	"""Every JSON log record of every shard (<log_dir>/<shard>/*), or only
+	those whose "type" is `type` (a string or a tuple of strings)."""
+	recs = reception_records(log_dir)
+	if type is None:
+		return recs
+	types = (type,) if isinstance(type, str) else tuple(type)
+	return [r for r in recs if r.get("type") in types]
+
+
+def wait_records(log_dir, type, count, timeout, where=None, what=None):
+	"""Poll the log until at least `count` records of `type` (and matching
+	where(record), when given) are there; return all those matching."""
+	def found():
+		recs = [r for r in log_records(log_dir, type) if where is None or where(r)]
+		return recs if len(recs) >= count else None
+	return wait_for(found, timeout, interval=0.1,
+			what=what or "%d %s record(s) in %s" % (count, type, log_dir))
+
+
+def record_time(text):
+	"""An RFC 3339 timestamp of a log record as seconds since the epoch."""
+	import datetime
+	t = text[:-1] + "+00:00" if text.endswith("Z") else text
+	return datetime.datetime.fromisoformat(t).timestamp()
+
+
+def spool_segment_bytes(spool):
+	"""{shard number: total size of its *.seg files}, for every shard dir."""
+	out = {}
+	root = Path(spool)
+	for d in sorted(root.iterdir()) if root.is_dir() else []:
+		if d.is_dir() and d.name.isdigit():
+			total = 0
+			for f in d.glob("*.seg"):
+				try:
+					total += f.stat().st_size
+				except FileNotFoundError:	# deleted while we looked
+					pass
+			out[int(d.name)] = total
+	return out
+
+
 def run_swaks(args, timeout=60):
 	"""Run swaks; return (exit status, transcript)."""
 	swaks = require_tool("swaks")
@@ -661,6 +793,15 @@ class Env:
 			text = policy_source(**kw)
 		path = self.dir / name
 		path.write_text(text)
+		return path
+
+	def write_delivery_policy(self, dns_port, name="policy.lua", **kw):
+		"""delivery_policy_source for this env (listen, spool, log dir filled in)."""
+		kw.setdefault("listen", "127.0.0.1:%d" % self.port)
+		kw.setdefault("spool", str(self.spool))
+		kw.setdefault("log_dir", str(self.log_dir))
+		path = self.dir / name
+		path.write_text(delivery_policy_source(dns_port=dns_port, **kw))
 		return path
 
 	def start(self, policy=None, port=None, **kw):
@@ -728,14 +869,24 @@ def segment_file(spool, shard, seq):
 class Load:
 	"""`sessions` threads, each one smtplib connection sending `per_session`
 	messages of about `size` bytes one after another.  Records the id of every
-	250 and how many transactions broke off with their outcome unknown."""
+	250 and how many transactions broke off with their outcome unknown.
 
-	def __init__(self, port, sessions, per_session, size=1024, rcpt="load@example.com"):
+	With unique=True every message is made afresh with its own Message-ID:
+	mids maps each acknowledged id to its Message-ID, and inflight_mids holds
+	the Message-IDs of transactions cut off after DATA was sent (the
+	delivery tests follow messages by Message-ID at the receiver)."""
+
+	def __init__(self, port, sessions, per_session, size=1024, rcpt="load@example.com",
+		     unique=False):
 		self.port = port
 		self.sessions = sessions
 		self.per_session = per_session
+		self.size = size
+		self.unique = unique
 		self.msg = make_message(subject="load", size=size, to=rcpt)
 		self.rcpt = rcpt
+		self.mids = {}		# id -> Message-ID (unique=True)
+		self.inflight_mids = []	# Message-IDs whose outcome is unknown (unique=True)
 		self.lock = threading.Lock()
 		self.acked = []		# ids that got "250 2.0.0 OK id=..."
 		self.refused = []	# (code, text) of end-of-data replies that were not 250
@@ -764,10 +915,16 @@ class Load:
 	def _worker(self, i):
 		import smtplib
 		in_data = False
+		mid = None
 		try:
 			with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as s:
 				s.ehlo("load%d.client.test" % i)
-				for _ in range(self.per_session):
+				for n in range(self.per_session):
+					msg = self.msg
+					if self.unique:
+						msg = make_message(subject="load %d.%d" % (i, n), size=self.size,
+								   to=self.rcpt)
+						mid = _MID_RE.search(msg).group(1).decode()
 					code, text = s.mail("load%d@client.test" % i)
 					if code != 250:
 						raise AssertionError("MAIL: %d %r" % (code, text))
@@ -775,13 +932,15 @@ class Load:
 					if code != 250:
 						raise AssertionError("RCPT: %d %r" % (code, text))
 					in_data = True
-					code, text = s.data(self.msg)
+					code, text = s.data(msg)
 					in_data = False
 					line = "%d %s" % (code, text.decode(errors="replace"))
 					m = ACCEPT_RE.match(line)
 					with self.lock:
 						if m:
 							self.acked.append(m.group(1))
+							if self.unique:
+								self.mids[m.group(1)] = mid
 						else:
 							self.refused.append(line)
 		except Exception as e:	# noqa: BLE001 -- every failure is recorded for the test to judge
@@ -789,3 +948,5 @@ class Load:
 				self.errors.append("session %d: %r" % (i, e))
 				if in_data:
 					self.unknown += 1
+					if self.unique:
+						self.inflight_mids.append(mid)

@@ -102,8 +102,9 @@ struct done_log {
 	size_t n;
 };
 
-static void log_done(void *arg, void *token, int status)
+static void log_done(void *arg, void *token, int status, const struct spool_loc *loc)
 {
+	(void)loc;
 	struct done_log *d = arg;
 
 	d->tokens[d->n] = token;
@@ -315,8 +316,9 @@ struct reentry {
 };
 
 /* A completion callback that tries to start a batch and appends a tombstone. */
-static void reenter(void *arg, void *token, int status)
+static void reenter(void *arg, void *token, int status, const struct spool_loc *loc)
 {
+	(void)loc;
 	struct reentry *r = arg;
 	struct spool_io io;
 

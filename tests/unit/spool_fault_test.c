@@ -58,8 +58,9 @@ struct world {
 	unsigned n_writes, n_syncs;
 };
 
-static void done(void *arg, void *token, int status)
+static void done(void *arg, void *token, int status, const struct spool_loc *loc)
 {
+	(void)loc;
 	struct rec *r = token;
 
 	(void)arg;

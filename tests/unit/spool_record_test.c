@@ -99,8 +99,9 @@ static void collect(void *arg, const struct spool_entry *e)
 	c->e[c->n++] = *e;
 }
 
-static void count_ok(void *arg, void *token, int status)
+static void count_ok(void *arg, void *token, int status, const struct spool_loc *loc)
 {
+	(void)loc;
 	(void)token;
 	cr_assert_eq(status, PT_OK);
 	(*(int *)arg)++;

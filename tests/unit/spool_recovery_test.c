@@ -85,8 +85,9 @@ static struct spool *open_at(const char *path, uint64_t segment_max, struct ids 
 	return sp;
 }
 
-static void expect_ok(void *arg, void *token, int status)
+static void expect_ok(void *arg, void *token, int status, const struct spool_loc *loc)
 {
+	(void)loc;
 	(void)token;
 	cr_assert_eq(status, PT_OK);
 	if (arg != NULL)

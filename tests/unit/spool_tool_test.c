@@ -292,6 +292,69 @@ Test(spool_tool, cat_bytes_and_envelope)
 	free_spool();
 }
 
+/* Recipient states show in ls (done and the most attempts) and in
+ * cat --envelope; a message without states prints as before. */
+Test(spool_tool, ls_and_envelope_show_states)
+{
+	const char *ls_args[] = {"--spool", spool_dir, "ls", NULL};
+	const char *env_args[] = {"--spool", spool_dir, "cat", "--envelope", NULL, NULL};
+	struct spool_config cfg = {.path = spool_dir, .shard = 3};
+	struct spool_rcpt_state st0 = {.rcpt = 0, .done = true, .num_attempts = 2, .due_us = 0};
+	struct spool_rcpt_state st1 = {.rcpt = 1, .num_attempts = 5, .due_us = 1764064245000000ull};
+	struct pt_buf want = PT_BUF_INIT;
+	struct spool *sp = NULL;
+	char err[256], created[32];
+	struct run r;
+
+	build_spool();
+	cr_assert_eq(spool_open(&sp, &cfg, NULL, NULL, err, sizeof(err)), PT_OK, "%s", err);
+	cr_assert_eq(spool_append_rcpt_state(sp, msgs[3].id, &st1, NULL), PT_OK);
+	cr_assert_eq(spool_append_rcpt_state(sp, msgs[3].id, &st0, NULL), PT_OK);
+	cr_assert_eq(spool_flush_sync(sp, NULL, NULL), PT_OK);
+	spool_close(sp);
+
+	r = run_tool(ls_args);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	ls_line(&want, 0, 0, offset_in_shard0(0));
+	ls_line(&want, 2, 0, offset_in_shard0(2));
+	ls_line(&want, 3, 3, 48);
+	want.len--; /* the states go at the end of the line */
+	pt_buf_append_str(&want, " done=1/2 attempts=5\n");
+	cr_assert_str_eq(r.out, pt_buf_cstr(&want));
+	cr_assert_str_eq(r.err, "3 messages\n");
+	run_free(&r);
+
+	env_args[4] = msgs[3].id;
+	r = run_tool(env_args);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	pt_buf_reset(&want);
+	pt_buf_printf(&want,
+		      "{\"id\":\"%s\",\"sender\":\"bounce@sender.example\","
+		      "\"recipients\":[\"rcpt0@example.org\",\"rcpt1@example.org\"],"
+		      "\"created\":\"%s\",\"meta\":{\"tenant\":\"gold\",\"n\":3},\"size\":%zu,"
+		      "\"states\":[{\"rcpt\":0,\"done\":true,\"attempts\":2,\"due\":null},"
+		      "{\"rcpt\":1,\"done\":false,\"attempts\":5,\"due\":\"%s\"}]}\n",
+		      msgs[3].id, pt_time_rfc3339(msgs[3].created_us, created),
+		      pt_message_size(&msgs[3]), "2025-11-25T09:50:45.000000Z");
+	cr_assert_str_eq(r.out, pt_buf_cstr(&want));
+	run_free(&r);
+
+	/* verify knows the record type: header + 2 states in shard 3's segment 2. */
+	r = run_tool((const char *[]){"--spool", spool_dir, "verify", NULL});
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	pt_buf_reset(&want);
+	pt_buf_printf(&want,
+		      "%s/0/0000000000000001.seg: 5 records, 0 bad\n"
+		      "%s/3/0000000000000001.seg: 2 records, 0 bad\n"
+		      "%s/3/0000000000000002.seg: 3 records, 0 bad\n",
+		      spool_dir, spool_dir, spool_dir);
+	cr_assert_str_eq(r.out, pt_buf_cstr(&want));
+	cr_assert_str_eq(r.err, "3 segments, 10 records, 0 bad\n");
+	run_free(&r);
+	pt_buf_free(&want);
+	free_spool();
+}
+
 Test(spool_tool, cat_errors)
 {
 	const char *tombstoned[] = {"--spool", spool_dir, "cat", NULL, NULL};

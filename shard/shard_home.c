@@ -1,0 +1,521 @@
+/*
+ * shard_home.c -- the home side of a message: the shard whose spool holds
+ * it.  (The other side, shard_route.c and shard_out.c, is wherever its
+ * recipients are delivered from.)
+ *
+ * When a message becomes durable (its batch's fdatasync returned), the home
+ * shard gives it a slot in its table (struct home_msg: id, where the record
+ * lies, how many recipients are left) and makes one delivery unit per
+ * recipient, which routing sends to the shard that owns the recipient's
+ * site.  The home shard then hears back about every recipient (an OUTCOME,
+ * over the ring or by a direct call when it is its own owner):
+ *
+ *   deferred      -> RCPT_STATE record (attempts, next due time), so a
+ *                    restart brings the unit back with its schedule;
+ *   done          -> RCPT_STATE record marked done, or, for the last
+ *                    recipient, a TOMBSTONE for the message;
+ *   tombstone durable -> spool_unref() of the record's segment, slot freed.
+ *
+ * Bodies are not kept in memory: when a connection is ready to send a
+ * unit, the home shard reads the record back from its segment with one
+ * ring READ (the page cache usually has it), checks its CRC, decodes it and
+ * hands the decoded message to the connection (over the ring when the
+ * connection is on another shard; the receiver frees it).
+ *
+ * The records the home shard appends for outcomes ride the ordinary group
+ * commit; nobody waits for them except the tombstone, whose durability
+ * releases the segment.  If a tombstone's batch fails it is appended again.
+ * A lost RCPT_STATE or tombstone (a crash before its batch synced) means a
+ * recipient is tried again after restart: at-least-once, never lost.
+ *
+ * Tokens given to the spool for these records are tagged integers, not
+ * pointers (shard_commit.c tells them apart by the low bit):
+ *   (slot << 2) | 1   the tombstone of slot
+ *   (slot << 2) | 3   the compaction copy of slot
+ *   NULL              a RCPT_STATE (no callback needed)
+ *
+ * Compaction: once a second, when the oldest segment is not the current
+ * one, is older than SHARD_COMPACT_AGE_MS and holds few live messages,
+ * those messages are copied forward (the record bytes and then their
+ * recipients' states), after which the old segment has nothing live and
+ * spool_collect() deletes it: one long-deferred message never pins a
+ * segment, and with it every younger one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/ptime.h"
+#include "shard/shard_int.h"
+
+#define HOME_NONE UINT32_MAX
+#define HOME_COMPACT UINT32_MAX /* body read requester: compaction, not a connection */
+#define SHARD_COMPACT_AGE_MS 30000
+#define SHARD_COLLECT_ROTATE_MIN (256u << 10)
+#define SHARD_COMPACT_MAX_LIVE 64
+
+static int home_grow(struct shard *s)
+{
+	uint32_t cap = s->cap_home ? s->cap_home * 2 : 1024;
+	struct home_msg *h = realloc(s->home, (size_t)cap * sizeof(*h));
+
+	if (!h)
+		return PT_NOMEM;
+	memset(h + s->cap_home, 0, (size_t)(cap - s->cap_home) * sizeof(*h));
+	for (uint32_t i = cap; i-- > s->cap_home;) {
+		h[i].next_free = s->home_free;
+		s->home_free = i;
+	}
+	s->home = h;
+	s->cap_home = cap;
+	return PT_OK;
+}
+
+int shard_home_init(struct shard *s)
+{
+	s->home_free = HOME_NONE;
+	return home_grow(s);
+}
+
+void shard_home_free(struct shard *s)
+{
+	free(s->home);
+	s->home = NULL;
+	s->cap_home = 0;
+}
+
+static uint32_t home_alloc(struct shard *s)
+{
+	uint32_t slot;
+
+	if (s->home_free == HOME_NONE && home_grow(s) != PT_OK)
+		return HOME_NONE;
+	slot = s->home_free;
+	s->home_free = s->home[slot].next_free;
+	memset(&s->home[slot], 0, sizeof(s->home[slot]));
+	s->home[slot].in_use = true;
+	s->n_home_live++;
+	return slot;
+}
+
+static void home_release(struct shard *s, uint32_t slot)
+{
+	free(s->home[slot].states);
+	s->home[slot].states = NULL;
+	s->home[slot].in_use = false;
+	s->home[slot].next_free = s->home_free;
+	s->home_free = slot;
+	s->n_home_live--;
+}
+
+/* A meta value as a plain string, or NULL (not set, or not a string). */
+static char *home_meta_dup(const struct pt_message *m, const char *key)
+{
+	const char *json = pt_message_get_meta(m, key);
+	char buf[1024];
+
+	if (!json || policy_meta_string(json, buf, sizeof(buf)) != PT_OK || !buf[0])
+		return NULL;
+	return strdup(buf);
+}
+
+/* A unit for recipient rcpt of m (home: this shard, slot). */
+static struct shard_unit *home_unit_new(struct shard *s, const struct pt_message *m, uint32_t slot,
+					uint32_t rcpt)
+{
+	struct shard_unit *u = calloc(1, sizeof(*u));
+	struct pt_buf q = PT_BUF_INIT;
+	char *at;
+
+	if (!u)
+		return NULL;
+	s->n_units++;
+	u->at = s;
+	u->home = s->id;
+	u->slot = slot;
+	u->rcpt = rcpt;
+	memcpy(u->id, m->id, sizeof(u->id));
+	u->created_us = m->created_us;
+	u->size = pt_message_size(m);
+	u->sender = strdup(m->sender);
+	u->recipient = strdup(m->rcpts[rcpt]);
+	u->tenant = home_meta_dup(m, "tenant");
+	u->campaign = home_meta_dup(m, "campaign");
+	u->routing_domain = home_meta_dup(m, "routing_domain");
+	if (!u->sender || !u->recipient)
+		goto fail;
+	/* Domains are case-insensitive: one spelling per queue, site and DNS name. */
+	at = strrchr(u->recipient, '@');
+	u->domain = at ? at + 1 : u->recipient + strlen(u->recipient);
+	for (char *p = (char *)u->domain; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	shard_queue_name(m, u->domain, &q);
+	u->queue = strdup(pt_buf_cstr(&q));
+	pt_buf_free(&q);
+	if (!u->queue)
+		goto fail;
+	return u;
+fail:
+	shard_unit_free(s, u);
+	return NULL;
+}
+
+void shard_home_accepted(struct shard *s, const struct pt_message *m, const struct spool_loc *loc)
+{
+	uint32_t slot = home_alloc(s);
+	struct home_msg *h;
+
+	if (slot == HOME_NONE) {
+		pt_error("message %s: out of memory for its delivery state; it is delivered "
+			 "after the next restart",
+			 m->id);
+		return;
+	}
+	h = &s->home[slot];
+	memcpy(h->id, m->id, sizeof(h->id));
+	h->loc = *loc;
+	h->n_rcpts = (uint32_t)m->n_rcpts;
+	h->n_left = (uint32_t)m->n_rcpts;
+	for (uint32_t i = 0; i < m->n_rcpts; i++) {
+		struct shard_unit *u = home_unit_new(s, m, slot, i);
+
+		if (!u) {
+			pt_error("message %s: out of memory for recipient %u; it is delivered "
+				 "after the next restart",
+				 m->id, i);
+			continue;
+		}
+		u->due_us = pt_wall_us();
+		shard_unit_route(s, u);
+	}
+}
+
+static void home_append_tombstone(struct shard *s, uint32_t slot)
+{
+	struct home_msg *h = &s->home[slot];
+
+	h->tombstoned = true;
+	if (spool_append_tombstone(s->spool, h->id, (void *)(((uintptr_t)slot << 2) | 1)) != PT_OK)
+		pt_error("message %s: cannot queue its tombstone (out of memory); it may be "
+			 "delivered again after a restart",
+			 h->id);
+}
+
+void shard_home_outcome(struct shard *s, uint32_t slot, uint32_t rcpt, bool done,
+			uint32_t num_attempts, uint64_t due_us)
+{
+	struct home_msg *h;
+	struct spool_rcpt_state st = { rcpt, done, num_attempts, due_us };
+
+	if (slot >= s->cap_home || !s->home[slot].in_use)
+		pt_panic("outcome for free home slot %u", slot);
+	h = &s->home[slot];
+	if (done && --h->n_left == 0) {
+		home_append_tombstone(s, slot);
+		return;
+	}
+	if (!h->states && (h->states = calloc(h->n_rcpts, sizeof(*h->states))))
+		for (uint32_t i = 0; i < h->n_rcpts; i++)
+			h->states[i].rcpt = i;
+	if (h->states && rcpt < h->n_rcpts)
+		h->states[rcpt] = st;
+	if (spool_append_rcpt_state(s->spool, h->id, &st, NULL) != PT_OK)
+		pt_warn("message %s: cannot queue recipient %u's state (out of memory)", h->id,
+			rcpt);
+}
+
+void shard_home_spool_done(struct shard *s, uintptr_t token, int status,
+			   const struct spool_loc *loc)
+{
+	uint32_t slot = (uint32_t)(token >> 2);
+	struct home_msg *h = &s->home[slot];
+
+	if ((token & 3) == 1) {
+		if (status != PT_OK) {
+			home_append_tombstone(s, slot); /* the segment was sealed; try the next */
+			return;
+		}
+		spool_unref(s->spool, h->loc.segment);
+		home_release(s, slot);
+		return;
+	}
+	/* A compaction copy. */
+	h->moving = false;
+	if (h->copy) {
+		pt_message_clear(h->copy);
+		free(h->copy);
+		h->copy = NULL;
+	}
+	if (status != PT_OK || !loc)
+		return;
+	if (!h->in_use || h->tombstoned) {
+		/* Done meanwhile: the copy is dead too. */
+		spool_unref(s->spool, loc->segment);
+		return;
+	}
+	spool_unref(s->spool, h->loc.segment);
+	h->loc = *loc;
+}
+
+/* ---- Compaction ---- */
+
+/* The record was read back: append it again, then its recipients' states. */
+static void home_compact_copy(struct shard *s, uint32_t slot, struct pt_message *m)
+{
+	struct home_msg *h = &s->home[slot];
+
+	if (!m || h->tombstoned) {
+		h->moving = false;
+		if (m) {
+			pt_message_clear(m);
+			free(m);
+		}
+		return;
+	}
+	h->copy = m;
+	if (spool_append_message(s->spool, m, (void *)(((uintptr_t)slot << 2) | 3)) != PT_OK) {
+		pt_message_clear(m);
+		free(m);
+		h->copy = NULL;
+		h->moving = false;
+		return;
+	}
+	for (uint32_t i = 0; h->states && i < h->n_rcpts; i++)
+		if (h->states[i].done || h->states[i].num_attempts)
+			spool_append_rcpt_state(s->spool, h->id, &h->states[i], NULL);
+}
+
+static void home_read(struct shard *s, unsigned requester, uint32_t slot, void *token);
+
+/*
+ * When the oldest segment has stayed the oldest for SHARD_COMPACT_AGE_MS,
+ * is not the current one and holds only a few live messages, copy them
+ * forward so spool_collect() can delete it.
+ */
+static void home_compact(struct shard *s)
+{
+	uint64_t n_live, oldest = spool_oldest_segment(s->spool, &n_live);
+	uint64_t now = pt_monotonic_ms();
+
+	if (oldest != s->compact_seq) {
+		s->compact_seq = oldest;
+		s->compact_since_ms = now;
+		return;
+	}
+	if (oldest == spool_current_segment(s->spool) || n_live == 0 ||
+	    n_live > SHARD_COMPACT_MAX_LIVE || now - s->compact_since_ms < SHARD_COMPACT_AGE_MS)
+		return;
+	for (uint32_t i = 0; i < s->cap_home; i++) {
+		struct home_msg *h = &s->home[i];
+
+		if (h->in_use && !h->moving && !h->tombstoned && h->loc.segment == oldest) {
+			h->moving = true;
+			home_read(s, HOME_COMPACT, i, NULL);
+		}
+	}
+	s->compact_since_ms = now; /* not again before the copies had their chance */
+}
+
+/* ---- Bodies ---- */
+
+static void home_body_reply(struct shard *s, unsigned requester, void *token,
+			    struct pt_message *body)
+{
+	struct shard_msg *msg;
+
+	if (requester == s->id) {
+		shard_out_body(token, body);
+		return;
+	}
+	msg = calloc(1, sizeof(*msg));
+	if (!msg)
+		pt_panic("out of memory replying with a body");
+	msg->kind = SHARD_MSG_BODY;
+	msg->from = s->id;
+	msg->token = token;
+	msg->body = body;
+	shard_mailbox_post(s, requester, msg);
+}
+
+void shard_home_body_request(struct shard *s, unsigned requester, uint32_t slot, void *token)
+{
+	home_read(s, requester, slot, token);
+}
+
+/* Read slot's record back with one ring READ (shard_handle_body_read). */
+static void home_read(struct shard *s, unsigned requester, uint32_t slot, void *token)
+{
+	struct home_msg *h = &s->home[slot];
+	struct shard_body_read *r;
+	struct io_uring_sqe *sqe;
+	int fd;
+
+	if (slot >= s->cap_home || !h->in_use)
+		pt_panic("body request for free home slot %u", slot);
+	fd = spool_read_fd(s->spool, h->loc.segment);
+	r = calloc(1, sizeof(*r));
+	if (r)
+		r->buf = malloc(h->loc.length);
+	if (fd < 0 || !r || !r->buf) {
+		pt_error("message %s: cannot read it back from segment %llu (%s)", h->id,
+			 (unsigned long long)h->loc.segment, fd < 0 ? "no such segment" : "out of memory");
+		if (r)
+			free(r->buf);
+		free(r);
+		if (requester == HOME_COMPACT)
+			h->moving = false;
+		else
+			home_body_reply(s, requester, token, NULL);
+		return;
+	}
+	r->op.kind = SHARD_OP_BODY_READ;
+	r->requester = requester;
+	r->token = token;
+	r->slot = slot;
+	r->len = h->loc.length;
+	sqe = shard_sqe(s);
+	io_uring_prep_read(sqe, fd, r->buf, (unsigned)r->len, h->loc.offset);
+	shard_prep(sqe, &r->op);
+}
+
+void shard_handle_body_read(struct shard *s, struct shard_body_read *r, struct io_uring_cqe *cqe)
+{
+	struct home_msg *h = &s->home[r->slot];
+	struct pt_message *m = NULL;
+	const char *why = NULL;
+
+	if (cqe->res != (int)r->len) {
+		why = cqe->res < 0 ? strerror(-cqe->res) : "short read";
+	} else if (!(m = malloc(sizeof(*m)))) {
+		why = "out of memory";
+	} else {
+		pt_message_init(m);
+		if (spool_decode_record(r->buf, r->len, h->id, m, &why) != PT_OK) {
+			pt_message_clear(m);
+			free(m);
+			m = NULL;
+		}
+	}
+	if (!m)
+		pt_error("message %s: reading it back from segment %llu offset %llu: %s", h->id,
+			 (unsigned long long)h->loc.segment, (unsigned long long)h->loc.offset,
+			 why ? why : "corrupt record");
+	free(r->buf);
+	if (r->requester == HOME_COMPACT)
+		home_compact_copy(s, r->slot, m);
+	else
+		home_body_reply(s, r->requester, r->token, m);
+	free(r);
+}
+
+/* ---- Recovery ---- */
+
+/* Units for one recovered message: recipients not done, with their schedule. */
+static int home_recover_one(struct shard *s, const struct spool_entry *e, struct pt_message *m)
+{
+	uint32_t slot = home_alloc(s);
+	struct home_msg *h;
+	size_t k = 0;
+
+	if (slot == HOME_NONE)
+		return PT_NOMEM;
+	h = &s->home[slot];
+	memcpy(h->id, e->id, sizeof(h->id));
+	h->loc.segment = e->segment;
+	h->loc.offset = e->offset;
+	h->loc.length = e->length;
+	h->n_rcpts = (uint32_t)m->n_rcpts;
+	h->n_left = 0;
+	if (e->n_states && (h->states = calloc(h->n_rcpts, sizeof(*h->states)))) {
+		for (uint32_t i = 0; i < h->n_rcpts; i++)
+			h->states[i].rcpt = i;
+		for (size_t j = 0; j < e->n_states; j++)
+			if (e->states[j].rcpt < h->n_rcpts)
+				h->states[e->states[j].rcpt] = e->states[j];
+	}
+	for (uint32_t i = 0; i < m->n_rcpts; i++) {
+		const struct spool_rcpt_state *st = NULL;
+		struct shard_unit *u;
+
+		while (k < e->n_states && e->states[k].rcpt < i)
+			k++;
+		if (k < e->n_states && e->states[k].rcpt == i)
+			st = &e->states[k];
+		if (st && st->done)
+			continue;
+		h->n_left++;
+		u = home_unit_new(s, m, slot, i);
+		if (!u)
+			return PT_NOMEM;
+		u->num_attempts = st ? st->num_attempts : 0;
+		u->due_us = st ? st->due_us : 0;
+		shard_unit_schedule(s, u);
+	}
+	if (h->n_left == 0)
+		home_append_tombstone(s, slot); /* the crash came between the last state and it */
+	return PT_OK;
+}
+
+int shard_home_recover(struct shard *s, const struct spool_entry *entries, size_t n)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	uint64_t n_units_before = s->n_units;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct spool_entry *e = &entries[i];
+		int fd = spool_read_fd(s->spool, e->segment);
+		struct pt_message m;
+		const char *why = "read failed";
+		ssize_t got;
+
+		if (e->length > cap) {
+			char *nb = realloc(buf, e->length);
+
+			if (!nb)
+				goto nomem;
+			buf = nb;
+			cap = e->length;
+		}
+		/* Start-up: a blocking pread is fine here (DESIGN: setup may block). */
+		got = fd < 0 ? -1 : pread(fd, buf, e->length, (off_t)e->offset);
+		pt_message_init(&m);
+		if (got != (ssize_t)e->length ||
+		    spool_decode_record(buf, e->length, e->id, &m, &why) != PT_OK) {
+			pt_error("message %s (segment %llu offset %llu): cannot read it back: %s; "
+				 "left in the spool",
+				 e->id, (unsigned long long)e->segment,
+				 (unsigned long long)e->offset, why);
+			pt_message_clear(&m);
+			continue;
+		}
+		if (home_recover_one(s, e, &m) != PT_OK) {
+			pt_message_clear(&m);
+			goto nomem;
+		}
+		pt_message_clear(&m);
+	}
+	free(buf);
+	if (n > 0)
+		pt_info("%zu messages with %llu recipients to deliver recovered", n,
+			(unsigned long long)(s->n_units - n_units_before));
+	return PT_OK;
+nomem:
+	free(buf);
+	pt_error("out of memory recovering the spool");
+	return PT_NOMEM;
+}
+
+/* ---- Housekeeping: deleting dead segments, compaction ---- */
+
+void shard_home_housekeeping(struct shard *s)
+{
+	unsigned n = spool_collect(s->spool, SHARD_COLLECT_ROTATE_MIN);
+
+	if (n > 0)
+		pt_debug("spool: %u dead segments deleted", n);
+	home_compact(s);
+}

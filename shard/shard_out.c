@@ -1,0 +1,974 @@
+/*
+ * shard_out.c -- outbound SMTP connections on a shard's ring: the glue
+ * between a ready queue, the SMTP client state machine (net/smtp_client.c),
+ * TLS (net/tls.c) and io_uring.
+ *
+ * Life of a connection:
+ *
+ *   PLANNING    the hosts to try: the queue's fixed list (smart host) or
+ *               the domain's MX hosts in preference order, each with its
+ *               addresses (IPv4 first), from this shard's DNS cache;
+ *   CONNECTING  one address at a time: a CONNECT linked to a LINK_TIMEOUT
+ *               (connect_timeout); on failure the next address;
+ *   SESSION     banner, EHLO, STARTTLS, then transactions.  A failure
+ *               before the session was READY (banner or EHLO refused, TLS
+ *               failed or required but not offered) also moves on to the
+ *               next address, on a new socket; after READY it ends the
+ *               connection.
+ *   CLOSING     shut down; released when no operation in the ring points
+ *               at it and no body request is out.
+ *
+ * A transaction: when the session is READY the connection takes a batch of
+ * ready units (recipients of one message), one message-rate token, and
+ * asks the message's home shard for the body (shard_home.c reads it back
+ * from the spool).  With the body it starts the transaction; at TX_DONE
+ * every unit gets its outcome (shard_route.c), the body is freed, and the
+ * next batch follows, up to max_deliveries_per_connection.  With nothing
+ * to send it waits idle_timeout for new units, then says QUIT.
+ *
+ * Timers: one per connection on the wheel, for whatever is awaited now:
+ * the client's phase timeout (smtp_client_timeout_ms), a message-rate
+ * token, or the idle timeout.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/ptime.h"
+#include "shard/shard_int.h"
+
+static void out_after_client(struct shard_out *o);
+static void out_connect_next(struct shard_out *o);
+static void out_maybe_release(struct shard_out *o);
+static void out_close(struct shard_out *o, const char *reason);
+static void out_plan_cb(void *arg, const struct dns_result *res);
+
+static void out_set_fail(struct shard_out *o, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void out_set_fail(struct shard_out *o, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(&o->fail, 0, sizeof(o->fail));
+	o->fail.code = code;
+	o->fail.enh_class = code / 100;
+	o->fail.enh_subject = 4;
+	o->fail.enh_detail = 1;
+	o->fail.command = "connect";
+	o->fail.local = true;
+	va_start(ap, fmt);
+	vsnprintf(o->fail.content, sizeof(o->fail.content), fmt, ap);
+	va_end(ap);
+	o->have_fail = true;
+}
+
+/* ---- Timer ---- */
+
+static void out_timer_fn(struct pt_timer *t)
+{
+	struct shard_out *o = pt_container_of(t, struct shard_out, timer);
+
+	if (o->closing)
+		return;
+	if (o->waiting_rate) {
+		o->waiting_rate = false;
+		shard_out_wake(o);
+		return;
+	}
+	if (o->state == OUT_SESSION && o->ready) {
+		pt_debug("%s [%s]: idle for %llu ms: QUIT", o->cur->name, o->cur->addr.text,
+			 (unsigned long long)o->rq->cfg.idle_timeout_ms);
+		shard_out_quit(o);
+		return;
+	}
+	if (o->state == OUT_SESSION && o->client) {
+		smtp_client_timeout(o->client);
+		out_after_client(o);
+	}
+}
+
+static void out_timer_arm(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	uint64_t ms;
+
+	if (o->closing || o->waiting_rate || o->state != OUT_SESSION)
+		return;
+	ms = o->client ? smtp_client_timeout_ms(o->client) : 0;
+	if (ms == 0 && o->ready)
+		ms = o->rq->cfg.idle_timeout_ms;
+	if (ms == 0) {
+		pt_timer_del(&s->wheel, &o->timer);
+		return;
+	}
+	pt_timer_add(&s->wheel, &o->timer, pt_monotonic_ms() + ms);
+}
+
+/* ---- Output ---- */
+
+static void out_flush(struct shard_out *o)
+{
+	struct io_uring_sqe *sqe;
+	struct pt_buf t;
+
+	if (o->send_busy || o->closing || o->out.len == 0)
+		return;
+	t = o->tx;
+	o->tx = o->out;
+	o->out = t;
+	o->out.len = 0;
+	sqe = shard_sqe(o->shard);
+	io_uring_prep_send(sqe, o->fd, o->tx.data, o->tx.len, MSG_NOSIGNAL);
+	shard_prep(sqe, &o->send_op);
+	o->send_busy = true;
+	o->n_inflight++;
+}
+
+void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe)
+{
+	struct io_uring_sqe *sqe;
+
+	o->n_inflight--;
+	o->send_busy = false;
+	if (cqe->res < 0) {
+		o->tx.len = 0;
+		if (o->client) {
+			smtp_client_eof(o->client);
+			out_after_client(o);
+		} else {
+			out_close(o, "send failed");
+		}
+	} else if ((size_t)cqe->res < o->tx.len && !o->closing) {
+		pt_buf_consume(&o->tx, (size_t)cqe->res);
+		sqe = shard_sqe(o->shard);
+		io_uring_prep_send(sqe, o->fd, o->tx.data, o->tx.len, MSG_NOSIGNAL);
+		shard_prep(sqe, &o->send_op);
+		o->send_busy = true;
+		o->n_inflight++;
+	} else {
+		o->tx.len = 0;
+		out_flush(o);
+	}
+	out_maybe_release(o);
+}
+
+/* Client output to the wire buffer, through TLS when it is on. */
+static void out_pump(struct shard_out *o)
+{
+	struct pt_buf *co = o->client ? smtp_client_output(o->client) : NULL;
+
+	if (co && co->len > 0) {
+		if (o->tls_state == CONN_TLS_ON) {
+			if (tls_conn_write(o->tls, co->data, co->len) != PT_OK) {
+				co->len = 0;
+				out_close(o, "TLS write failed");
+				return;
+			}
+		} else if (pt_buf_append(&o->out, co->data, co->len) != PT_OK) {
+			pt_error("out of memory for SMTP output");
+		}
+		co->len = 0;
+	}
+	if (o->tls) {
+		struct pt_buf *to = tls_conn_output(o->tls);
+
+		if (to->len > 0) {
+			pt_buf_append(&o->out, to->data, to->len);
+			to->len = 0;
+		}
+	}
+	out_flush(o);
+}
+
+/* ---- Transactions ---- */
+
+static void out_give_back(struct shard_out *o)
+{
+	/* Units not attempted go back to the front of the queue, in order. */
+	for (size_t i = o->n_batch; i-- > 0;)
+		shard_ready_requeue(o->shard, o->rq, o->batch[i]);
+	o->n_batch = 0;
+}
+
+static void out_free_body(struct shard_out *o)
+{
+	if (o->body) {
+		pt_message_clear(o->body);
+		free(o->body);
+		o->body = NULL;
+	}
+}
+
+static bool out_reserve_batch(struct shard_out *o, size_t n)
+{
+	struct shard_unit **b;
+	const char **r;
+
+	if (n <= o->cap_batch)
+		return true;
+	b = realloc(o->batch, n * sizeof(*b));
+	if (b)
+		o->batch = b;
+	r = realloc(o->rcpts, n * sizeof(*r));
+	if (r)
+		o->rcpts = r;
+	if (!b || !r)
+		return false;
+	o->cap_batch = n;
+	return true;
+}
+
+static void out_request_body(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	struct shard_unit *u = o->batch[0];
+	struct shard_msg *msg;
+
+	o->body_wait = true;
+	if (u->home == s->id) {
+		shard_home_body_request(s, s->id, u->slot, o);
+		return;
+	}
+	msg = calloc(1, sizeof(*msg));
+	if (!msg)
+		pt_panic("out of memory requesting a body");
+	msg->kind = SHARD_MSG_BODY_REQ;
+	msg->from = s->id;
+	msg->slot = u->slot;
+	msg->token = o;
+	shard_mailbox_post(s, u->home, msg);
+}
+
+/* The session is READY with no transaction: take the next batch, or idle. */
+void shard_out_wake(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	struct shard_ready *rq = o->rq;
+	uint64_t wait_us;
+
+	if (o->closing || !o->ready || o->waiting_rate)
+		return;
+	if (s->state != SHARD_RUNNING ||
+	    o->n_messages >= rq->cfg.max_deliveries_per_connection) {
+		shard_out_quit(o);
+		return;
+	}
+	if (rq->n_ready == 0) {
+		out_timer_arm(o); /* idle */
+		return;
+	}
+	if (!shard_rate_take(&rq->msg_rate, pt_wall_us(), &wait_us)) {
+		o->waiting_rate = true;
+		pt_timer_add(&s->wheel, &o->timer, pt_monotonic_ms() + (wait_us + 999) / 1000);
+		return;
+	}
+	if (!out_reserve_batch(o, rq->cfg.max_recipients_per_batch)) {
+		pt_error("out of memory for a transaction");
+		return;
+	}
+	o->n_batch = shard_ready_take(rq, o->batch, rq->cfg.max_recipients_per_batch);
+	if (o->n_batch == 0)
+		return;
+	o->ready = false;
+	o->n_messages++;
+	pt_timer_del(&s->wheel, &o->timer);
+	out_request_body(o);
+}
+
+static struct shard_log_outcome out_outcome(struct shard_out *o, const struct smtp_client_reply *r)
+{
+	struct shard_log_outcome lo = { .reply = r };
+
+	if (o->cur) {
+		lo.peer_name = o->cur->name;
+		lo.peer_addr = o->cur->addr.text;
+	}
+	if (o->tls_state == CONN_TLS_ON) {
+		lo.tls_version = tls_conn_version(o->tls);
+		lo.tls_cipher = tls_conn_cipher(o->tls);
+	}
+	return lo;
+}
+
+/* Every unit of the batch fails with r (no transaction was made). */
+static void out_fail_batch(struct shard_out *o, const struct smtp_client_reply *r)
+{
+	struct shard_log_outcome lo = out_outcome(o, r);
+
+	for (size_t i = 0; i < o->n_batch; i++)
+		shard_unit_failed(o->shard, o->batch[i], &lo);
+	o->n_batch = 0;
+}
+
+void shard_out_body(struct shard_out *o, struct pt_message *body)
+{
+	struct smtp_client_reply r;
+	int n_iov;
+
+	o->body_wait = false;
+	if (o->closing) {
+		if (body) {
+			pt_message_clear(body);
+			free(body);
+		}
+		out_give_back(o);
+		out_maybe_release(o);
+		return;
+	}
+	if (!body) {
+		memset(&r, 0, sizeof(r));
+		r.code = 451;
+		r.enh_class = 4;
+		r.enh_subject = 3;
+		r.enh_detail = 0;
+		r.local = true;
+		snprintf(r.content, sizeof(r.content),
+			 "the message could not be read back from the spool");
+		out_fail_batch(o, &r);
+		o->ready = true;
+		shard_out_wake(o);
+		return;
+	}
+	o->body = body;
+	for (size_t i = 0; i < o->n_batch; i++)
+		o->rcpts[i] = o->batch[i]->recipient;
+	n_iov = pt_message_iov(body, o->iov);
+	o->txd.sender = body->sender;
+	o->txd.rcpts = o->rcpts;
+	o->txd.n_rcpts = o->n_batch;
+	o->txd.body = o->iov;
+	o->txd.n_body = n_iov;
+	o->txd.body_len = pt_message_size(body);
+	if (smtp_client_send(o->client, &o->txd) != PT_OK) {
+		out_free_body(o);
+		memset(&r, 0, sizeof(r));
+		r.code = 451;
+		r.enh_class = 4;
+		r.enh_subject = 3;
+		r.enh_detail = 0;
+		r.local = true;
+		snprintf(r.content, sizeof(r.content), "out of memory starting the transaction");
+		out_fail_batch(o, &r);
+		o->ready = true;
+		shard_out_wake(o);
+		return;
+	}
+	out_after_client(o);
+}
+
+static void out_tx_done(struct shard_out *o)
+{
+	for (size_t i = 0; i < o->n_batch; i++) {
+		const struct smtp_client_reply *r = smtp_client_rcpt_reply(o->client, i);
+		struct shard_log_outcome lo = out_outcome(o, r);
+
+		if (r->code >= 200 && r->code < 300)
+			shard_unit_delivered(o->shard, o->batch[i], &lo);
+		else
+			shard_unit_failed(o->shard, o->batch[i], &lo);
+	}
+	o->n_batch = 0;
+	out_free_body(o);
+}
+
+/* ---- The session ---- */
+
+static void out_start_tls(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	bool verify = smtp_client_tls_verify(o->client);
+	struct tls_ctx **ctx = verify ? &s->tls_client_verify : &s->tls_client_insecure;
+	char err[256];
+
+	if (!*ctx)
+		*ctx = tls_ctx_new_client(verify, err, sizeof(err));
+	if (!*ctx) {
+		smtp_client_tls_done(o->client, false, err);
+		return;
+	}
+	o->tls = tls_conn_new_client(*ctx, o->cur->name);
+	if (!o->tls) {
+		smtp_client_tls_done(o->client, false, "out of memory for TLS");
+		return;
+	}
+	o->tls_state = CONN_TLS_HANDSHAKE;
+	/* The ClientHello goes out now; the answer comes through out_input. */
+	if (tls_conn_handshake(o->tls) == PT_ERROR) {
+		o->tls_state = CONN_TLS_NONE;
+		smtp_client_tls_done(o->client, false, tls_conn_error(o->tls));
+	}
+}
+
+/* Start over on the next address (a failure before the session was ready). */
+static void out_retry_next(struct shard_out *o)
+{
+	const struct smtp_client_reply *f = smtp_client_failure(o->client);
+
+	o->fail = *f;
+	o->have_fail = true;
+	pt_info("%s [%s]: %d %s (%s); trying the next host", o->cur->name, o->cur->addr.text,
+		f->code, f->content, f->command ? f->command : "");
+	o->state = OUT_CONNECTING; /* out_maybe_release connects again once idle */
+	pt_timer_del(&o->shard->wheel, &o->timer);
+	shutdown(o->fd, SHUT_RDWR);
+	out_maybe_release(o);
+}
+
+static void out_became_ready(struct shard_out *o)
+{
+	if (o->connecting) {
+		o->connecting = false;
+		o->rq->n_connecting--;
+	}
+	o->ready = true;
+	o->rq->n_consecutive_failures = 0;
+	shard_out_wake(o);
+}
+
+static void out_after_client(struct shard_out *o)
+{
+	enum smtp_client_event ev;
+
+	while (!o->closing && o->client && o->state == OUT_SESSION &&
+	       (ev = smtp_client_next_event(o->client)) != SMTP_CLIENT_EV_NONE) {
+		switch (ev) {
+		case SMTP_CLIENT_EV_READY:
+			out_became_ready(o);
+			break;
+		case SMTP_CLIENT_EV_START_TLS:
+			out_pump(o); /* nothing plaintext may follow STARTTLS's reply */
+			out_start_tls(o);
+			break;
+		case SMTP_CLIENT_EV_TX_DONE:
+			out_tx_done(o);
+			break;
+		case SMTP_CLIENT_EV_FAILED:
+			if (smtp_client_failed_before_ready(o->client)) {
+				out_retry_next(o);
+				return;
+			}
+			out_close(o, smtp_client_failure(o->client)->content);
+			return;
+		case SMTP_CLIENT_EV_CLOSED:
+			out_close(o, "QUIT");
+			return;
+		default:
+			break;
+		}
+	}
+	if (o->closing || o->state != OUT_SESSION)
+		return;
+	out_pump(o);
+	out_timer_arm(o);
+}
+
+static void out_tls_input(struct shard_out *o, const char *data, size_t len)
+{
+	int rc;
+
+	if (tls_conn_feed(o->tls, data, len) != PT_OK) {
+		out_close(o, "out of memory");
+		return;
+	}
+	if (o->tls_state == CONN_TLS_HANDSHAKE) {
+		rc = tls_conn_handshake(o->tls);
+		if (rc == PT_AGAIN) {
+			out_pump(o);
+			return;
+		}
+		if (rc != PT_OK) {
+			o->tls_state = CONN_TLS_NONE;
+			smtp_client_tls_done(o->client, false, tls_conn_error(o->tls));
+			out_after_client(o);
+			return;
+		}
+		o->tls_state = CONN_TLS_ON;
+		smtp_client_tls_done(o->client, true, NULL);
+	}
+	o->plain.len = 0;
+	rc = tls_conn_read(o->tls, &o->plain);
+	if (o->plain.len > 0)
+		smtp_client_feed(o->client, o->plain.data, o->plain.len);
+	if (rc != PT_OK)
+		smtp_client_eof(o->client);
+	out_after_client(o);
+}
+
+static void out_input(struct shard_out *o, const char *data, size_t len)
+{
+	if (o->tls_state != CONN_TLS_NONE) {
+		out_tls_input(o, data, len);
+		return;
+	}
+	if (smtp_client_feed(o->client, data, len) != PT_OK) {
+		out_close(o, "out of memory");
+		return;
+	}
+	out_after_client(o);
+}
+
+static void out_recv_arm(struct shard_out *o)
+{
+	struct io_uring_sqe *sqe = shard_sqe(o->shard);
+
+	io_uring_prep_recv_multishot(sqe, o->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	shard_prep(sqe, &o->recv_op);
+	o->recv_armed = true;
+	o->n_inflight++;
+}
+
+void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe)
+{
+	struct shard *s = o->shard;
+	int res = cqe->res;
+	bool live = o->state == OUT_SESSION && !o->closing && o->client;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		o->recv_armed = false;
+		o->n_inflight--;
+	}
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		char *buf = s->buf_base + (size_t)bid * s->buf_size;
+
+		if (res > 0 && live)
+			out_input(o, buf, (size_t)res);
+		io_uring_buf_ring_add(s->buf_ring, buf, s->buf_size, (unsigned short)bid,
+				      io_uring_buf_ring_mask(s->n_bufs), 0);
+		io_uring_buf_ring_advance(s->buf_ring, 1);
+	}
+	live = o->state == OUT_SESSION && !o->closing && o->client;
+	if (live && (res == 0 || (res < 0 && res != -ENOBUFS))) {
+		smtp_client_eof(o->client);
+		out_after_client(o);
+	} else if (live && !o->recv_armed) {
+		out_recv_arm(o);
+	}
+	out_maybe_release(o);
+}
+
+/* ---- Connecting ---- */
+
+static struct smtp_client *out_client_new(struct shard_out *o)
+{
+	const struct policy_egress_path *e = &o->rq->cfg;
+	struct smtp_client_config cfg = {
+		.ehlo_domain = e->ehlo_domain ? e->ehlo_domain : o->shard->hostname,
+		.tls = (enum smtp_client_tls)e->enable_tls,
+		.enable_pipelining = e->enable_pipelining,
+		.banner_timeout_ms = e->banner_timeout_ms,
+		.ehlo_timeout_ms = e->ehlo_timeout_ms,
+		.starttls_timeout_ms = e->starttls_timeout_ms,
+		.mail_from_timeout_ms = e->mail_from_timeout_ms,
+		.rcpt_to_timeout_ms = e->rcpt_to_timeout_ms,
+		.data_timeout_ms = e->data_timeout_ms,
+		.data_dot_timeout_ms = e->data_dot_timeout_ms,
+		.rset_timeout_ms = e->rset_timeout_ms,
+	};
+
+	return smtp_client_new(&cfg);
+}
+
+void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
+{
+	int one = 1;
+
+	o->n_inflight--;
+	if (o->closing) {
+		out_maybe_release(o);
+		return;
+	}
+	if (cqe->res < 0) {
+		out_set_fail(o, 451, "connection to %s [%s]:%u failed: %s", o->cur->name,
+			     o->cur->addr.text, o->cur->port,
+			     cqe->res == -ECANCELED ? "timed out" : strerror(-cqe->res));
+		pt_info("%s", o->fail.content);
+		close(o->fd);
+		o->fd = -1;
+		out_connect_next(o);
+		return;
+	}
+	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	o->client = out_client_new(o);
+	if (!o->client) {
+		out_close(o, "out of memory for an SMTP client");
+		return;
+	}
+	o->state = OUT_SESSION;
+	out_recv_arm(o);
+	out_timer_arm(o);
+}
+
+static void out_connect(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	static struct shard_op ignore = { SHARD_OP_IGNORE };
+	struct sockaddr_storage ss = o->cur->addr.sa;
+	struct io_uring_sqe *sqe;
+
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(o->cur->port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(o->cur->port);
+	o->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (o->fd < 0) {
+		out_set_fail(o, 451, "socket: %s", strerror(errno));
+		out_connect_next(o);
+		return;
+	}
+	o->addr_ss = ss;
+	o->connect_ts.tv_sec = (long long)(o->rq->cfg.connect_timeout_ms / 1000);
+	o->connect_ts.tv_nsec = (long long)(o->rq->cfg.connect_timeout_ms % 1000) * 1000000;
+	sqe = shard_sqe(s);
+	io_uring_prep_connect(sqe, o->fd, (struct sockaddr *)&o->addr_ss, o->cur->addr.sa_len);
+	sqe->flags |= IOSQE_IO_LINK;
+	shard_prep(sqe, &o->connect_op);
+	o->n_inflight++;
+	sqe = shard_sqe(s);
+	io_uring_prep_link_timeout(sqe, &o->connect_ts, 0);
+	shard_prep(sqe, &ignore);
+}
+
+/* Reset the per-session state for a fresh attempt. */
+static void out_session_reset(struct shard_out *o)
+{
+	if (o->client)
+		smtp_client_free(o->client);
+	o->client = NULL;
+	tls_conn_free(o->tls);
+	o->tls = NULL;
+	o->tls_state = CONN_TLS_NONE;
+	o->ready = false;
+	o->out.len = o->tx.len = o->plain.len = 0;
+}
+
+static void out_connect_next(struct shard_out *o)
+{
+	if (o->next_addr >= o->n_addrs) {
+		if (!o->have_fail)
+			out_set_fail(o, 451, "no address to connect to for %s", o->rq->site);
+		o->failed_before_ready = true;
+		out_close(o, "every host failed");
+		return;
+	}
+	o->cur = &o->addrs[o->next_addr++];
+	o->state = OUT_CONNECTING;
+	out_connect(o);
+}
+
+/* ---- Planning: the hosts and addresses to try ---- */
+
+static bool out_add_addr(struct shard_out *o, const char *name, const struct dns_addr *a,
+			 uint16_t port)
+{
+	struct out_addr *n = realloc(o->addrs, (o->n_addrs + 1) * sizeof(*n));
+
+	if (!n)
+		return false;
+	o->addrs = n;
+	n = &o->addrs[o->n_addrs++];
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->addr = *a;
+	n->port = port;
+	return true;
+}
+
+static void out_plan_dns(struct shard_out *o, const struct dns_result *res, uint16_t port)
+{
+	for (size_t h = 0; h < res->n_hosts; h++)
+		for (size_t i = 0; i < res->hosts[h].n_addrs; i++)
+			out_add_addr(o, res->hosts[h].name, &res->hosts[h].addrs[i], port);
+}
+
+static void out_plan_step(struct shard_out *o);
+
+static void out_plan_cb(void *arg, const struct dns_result *res)
+{
+	struct shard_out *o = arg;
+
+	o->plan_wait = false;
+	if (res->status == DNS_OK)
+		out_plan_dns(o, res, o->plan_port);
+	else if (!o->have_fail)
+		out_set_fail(o, res->status == DNS_TEMPFAIL ? 451 : 550, "%s",
+			     res->error ? res->error : "DNS lookup failed");
+	o->plan_idx++;
+	if (o->closing) {
+		out_maybe_release(o);
+		return;
+	}
+	out_plan_step(o);
+}
+
+/* "host", "host:port", "ip", "[ip]", "[ip]:port" -> name and port. */
+static void out_split_host(const char *entry, uint16_t dflt, char *name, size_t len,
+			   uint16_t *port)
+{
+	const char *colon;
+
+	*port = dflt;
+	if (entry[0] == '[') {
+		const char *close = strchr(entry, ']');
+		size_t n = close ? (size_t)(close - entry + 1) : strlen(entry);
+
+		snprintf(name, len, "%.*s", (int)n, entry);
+		if (close && close[1] == ':')
+			*port = (uint16_t)atoi(close + 2);
+		return;
+	}
+	colon = strchr(entry, ':');
+	if (colon && !strchr(colon + 1, ':')) {
+		snprintf(name, len, "%.*s", (int)(colon - entry), entry);
+		*port = (uint16_t)atoi(colon + 1);
+		return;
+	}
+	snprintf(name, len, "%s", entry);
+}
+
+/* Resolve the smart host list one entry at a time (IP literals at once). */
+static void out_plan_step(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	const struct dns_result *res;
+	struct dns_addr a;
+	char name[300];
+	uint16_t port;
+
+	while (o->plan_idx < o->rq->n_mx_list) {
+		out_split_host(o->rq->mx_list[o->plan_idx], o->rq->cfg.smtp_port, name,
+			       sizeof(name), &port);
+		if (dns_parse_ip(name, &a) == PT_OK) {
+			out_add_addr(o, a.text, &a, port);
+			o->plan_idx++;
+			continue;
+		}
+		o->plan_port = port;
+		res = NULL;
+		switch (dns_lookup_host(s->dns, name, pt_monotonic_ms(), out_plan_cb, o, &res)) {
+		case PT_OK:
+			if (res->status == DNS_OK)
+				out_plan_dns(o, res, port);
+			o->plan_idx++;
+			continue;
+		case PT_AGAIN:
+			o->plan_wait = true;
+			return;
+		default:
+			o->plan_idx++;
+			continue;
+		}
+	}
+	out_connect_next(o);
+}
+
+static void out_plan(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	const struct dns_result *res = NULL;
+
+	o->state = OUT_PLANNING;
+	if (o->rq->n_mx_list) {
+		out_plan_step(o);
+		return;
+	}
+	o->plan_port = o->rq->cfg.smtp_port;
+	o->plan_idx = 0;
+	switch (dns_lookup_mx(s->dns, o->rq->domain, pt_monotonic_ms(), out_plan_cb, o, &res)) {
+	case PT_OK:
+		if (res->status == DNS_OK)
+			out_plan_dns(o, res, o->plan_port);
+		else
+			out_set_fail(o, res->status == DNS_TEMPFAIL ? 451 : 550, "%s",
+				     res->error ? res->error : "DNS lookup failed");
+		out_connect_next(o);
+		return;
+	case PT_AGAIN:
+		o->plan_wait = true;
+		o->plan_idx = o->rq->n_mx_list; /* the callback goes straight to connecting */
+		return;
+	default:
+		out_set_fail(o, 451, "out of memory looking up %s", o->rq->domain);
+		out_connect_next(o);
+	}
+}
+
+struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq)
+{
+	struct shard_out *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return NULL;
+	o->shard = s;
+	o->rq = rq;
+	o->fd = -1;
+	o->connect_op.kind = SHARD_OP_OUT_CONNECT;
+	o->recv_op.kind = SHARD_OP_OUT_RECV;
+	o->send_op.kind = SHARD_OP_OUT_SEND;
+	pt_timer_init(&o->timer, out_timer_fn);
+	o->next = rq->conns;
+	if (rq->conns)
+		rq->conns->prev = o;
+	rq->conns = o;
+	rq->n_conns++;
+	rq->n_connecting++;
+	o->connecting = true;
+	s->n_out++;
+	out_plan(o);
+	return o;
+}
+
+/* ---- Closing ---- */
+
+void shard_out_quit(struct shard_out *o)
+{
+	if (o->closing)
+		return;
+	if (o->state == OUT_SESSION && o->ready && o->client) {
+		o->ready = false;
+		smtp_client_quit(o->client);
+		out_after_client(o);
+		return;
+	}
+	if (o->state != OUT_SESSION || !o->n_batch)
+		out_close(o, "shutting down");
+}
+
+void shard_out_abort(struct shard_out *o, const char *reason)
+{
+	out_close(o, reason);
+}
+
+static void out_close(struct shard_out *o, const char *reason)
+{
+	if (o->closing)
+		return;
+	pt_debug("%s: closing: %s", o->cur ? o->cur->addr.text : o->rq->site, reason);
+	o->closing = true;
+	o->state = OUT_CLOSING;
+	pt_timer_del(&o->shard->wheel, &o->timer);
+	if (o->plan_wait) {
+		dns_cancel(o->shard->dns, out_plan_cb, o);
+		o->plan_wait = false;
+	}
+	if (o->n_batch && !o->body_wait) {
+		/* Cut mid-transaction (drain deadline): the units go back; they may
+		 * have been delivered, so a restart may deliver them again. */
+		out_free_body(o);
+		out_give_back(o);
+	}
+	if (o->fd >= 0)
+		shutdown(o->fd, SHUT_RDWR);
+	out_maybe_release(o);
+}
+
+static void out_release(struct shard_out *o)
+{
+	struct shard *s = o->shard;
+	struct shard_ready *rq = o->rq;
+	bool failed = o->failed_before_ready;
+
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		rq->conns = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	rq->n_conns--;
+	if (o->connecting)
+		rq->n_connecting--;
+	s->n_out--;
+	if (o->fd >= 0)
+		close(o->fd);
+	out_session_reset(o);
+	out_free_body(o);
+	pt_buf_free(&o->out);
+	pt_buf_free(&o->tx);
+	pt_buf_free(&o->plain);
+	o->released = true;
+	/* Callers up the stack may still look at o: it is freed after the
+	 * completion being handled (shard_outs_reap). */
+	o->next = s->dead_outs;
+	s->dead_outs = o;
+	shard_ready_conn_gone(s, rq, o, failed);
+}
+
+void shard_outs_reap(struct shard *s)
+{
+	while (s->dead_outs) {
+		struct shard_out *o = s->dead_outs;
+
+		s->dead_outs = o->next;
+		free(o->addrs);
+		free(o->batch);
+		free(o->rcpts);
+		free(o);
+	}
+}
+
+static void out_maybe_release(struct shard_out *o)
+{
+	if (o->n_inflight > 0 || o->body_wait || o->plan_wait || o->released)
+		return;
+	if (o->closing) {
+		out_release(o);
+		return;
+	}
+	if (o->state == OUT_CONNECTING && o->client) {
+		/* A failure before READY: the old socket is quiet now; next address. */
+		close(o->fd);
+		o->fd = -1;
+		out_session_reset(o);
+		out_connect_next(o);
+	}
+}
+
+/* Drain deadline: close every outbound connection now. */
+void shard_outs_abort(struct shard *s)
+{
+	struct shard_ready *rq;
+	size_t pos = 0;
+
+	while ((rq = pt_strmap_next(&s->readies, &pos)))
+		for (struct shard_out *o = rq->conns, *next; o; o = next) {
+			next = o->next;
+			out_close(o, "drain deadline passed");
+		}
+}
+
+/* Teardown (the ring is gone): free what is left without ceremony; units
+ * still in a transaction are in the spool and come back after restart. */
+void shard_outs_free(struct shard *s)
+{
+	struct shard_ready *rq;
+	size_t pos = 0;
+
+	shard_outs_reap(s);
+	while ((rq = pt_strmap_next(&s->readies, &pos)))
+		while (rq->conns) {
+			struct shard_out *o = rq->conns;
+
+			rq->conns = o->next;
+			for (size_t i = 0; i < o->n_batch; i++)
+				shard_unit_free(s, o->batch[i]);
+			if (o->fd >= 0)
+				close(o->fd);
+			out_session_reset(o);
+			out_free_body(o);
+			pt_buf_free(&o->out);
+			pt_buf_free(&o->tx);
+			pt_buf_free(&o->plain);
+			free(o->addrs);
+			free(o->batch);
+			free(o->rcpts);
+			free(o);
+		}
+}

@@ -1,0 +1,412 @@
+/*
+ * policy_queue_test.c -- kumo.make_queue_config and the get_queue_config
+ * event: the defaults with no handler and with a nil result, every key,
+ * every mx_list form, the arguments the handler gets (nil for NULL), a
+ * value reused across calls, and the errors with their exact text and
+ * file:line (unknown and KumoMTA-only keys, bad values, a wrong return
+ * type, a Lua error in the handler).
+ */
+#include "policy/policy.h"
+#include "tests/unit/policy_test_util.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HEAD "local kumo = require 'kumo'\n"
+
+TestSuite(policy_queue, .init = dir_setup, .fini = dir_teardown);
+
+static void assert_defaults(const struct policy_queue_config *q)
+{
+	cr_assert_eq(q->retry_interval_ms, 20 * 60 * 1000);
+	cr_assert_eq(q->max_retry_interval_ms, 0);
+	cr_assert_eq(q->max_age_ms, 7ull * 24 * 3600 * 1000);
+	cr_assert_eq(q->max_message_rate.n, 0);
+	cr_assert_eq(q->max_message_rate.period_ms, 0);
+	cr_assert_null(q->egress_pool);
+	cr_assert_null(q->mx_list);
+	cr_assert_eq(q->n_mx_list, 0);
+}
+
+/* Run get_queue_config on a policy whose handler returns `ret` (line 3). */
+static int queue_for(const char *ret, struct policy_queue_config *q, char *err, size_t err_len)
+{
+	char text[4096];
+	struct policy *p;
+	int rc;
+
+	snprintf(text, sizeof(text),
+		 HEAD "kumo.on('get_queue_config', function(domain, tenant, campaign, rd)\n"
+		      "  return %s\n"
+		      "end)\n",
+		 ret);
+	p = load_ok(text);
+	rc = policy_get_queue_config(p, "example.com", "t", "c", NULL, q, err, err_len);
+	policy_free(p);
+	return rc;
+}
+
+/* The handler's result must be refused with "<path>:<line>: <msg>". */
+static void queue_fails_with(const char *ret, int line, const char *msg)
+{
+	struct policy_queue_config q;
+	char err[512], want[700];
+
+	cr_assert_eq(queue_for(ret, &q, err, sizeof(err)), PT_ERROR);
+	snprintf(want, sizeof(want), "%s:%d: %s", test_path, line, msg);
+	cr_assert_str_eq(err, want);
+	assert_defaults(&q);
+	policy_queue_config_free(&q);
+}
+
+Test(policy_queue, no_handler_gives_defaults)
+{
+	struct policy *p = load_ok(HEAD);
+	struct policy_queue_config q;
+	char err[256] = "stale";
+
+	cr_assert_eq(
+	    policy_get_queue_config(p, "example.com", NULL, NULL, NULL, &q, err, sizeof(err)),
+	    PT_OK);
+	cr_assert_str_eq(err, "");
+	assert_defaults(&q);
+	policy_queue_config_free(&q);
+	policy_free(p);
+}
+
+Test(policy_queue, defaults_function_matches_kumomta)
+{
+	struct policy_queue_config q;
+
+	memset(&q, 0xa5, sizeof(q));
+	policy_queue_config_defaults(&q);
+	assert_defaults(&q);
+}
+
+Test(policy_queue, nil_result_gives_defaults)
+{
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(queue_for("nil", &q, err, sizeof(err)), PT_OK);
+	assert_defaults(&q);
+}
+
+Test(policy_queue, empty_table_gives_defaults)
+{
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config {}", &q, err, sizeof(err)), PT_OK);
+	assert_defaults(&q);
+}
+
+Test(policy_queue, every_key_is_stored)
+{
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config {\n"
+			       "    retry_interval = '5m', max_retry_interval = 7200,\n"
+			       "    max_age = '2 days', max_message_rate = '100/10s',\n"
+			       "    egress_pool = 'pool-1',\n"
+			       "    protocol = { smtp = { mx_list = { 'relay.example.com' } } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	cr_assert_eq(q.retry_interval_ms, 300000);
+	cr_assert_eq(q.max_retry_interval_ms, 7200000);
+	cr_assert_eq(q.max_age_ms, 2ull * 86400 * 1000);
+	cr_assert_eq(q.max_message_rate.n, 100);
+	cr_assert_eq(q.max_message_rate.period_ms, 10000);
+	cr_assert_str_eq(q.egress_pool, "pool-1");
+	cr_assert_eq(q.n_mx_list, 1);
+	cr_assert_str_eq(q.mx_list[0], "relay.example.com");
+	policy_queue_config_free(&q);
+	assert_defaults(&q);
+	policy_queue_config_free(&q); /* freeing twice is harmless */
+}
+
+Test(policy_queue, mx_list_forms_are_kept_in_order)
+{
+	static const char *const want[] = {
+	    "mx.example.com", "10.0.0.1",     "[10.0.0.1]:2525", "mx.example.com:2525",
+	    "[::1]",	      "::1",	      "[::1]:25",	 "10.0.0.2:2025",
+	    "10.0.0.3",	      "[fe80::1]:26", "relay.",		 "a_b.example",
+	};
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { smtp = { mx_list = {\n"
+			       "  'mx.example.com', '10.0.0.1', '[10.0.0.1]:2525',\n"
+			       "  'mx.example.com:2525', '[::1]', '::1', '[::1]:25',\n"
+			       "  { name = 'mx.example.com', addr = '10.0.0.2:2025' },\n"
+			       "  { addr = '10.0.0.3' }, { name = 'v6', addr = '[fe80::1]:26' },\n"
+			       "  'relay.', 'a_b.example',\n"
+			       "} } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	cr_assert_eq(q.n_mx_list, PT_ARRAY_LEN(want));
+	for (size_t i = 0; i < PT_ARRAY_LEN(want); i++)
+		cr_assert_str_eq(q.mx_list[i], want[i], "entry %zu", i);
+	policy_queue_config_free(&q);
+}
+
+Test(policy_queue, empty_mx_list_means_by_mx)
+{
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { smtp = { mx_list = {} } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	cr_assert_null(q.mx_list);
+	cr_assert_eq(q.n_mx_list, 0);
+}
+
+Test(policy_queue, handler_gets_its_arguments_and_nil_for_null)
+{
+	struct policy *p = load_ok(
+	    HEAD "kumo.on('get_queue_config', function(domain, tenant, campaign, rd)\n"
+		 "  return kumo.make_queue_config { egress_pool = string.format('%s|%s|%s|%s',\n"
+		 "    tostring(domain), tostring(tenant), tostring(campaign), tostring(rd)) }\n"
+		 "end)\n");
+	struct policy_queue_config q;
+	char err[256];
+
+	cr_assert_eq(
+	    policy_get_queue_config(p, "example.com", NULL, "spring", NULL, &q, err, sizeof(err)),
+	    PT_OK, "%s", err);
+	cr_assert_str_eq(q.egress_pool, "example.com|nil|spring|nil");
+	policy_queue_config_free(&q);
+	cr_assert_eq(policy_get_queue_config(p, "a.example", "acme", NULL, "b.example", &q, err,
+					     sizeof(err)),
+		     PT_OK, "%s", err);
+	cr_assert_str_eq(q.egress_pool, "a.example|acme|nil|b.example");
+	policy_queue_config_free(&q);
+	policy_free(p);
+}
+
+/* A value made once and returned from every call is copied, not moved. */
+Test(policy_queue, one_value_can_be_returned_many_times)
+{
+	struct policy *p =
+	    load_ok(HEAD "local cfg = kumo.make_queue_config { egress_pool = 'shared',\n"
+			 "  protocol = { smtp = { mx_list = { 'a.example', 'b.example:26' } } } }\n"
+			 "kumo.on('get_queue_config', function() return cfg end)\n");
+	struct policy_queue_config q[3];
+	char err[256];
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(policy_get_queue_config(p, "x.example", NULL, NULL, NULL, &q[i], err,
+						     sizeof(err)),
+			     PT_OK, "%s", err);
+		cr_assert_str_eq(q[i].egress_pool, "shared");
+		cr_assert_eq(q[i].n_mx_list, 2);
+		cr_assert_str_eq(q[i].mx_list[1], "b.example:26");
+	}
+	cr_assert_neq(q[0].egress_pool, q[1].egress_pool);
+	for (int i = 0; i < 3; i++)
+		policy_queue_config_free(&q[i]);
+	policy_free(p);
+}
+
+Test(policy_queue, value_has_a_name_and_hidden_metatable)
+{
+	struct policy *p = load_ok(HEAD "local cfg = kumo.make_queue_config {}\n"
+					"assert(tostring(cfg) == 'QueueConfig', tostring(cfg))\n"
+					"assert(getmetatable(cfg) == 'QueueConfig')\n"
+					"assert(type(cfg) == 'userdata')\n");
+
+	policy_free(p);
+}
+
+Test(policy_queue, wrong_return_type_is_an_error_at_the_handler)
+{
+	queue_fails_with(
+	    "{ retry_interval = '5m' }", 2,
+	    "get_queue_config must return kumo.make_queue_config{...} or nil, got table");
+	queue_fails_with("'smtp'", 2,
+			 "get_queue_config must return kumo.make_queue_config{...} or nil, got "
+			 "string");
+	queue_fails_with("kumo.make_egress_path {}", 2,
+			 "get_queue_config must return kumo.make_queue_config{...} or nil, got "
+			 "userdata");
+}
+
+Test(policy_queue, lua_error_in_handler_has_its_line)
+{
+	queue_fails_with("nil + 1", 3, "attempt to perform arithmetic on a nil value");
+	queue_fails_with("(error('no queue for ' .. domain))", 3, "no queue for example.com");
+}
+
+/* `return f(...)` is a tail call: the handler's frame is gone when f raises,
+ * so the error points at the line where the handler was defined. */
+Test(policy_queue, error_in_a_tail_call_points_at_the_handler)
+{
+	queue_fails_with("error('no queue for ' .. domain)", 2, "no queue for example.com");
+	queue_fails_with("kumo.make_queue_config { retry_interval = 'soon' }", 2,
+			 "make_queue_config: 'retry_interval': invalid duration 'soon': expected a "
+			 "number");
+}
+
+Test(policy_queue, bad_value_at_event_time_points_at_the_make_call)
+{
+	queue_fails_with("(kumo.make_queue_config { retry_interval = 'soon' })", 3,
+			 "make_queue_config: 'retry_interval': invalid duration 'soon': expected a "
+			 "number");
+}
+
+Test(policy_queue, reject_in_handler_is_an_error)
+{
+	struct policy_queue_config q;
+	char err[512], want[600];
+
+	cr_assert_eq(queue_for("(kumo.reject(550, 'no'))", &q, err, sizeof(err)), PT_ERROR);
+	snprintf(want, sizeof(want), "%s:3: reject() may only be called from an SMTP event",
+		 test_path);
+	cr_assert_str_eq(err, want);
+}
+
+Test(policy_queue, unknown_and_kumo_only_keys_are_named)
+{
+	static const struct {
+		const char *args;
+		const char *msg;
+	} cases[] = {
+	    {"{ retry_intervl = '5m' }", "'retry_intervl' is not a make_queue_config option"},
+	    {"{ reap_interval = '10m' }",
+	     "make_queue_config: 'reap_interval' is a KumoMTA option Petrel does not support yet"},
+	    {"{ refresh_strategy = 'Epoch' }", "make_queue_config: 'refresh_strategy' is a "
+					       "KumoMTA option Petrel does not support yet"},
+	    {"{ timerwheel_tick_interval = '1m' }",
+	     "make_queue_config: 'timerwheel_tick_interval' is a KumoMTA option Petrel does not "
+	     "support yet"},
+	    {"{ strategy = 'TimerWheel' }",
+	     "make_queue_config: 'strategy' is a KumoMTA option Petrel does not support yet"},
+	    {"{ provider_name = 'x' }",
+	     "make_queue_config: 'provider_name' is a KumoMTA option Petrel does not support yet"},
+	    {"{ shrink_policy = {} }",
+	     "make_queue_config: 'shrink_policy' is a KumoMTA option Petrel does not support yet"},
+	    {"{ refresh_interval = '1m' }", "make_queue_config: 'refresh_interval' is a KumoMTA "
+					    "option Petrel does not support yet"},
+	    {"{ [1] = 'x' }", "make_queue_config: keys must be strings, got a number key"},
+	    {"{ protocol = { maildir_path = '/tmp/m' } }",
+	     "make_queue_config: 'maildir_path' is a KumoMTA option Petrel does not support yet"},
+	    {"{ protocol = { custom_lua = { constructor = 'x' } } }",
+	     "make_queue_config: 'custom_lua' is a KumoMTA option Petrel does not support yet"},
+	    {"{ protocol = { maildir = {} } }",
+	     "make_queue_config: 'maildir' is a KumoMTA option Petrel does not support yet"},
+	    {"{ protocol = { xfer = {} } }",
+	     "make_queue_config: 'xfer' is a KumoMTA option Petrel does not support yet"},
+	    {"{ protocol = { http = {} } }", "'http' is not a make_queue_config protocol option"},
+	    {"{ protocol = { smtp = { mx_list = {}, treat_mx_list_as_secure = true } } }",
+	     "make_queue_config: 'treat_mx_list_as_secure' is a KumoMTA option Petrel does not "
+	     "support yet"},
+	    {"{ protocol = { smtp = { mxlist = {} } } }",
+	     "'mxlist' is not a make_queue_config protocol.smtp option"},
+	    {"{ protocol = { smtp = { mx_list = { { host = 'a' } } } } }",
+	     "'host' is not a make_queue_config mx_list entry option"},
+	};
+	char text[512];
+
+	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
+		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
+			 cases[i].args);
+		load_fails_with(text, 3, cases[i].msg);
+	}
+}
+
+Test(policy_queue, bad_values_are_errors_with_line)
+{
+	static const struct {
+		const char *args;
+		const char *msg;
+	} cases[] = {
+	    {"{ retry_interval = 0 }",
+	     "make_queue_config: 'retry_interval' must be longer than zero"},
+	    {"{ max_age = '0s' }", "make_queue_config: 'max_age' must be longer than zero"},
+	    {"{ max_retry_interval = -1 }",
+	     "make_queue_config: 'max_retry_interval': duration must be a non-negative number of "
+	     "seconds"},
+	    {"{ max_age = true }", "make_queue_config: 'max_age': duration must be a number of "
+				   "seconds or a string like \"60s\", got boolean"},
+	    {"{ max_message_rate = 100 }", "make_queue_config: 'max_message_rate' must be a rate "
+					   "string such as \"100/s\", got number"},
+	    {"{ max_message_rate = '100/fortnight' }",
+	     "make_queue_config: 'max_message_rate': invalid rate '100/fortnight': unknown period "
+	     "unit (use s, sec, second, m, min, minute, h, hr, hour, d or day)"},
+	    {"{ egress_pool = 7 }",
+	     "make_queue_config: 'egress_pool' must be a string, got number"},
+	    {"{ egress_pool = '' }", "make_queue_config: 'egress_pool' must not be empty"},
+	    {"{ protocol = 'smtp' }",
+	     "make_queue_config: 'protocol' must be a table such as { smtp "
+	     "= { mx_list = {...} } }, got string"},
+	    {"{ protocol = {} }", "make_queue_config: 'protocol' must have an 'smtp' table"},
+	    {"{ protocol = { smtp = true } }",
+	     "make_queue_config: protocol.smtp must be a table, got boolean"},
+	    {"{ protocol = { smtp = { mx_list = 'mx.example.com' } } }",
+	     "make_queue_config: 'mx_list' must be a list, got string"},
+	    {"{ protocol = { smtp = { mx_list = { 'ok.example', 5 } } } }",
+	     "make_queue_config: mx_list[2] must be a string, got number"},
+	    {"{ protocol = { smtp = { mx_list = { 'mx.example.com:0' } } } }",
+	     "make_queue_config: mx_list[1]: 'mx.example.com:0' is not \"host\", \"host:port\", "
+	     "\"[ip]\" or \"[ip]:port\" (the port must be a number from 1 to 65535)"},
+	    {"{ protocol = { smtp = { mx_list = { 'mx.example.com:65536' } } } }",
+	     "make_queue_config: mx_list[1]: 'mx.example.com:65536' is not \"host\", "
+	     "\"host:port\", \"[ip]\" or \"[ip]:port\" (the port must be a number from 1 to "
+	     "65535)"},
+	    {"{ protocol = { smtp = { mx_list = { '10.0.0.256' } } } }",
+	     "make_queue_config: mx_list[1]: '10.0.0.256' is not \"host\", \"host:port\", "
+	     "\"[ip]\" or \"[ip]:port\" (not a host name or IP address)"},
+	    {"{ protocol = { smtp = { mx_list = { 'mx example.com' } } } }",
+	     "make_queue_config: mx_list[1]: 'mx example.com' is not \"host\", \"host:port\", "
+	     "\"[ip]\" or \"[ip]:port\" (not a host name or IP address)"},
+	    {"{ protocol = { smtp = { mx_list = { '' } } } }",
+	     "make_queue_config: mx_list[1]: '' is not \"host\", \"host:port\", \"[ip]\" or "
+	     "\"[ip]:port\" (not a host name or IP address)"},
+	    {"{ protocol = { smtp = { mx_list = { '[mx.example.com]:25' } } } }",
+	     "make_queue_config: mx_list[1]: '[mx.example.com]:25' is not \"host\", "
+	     "\"host:port\", \"[ip]\" or \"[ip]:port\" ('[...]' must hold an IP address)"},
+	    {"{ protocol = { smtp = { mx_list = { '[10.0.0.1' } } } }",
+	     "make_queue_config: mx_list[1]: '[10.0.0.1' is not \"host\", \"host:port\", \"[ip]\" "
+	     "or \"[ip]:port\" ('[' without ']')"},
+	    {"{ protocol = { smtp = { mx_list = { '[10.0.0.1]25' } } } }",
+	     "make_queue_config: mx_list[1]: '[10.0.0.1]25' is not \"host\", \"host:port\", "
+	     "\"[ip]\" or \"[ip]:port\" (expected ':' and a port from 1 to 65535 after ']')"},
+	    {"{ protocol = { smtp = { mx_list = { '::1:25:x' } } } }",
+	     "make_queue_config: mx_list[1]: '::1:25:x' is not \"host\", \"host:port\", \"[ip]\" "
+	     "or \"[ip]:port\" (not an IPv6 address (write \"[ip]:port\" to give a port))"},
+	    {"{ protocol = { smtp = { mx_list = { '-mx.example.com' } } } }",
+	     "make_queue_config: mx_list[1]: '-mx.example.com' is not \"host\", \"host:port\", "
+	     "\"[ip]\" or \"[ip]:port\" (not a host name or IP address)"},
+	    {"{ protocol = { smtp = { mx_list = { { name = 'mx' } } } } }",
+	     "make_queue_config: mx_list[1].addr is required"},
+	    {"{ protocol = { smtp = { mx_list = { { name = 1, addr = '10.0.0.1' } } } } }",
+	     "make_queue_config: mx_list[1].name must be a string, got number"},
+	    {"{ protocol = { smtp = { mx_list = { { addr = 10 } } } } }",
+	     "make_queue_config: mx_list[1].addr must be a string, got number"},
+	    {"{ protocol = { smtp = { mx_list = { { name = 'a', addr = 'mx.example.com' } } } } }",
+	     "make_queue_config: mx_list[1].addr: 'mx.example.com' is not \"ip\", \"ip:port\" or "
+	     "\"[ip]:port\" (not an IP address)"},
+	    {"'x'", "make_queue_config: expected a table, got string"},
+	};
+	char text[512];
+
+	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
+		snprintf(text, sizeof(text),
+			 HEAD "kumo.on('init', function()\n"
+			      "  kumo.make_queue_config %s\n"
+			      "end)\n",
+			 cases[i].args);
+		load_fails_with(text, 3, cases[i].msg);
+	}
+}
+
+Test(policy_queue, mx_list_is_bounded)
+{
+	load_fails_with(HEAD "local l = {}\n"
+			     "for i = 1, 65 do l[i] = 'mx' .. i .. '.example.com' end\n"
+			     "kumo.make_queue_config { protocol = { smtp = { mx_list = l } } }\n",
+			4, "make_queue_config: 'mx_list' has 65 entries; at most 64 are allowed");
+}

@@ -59,6 +59,13 @@ int tls_global_init(void)
 	return wolfSSL_Init() == WOLFSSL_SUCCESS ? PT_OK : PT_ERROR;
 }
 
+void tls_thread_cleanup(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free();
+#endif
+}
+
 void tls_global_cleanup(void)
 {
 	wolfSSL_Cleanup();

@@ -26,6 +26,9 @@ struct tls_conn;
 /* Process-wide setup; call once from main before any shard starts. */
 int tls_global_init(void);
 void tls_global_cleanup(void);
+/* Free the calling thread's wolfSSL caches (the ECC fixed-point table is
+ * per thread); call when a thread that used TLS ends. */
+void tls_thread_cleanup(void);
 
 /*
  * A self-signed certificate and key (ECDSA P-256, SHA-256, valid one year,

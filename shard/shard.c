@@ -487,11 +487,13 @@ static void shard_teardown(struct shard *s)
 {
 	shard_outs_free(s);
 	shard_readies_free(s);
+	shard_units_free(s);
 	shard_route_free(s);
 	shard_dns_free(s);
 	shard_home_free(s);
 	tls_ctx_free(s->tls_client_verify);
 	tls_ctx_free(s->tls_client_insecure);
+	tls_thread_cleanup();
 	shard_listeners_close(s);
 	shard_log_close(s);
 	if (s->spool)
@@ -618,6 +620,20 @@ int shard_group_join(struct shard_group *g)
 	return failed;
 }
 
+/* A message left in a ring or an overflow list at exit. */
+static void shard_msg_destroy(void *p)
+{
+	struct shard_msg *m = p;
+
+	if (m->kind == SHARD_MSG_UNIT)
+		shard_unit_destroy(m->unit);
+	if (m->kind == SHARD_MSG_BODY && m->body) {
+		pt_message_clear(m->body);
+		free(m->body);
+	}
+	free(m);
+}
+
 void shard_group_free(struct shard_group *g)
 {
 	if (!g)
@@ -631,7 +647,7 @@ void shard_group_free(struct shard_group *g)
 			if (!g->rings[i])
 				continue;
 			while ((m = pt_spsc_pop(g->rings[i])))
-				free(m);
+				shard_msg_destroy(m);
 			pt_spsc_free(g->rings[i]);
 		}
 		free(g->rings);
@@ -644,7 +660,7 @@ void shard_group_free(struct shard_group *g)
 				struct shard_msg *m = s->overflow_head[to];
 
 				s->overflow_head[to] = m->next;
-				free(m);
+				shard_msg_destroy(m);
 			}
 		free(s->overflow_head);
 		free(s->overflow_tail);

@@ -35,6 +35,7 @@
 #include "shard/shard_int.h"
 
 #define SHARD_DISK_CHECK_MS	 1000
+#define SHARD_COMMIT_LAZY_MS	 50
 #define SHARD_DISK_FLOOR_PERCENT 10
 
 static void shard_disk_check(struct pt_timer *t)
@@ -73,7 +74,37 @@ void shard_disk_watch_start(struct shard *s)
 
 int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m)
 {
-	return spool_append_message(s->spool, m, c);
+	int rc = spool_append_message(s->spool, m, c);
+
+	if (rc == PT_OK)
+		s->n_commit_urgent++;
+	return rc;
+}
+
+static void shard_commit_lazy_fn(struct pt_timer *t)
+{
+	struct shard *s = pt_container_of(t, struct shard, commit_lazy_timer);
+
+	s->commit_lazy_due = true;
+}
+
+/*
+ * Records nobody waits for (tombstones, recipient states, compaction
+ * copies) do not start a batch of their own at once: they ride along with
+ * the next batch of received messages, or go after SHARD_COMMIT_LAZY_MS.
+ * Otherwise every delivery would cost an extra fdatasync, and a sync of
+ * tombstones in flight delays the 250s of the messages behind it.
+ */
+static bool shard_commit_due(struct shard *s)
+{
+	if (s->n_commit_urgent > 0 || s->commit_lazy_due || s->state != SHARD_RUNNING)
+		return true;
+	if (!pt_timer_armed(&s->commit_lazy_timer)) {
+		pt_timer_init(&s->commit_lazy_timer, shard_commit_lazy_fn);
+		pt_timer_add(&s->wheel, &s->commit_lazy_timer,
+			     pt_monotonic_ms() + SHARD_COMMIT_LAZY_MS);
+	}
+	return false;
 }
 
 void shard_commit_kick(struct shard *s)
@@ -81,8 +112,12 @@ void shard_commit_kick(struct shard *s)
 	struct spool_io io;
 	struct io_uring_sqe *sqe;
 
-	if (!spool_batch_ready(s->spool) || spool_batch_start(s->spool, &io) != PT_OK)
+	if (!spool_batch_ready(s->spool) || !shard_commit_due(s) ||
+	    spool_batch_start(s->spool, &io) != PT_OK)
 		return;
+	s->n_commit_urgent = 0;
+	s->commit_lazy_due = false;
+	pt_timer_del(&s->wheel, &s->commit_lazy_timer);
 	sqe = shard_sqe(s);
 	io_uring_prep_writev(sqe, io.fd, io.iov, (unsigned)io.n_iov, io.offset);
 	sqe->flags |= IOSQE_IO_LINK;

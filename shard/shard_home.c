@@ -81,6 +81,13 @@ int shard_home_init(struct shard *s)
 
 void shard_home_free(struct shard *s)
 {
+	for (uint32_t i = 0; i < s->cap_home; i++) {
+		free(s->home[i].states);
+		if (s->home[i].copy) {
+			pt_message_clear(s->home[i].copy);
+			free(s->home[i].copy);
+		}
+	}
 	free(s->home);
 	s->home = NULL;
 	s->cap_home = 0;
@@ -131,8 +138,7 @@ static struct shard_unit *home_unit_new(struct shard *s, const struct pt_message
 
 	if (!u)
 		return NULL;
-	s->n_units++;
-	u->at = s;
+	shard_unit_own(s, u);
 	u->home = s->id;
 	u->slot = slot;
 	u->rcpt = rcpt;

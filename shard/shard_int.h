@@ -124,6 +124,7 @@ enum unit_state {
  */
 struct shard_unit {
 	struct shard_unit *prev, *next; /* ready queue list */
+	struct shard_unit *all_prev, *all_next; /* every unit the shard owns */
 	struct pt_timer timer;		/* due timer (SCHEDULED) */
 	enum unit_state state;
 	struct shard *at;  /* the shard that owns it now */
@@ -305,6 +306,9 @@ struct shard {
 	struct shard_op spool_write_op, spool_sync_op;
 	int spool_write_res, spool_sync_res;
 	unsigned spool_ops_pending;
+	unsigned n_commit_urgent;     /* appends a client waits for, since the last batch */
+	bool commit_lazy_due;	      /* the lazy records have waited long enough */
+	struct pt_timer commit_lazy_timer;
 
 	/* Reception log. */
 	int log_fd;
@@ -346,6 +350,7 @@ struct shard {
 	unsigned n_out;		  /* outbound connections */
 	struct shard_out *dead_outs; /* released, freed after the current completion */
 	uint64_t n_units;	  /* units owned by this shard */
+	struct shard_unit *units; /* all of them (all_next), for teardown */
 	struct tls_ctx *tls_client_verify, *tls_client_insecure;
 	struct pt_timer housekeeping_timer; /* once a second: spool collect, idle queues */
 	char hostname[256];
@@ -422,6 +427,12 @@ void shard_unit_schedule(struct shard *s, struct shard_unit *u); /* at u->due_us
 void shard_unit_route(struct shard *s, struct shard_unit *u);	 /* due now */
 void shard_unit_adopt(struct shard *s, struct shard_unit *u);	 /* arrived from another shard */
 void shard_unit_free(struct shard *s, struct shard_unit *u);
+/* Take u as this shard's (counted and listed). */
+void shard_unit_own(struct shard *s, struct shard_unit *u);
+/* Teardown: free every unit still owned (they are in the spool). */
+void shard_units_free(struct shard *s);
+/* Free a unit's memory only (one that no shard owns: in a ring at exit). */
+void shard_unit_destroy(struct shard_unit *u);
 /* The outcome of an attempt: logs, tells home, frees or reschedules u. */
 void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
 void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);

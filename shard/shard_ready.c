@@ -209,6 +209,27 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 	return n;
 }
 
+/* True when the ready units make more than k transactions: recipients of
+ * one message next to each other go together (shard_ready_take), so a
+ * 1,000-recipient message needs one connection, not one per recipient. */
+static bool ready_more_batches_than(const struct shard_ready *rq, unsigned k)
+{
+	const struct shard_unit *u = rq->head, *first = NULL;
+	unsigned n_batches = 0, in_batch = 0;
+
+	for (; u; u = u->next) {
+		if (!first || u->home != first->home || u->slot != first->slot ||
+		    in_batch == rq->cfg.max_recipients_per_batch) {
+			if (++n_batches > k)
+				return true;
+			first = u;
+			in_batch = 0;
+		}
+		in_batch++;
+	}
+	return false;
+}
+
 void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 {
 	uint64_t wait_us;
@@ -218,8 +239,8 @@ void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 	for (struct shard_out *o = rq->conns; o && rq->n_ready > 0; o = o->next)
 		if (o->ready && !o->waiting_rate && !o->closing)
 			shard_out_wake(o);
-	while (rq->n_ready > rq->n_connecting && rq->n_conns < rq->cfg.connection_limit &&
-	       rq->n_consecutive_failures == 0) {
+	while (rq->n_conns < rq->cfg.connection_limit && rq->n_consecutive_failures == 0 &&
+	       ready_more_batches_than(rq, rq->n_connecting)) {
 		if (!shard_rate_take(&rq->conn_rate, pt_wall_us(), &wait_us)) {
 			pt_timer_add(&s->wheel, &rq->kick_timer,
 				     pt_monotonic_ms() + wait_us / 1000 + 1);

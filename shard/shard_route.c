@@ -162,15 +162,32 @@ static void sched_release(struct shard *s, struct shard_unit *u)
 	(void)s;
 }
 
-void shard_unit_free(struct shard *s, struct shard_unit *u)
+void shard_unit_own(struct shard *s, struct shard_unit *u)
 {
-	if (!u)
-		return;
-	pt_timer_del(&s->wheel, &u->timer);
-	if (u->state == UNIT_ROUTING)
-		dns_cancel(s->dns, unit_dns_cb, u);
-	sched_release(s, u);
+	u->at = s;
+	u->all_prev = NULL;
+	u->all_next = s->units;
+	if (s->units)
+		s->units->all_prev = u;
+	s->units = u;
+	s->n_units++;
+}
+
+static void unit_disown(struct shard *s, struct shard_unit *u)
+{
+	if (u->all_prev)
+		u->all_prev->all_next = u->all_next;
+	else
+		s->units = u->all_next;
+	if (u->all_next)
+		u->all_next->all_prev = u->all_prev;
+	u->all_prev = u->all_next = NULL;
 	s->n_units--;
+	u->at = NULL;
+}
+
+void shard_unit_destroy(struct shard_unit *u)
+{
 	free(u->sender);
 	free(u->recipient);
 	free(u->queue);
@@ -179,6 +196,24 @@ void shard_unit_free(struct shard *s, struct shard_unit *u)
 	free(u->routing_domain);
 	free(u->site);
 	free(u);
+}
+
+void shard_unit_free(struct shard *s, struct shard_unit *u)
+{
+	if (!u)
+		return;
+	pt_timer_del(&s->wheel, &u->timer);
+	if (u->state == UNIT_ROUTING)
+		dns_cancel(s->dns, unit_dns_cb, u);
+	sched_release(s, u);
+	unit_disown(s, u);
+	shard_unit_destroy(u);
+}
+
+void shard_units_free(struct shard *s)
+{
+	while (s->units)
+		shard_unit_free(s, s->units);
 }
 
 /* ---- Outcomes ---- */
@@ -341,8 +376,7 @@ static void unit_route_to_site(struct shard *s, struct shard_unit *u, const char
 	}
 	/* Ownership moves with the pointer; the owner counts it in its own queue. */
 	sched_release(s, u);
-	s->n_units--;
-	u->at = NULL;
+	unit_disown(s, u);
 	msg = calloc(1, sizeof(*msg));
 	if (!msg)
 		pt_panic("out of memory routing a unit");
@@ -418,8 +452,7 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 
 void shard_unit_adopt(struct shard *s, struct shard_unit *u)
 {
-	u->at = s;
-	s->n_units++;
+	shard_unit_own(s, u);
 	shard_sched_get(s, u);
 	shard_ready_add(s, u);
 }

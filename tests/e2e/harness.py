@@ -189,10 +189,15 @@ end)
 def policy_source(*, listen, spool, log_dir, hostname=HOSTNAME, relay_hosts=("127.0.0.1",),
 		  max_message_size=20971520, max_recipients=100, client_timeout="60s",
 		  data_timeout="300s", max_connections=32768, message_hook=DEFAULT_MESSAGE_HOOK):
+	"""The reception tests' policy.  Petreld delivers what it accepts, so
+	its resolver points at a loopback port nobody answers on: the recipients
+	of these tests are deferred (TransientFailure) and nothing leaves the
+	machine."""
 	relay = ", ".join(lua_str(h) for h in relay_hosts)
 	return """local petrel = require 'petrel'
 
 petrel.on('init', function()
+  petrel.dns.configure_resolver{name_servers={%(dns)s}}
   petrel.define_spool{name='data', path=%(spool)s}
   petrel.configure_local_logs{log_dir=%(log)s}
   petrel.start_esmtp_listener{
@@ -211,6 +216,7 @@ end)
 		"relay": relay, "host": lua_str(hostname), "size": max_message_size,
 		"rcpts": max_recipients, "timeout": lua_str(client_timeout), "hook": message_hook,
 		"conns": max_connections, "data_timeout": lua_str(data_timeout),
+		"dns": lua_str("127.0.0.1:%d" % free_port()),
 	}
 
 

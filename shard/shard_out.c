@@ -307,9 +307,26 @@ static void out_fail_batch(struct shard_out *o, const struct smtp_client_reply *
 	o->n_batch = 0;
 }
 
-void shard_out_body(struct shard_out *o, struct pt_message *body)
+/* The batch fails before any byte of it was sent (451 4.3.0, made here);
+ * the session takes the next one. */
+static void out_fail_batch_local(struct shard_out *o, const char *why)
 {
 	struct smtp_client_reply r;
+
+	memset(&r, 0, sizeof(r));
+	r.code = 451;
+	r.enh_class = 4;
+	r.enh_subject = 3;
+	r.enh_detail = 0;
+	r.local = true;
+	snprintf(r.content, sizeof(r.content), "%s", why);
+	out_fail_batch(o, &r);
+	o->ready = true;
+	shard_out_wake(o);
+}
+
+void shard_out_body(struct shard_out *o, struct pt_message *body)
+{
 	int n_iov;
 
 	o->body_wait = false;
@@ -323,17 +340,7 @@ void shard_out_body(struct shard_out *o, struct pt_message *body)
 		return;
 	}
 	if (!body) {
-		memset(&r, 0, sizeof(r));
-		r.code = 451;
-		r.enh_class = 4;
-		r.enh_subject = 3;
-		r.enh_detail = 0;
-		r.local = true;
-		snprintf(r.content, sizeof(r.content),
-			 "the message could not be read back from the spool");
-		out_fail_batch(o, &r);
-		o->ready = true;
-		shard_out_wake(o);
+		out_fail_batch_local(o, "the message could not be read back from the spool");
 		return;
 	}
 	o->body = body;
@@ -348,16 +355,7 @@ void shard_out_body(struct shard_out *o, struct pt_message *body)
 	o->txd.body_len = pt_message_size(body);
 	if (smtp_client_send(o->client, &o->txd) != PT_OK) {
 		out_free_body(o);
-		memset(&r, 0, sizeof(r));
-		r.code = 451;
-		r.enh_class = 4;
-		r.enh_subject = 3;
-		r.enh_detail = 0;
-		r.local = true;
-		snprintf(r.content, sizeof(r.content), "out of memory starting the transaction");
-		out_fail_batch(o, &r);
-		o->ready = true;
-		shard_out_wake(o);
+		out_fail_batch_local(o, "out of memory starting the transaction");
 		return;
 	}
 	out_after_client(o);
@@ -870,6 +868,19 @@ static void out_close(struct shard_out *o, const char *reason)
 	out_maybe_release(o);
 }
 
+/* The socket, the session, the body and the buffers (not the struct). */
+static void out_release_io(struct shard_out *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	out_session_reset(o);
+	out_free_body(o);
+	pt_buf_free(&o->out);
+	pt_buf_free(&o->tx);
+	pt_buf_free(&o->plain);
+}
+
 static void out_release(struct shard_out *o)
 {
 	struct shard *s = o->shard;
@@ -886,13 +897,7 @@ static void out_release(struct shard_out *o)
 	if (o->connecting)
 		rq->n_connecting--;
 	s->n_out--;
-	if (o->fd >= 0)
-		close(o->fd);
-	out_session_reset(o);
-	out_free_body(o);
-	pt_buf_free(&o->out);
-	pt_buf_free(&o->tx);
-	pt_buf_free(&o->plain);
+	out_release_io(o);
 	o->released = true;
 	/* Callers up the stack may still look at o: it is freed after the
 	 * completion being handled (shard_outs_reap). */
@@ -959,16 +964,9 @@ void shard_outs_free(struct shard *s)
 			rq->conns = o->next;
 			for (size_t i = 0; i < o->n_batch; i++)
 				shard_unit_free(s, o->batch[i]);
-			if (o->fd >= 0)
-				close(o->fd);
-			out_session_reset(o);
-			out_free_body(o);
-			pt_buf_free(&o->out);
-			pt_buf_free(&o->tx);
-			pt_buf_free(&o->plain);
-			free(o->addrs);
-			free(o->batch);
-			free(o->rcpts);
-			free(o);
+			out_release_io(o);
+			o->next = s->dead_outs;
+			s->dead_outs = o;
+			shard_outs_reap(s);
 		}
 }

@@ -56,9 +56,8 @@ bool shard_rate_take(struct shard_rate *r, uint64_t now_us, uint64_t *wait_us)
 		*wait_us = r->tat_us - now_us;
 		return false;
 	}
-	r->tat_us = PT_MAX(r->tat_us, now_us - PT_MIN(now_us, r->interval_us)) + r->interval_us;
-	if (r->tat_us < now_us)
-		r->tat_us = now_us;
+	/* Idle time banks nothing: the next event is one interval after this. */
+	r->tat_us = PT_MAX(r->tat_us, now_us) + r->interval_us;
 	return true;
 }
 

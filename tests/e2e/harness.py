@@ -618,7 +618,7 @@ def ids_in(text):
 
 LS_RE = re.compile(r"^(?P<id>[0-9a-f]{32}) shard=(?P<shard>\d+) segment=(?P<segment>\d+) "
 		   r"offset=(?P<offset>\d+) size=(?P<size>\d+) rcpts=(?P<rcpts>\d+) "
-		   r"created=(?P<created>\S.*)$")
+		   r"created=(?P<created>\S+)(?: done=(?P<done>\d+)/\d+ attempts=(?P<attempts>\d+))?$")
 
 
 def run_spool_tool(spool, *args, timeout=120):

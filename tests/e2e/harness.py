@@ -645,7 +645,8 @@ def spool_ls(spool):
 		m = LS_RE.match(line)
 		if not m:
 			raise AssertionError("petrel-spool ls: unparsable line %r" % line)
-		e = {k: (v if k in ("id", "created") else int(v)) for k, v in m.groupdict().items()}
+		e = {k: (v if k in ("id", "created") else int(v)) for k, v in m.groupdict().items()
+		     if v is not None}
 		if e["id"] in entries:
 			raise AssertionError("petrel-spool ls lists id %s twice" % e["id"])
 		entries[e["id"]] = e

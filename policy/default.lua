@@ -85,7 +85,6 @@ end)
 --     retry_interval = '20 minutes',  -- first retry; doubles after each try
 --     -- max_retry_interval = '4 hours', -- cap on the doubling (default: none)
 --     max_age = '7 days',             -- then the message expires (a bounce)
---     -- max_message_rate = '100/s',   -- per queue (default: unlimited)
 --     -- Send via fixed hosts ("smart host") instead of the domain's MX:
 --     -- protocol = { smtp = { mx_list = { 'relay.example.com:2525', '[10.0.0.1]' } } },
 --   }

@@ -83,7 +83,6 @@ struct policy_egress_path {
 	struct policy_rate max_connection_rate; /* unlimited */
 	unsigned max_deliveries_per_connection; /* 1024 */
 	unsigned max_recipients_per_batch;	/* 100 */
-	unsigned max_ready;			/* 1024 */
 	enum policy_tls enable_tls;		/* Opportunistic */
 	bool enable_pipelining;			/* true */
 	uint64_t idle_timeout_ms;		/* 60 s (KumoMTA's docs; its code says 5 s) */

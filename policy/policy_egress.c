@@ -17,7 +17,7 @@
  * Keys and defaults are KumoMTA's (docs/reference/kumo/make_egress_path and
  * crates/kumo-api-types/src/egress_path.rs): connection_limit 32,
  * max_deliveries_per_connection 1024, max_recipients_per_batch 100,
- * max_ready 1024, enable_tls "Opportunistic", enable_pipelining true,
+ * enable_tls "Opportunistic", enable_pipelining true,
  * smtp_port 25, no rate limits, no ehlo_domain (the host name), and the
  * client timeouts connect 60 s, banner 60 s, ehlo 300 s, starttls 5 s,
  * mail_from 300 s, rcpt_to 300 s, data 300 s, data_dot 300 s, rset 5 s,
@@ -73,7 +73,6 @@ static const struct egress_field egress_fields[] = {
     EF(max_connection_rate, EGRESS_RATE),
     EF(max_deliveries_per_connection, EGRESS_COUNT),
     EF(max_recipients_per_batch, EGRESS_COUNT),
-    EF(max_ready, EGRESS_COUNT),
     EF(enable_tls, EGRESS_TLS),
     EF(enable_pipelining, EGRESS_BOOL),
     EF_MS(idle_timeout, EGRESS_TIMEOUT),
@@ -96,7 +95,6 @@ static const char *const egress_keys[] = {
     "max_connection_rate",
     "max_deliveries_per_connection",
     "max_recipients_per_batch",
-    "max_ready",
     "enable_tls",
     "enable_pipelining",
     "idle_timeout",
@@ -119,6 +117,7 @@ _Static_assert(PT_ARRAY_LEN(egress_keys) == PT_ARRAY_LEN(egress_fields) + 1,
 
 /* KumoMTA's other EgressPathConfig keys (documented ones and struct fields). */
 static const char *const egress_kumo_only[] = {
+    "max_ready", /* the ready queue holds units, not bodies; a bound comes with issue 5 */
     "additional_connection_limits",
     "additional_message_rate_throttles",
     "additional_source_selection_rates",
@@ -174,7 +173,6 @@ void policy_egress_path_defaults(struct policy_egress_path *out)
 	    .connection_limit = 32,
 	    .max_deliveries_per_connection = 1024,
 	    .max_recipients_per_batch = 100,
-	    .max_ready = 1024,
 	    .enable_tls = POLICY_TLS_OPPORTUNISTIC,
 	    .enable_pipelining = true,
 	    .idle_timeout_ms = 60 * 1000,

@@ -6,7 +6,6 @@
  *     kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
  *       return kumo.make_queue_config {
  *         retry_interval = '5m', max_retry_interval = '1h', max_age = '2 days',
- *         max_message_rate = '100/s', egress_pool = 'pool-1',
  *         protocol = { smtp = { mx_list = { 'relay.example.com:2525', '[10.0.0.1]' } } },
  *       }
  *     end)
@@ -23,7 +22,7 @@
  *
  * Keys: retry_interval (default 20 minutes; doubled per attempt by the
  * scheduler), max_retry_interval (no cap by default), max_age (7 days),
- * max_message_rate (policy_rate.c), egress_pool, and protocol, of which only
+ * and protocol, of which only
  * { smtp = { mx_list = {...} } } exists in Petrel.  KumoMTA's other keys and
  * protocols (maildir, custom_lua, xfer) are refused by name.  Durations must
  * be longer than zero: a zero retry_interval would retry in a tight loop.
@@ -49,13 +48,15 @@
 #define QUEUE_MAX_MX_LIST	64
 
 static const char *const queue_keys[] = {
-    "retry_interval", "max_retry_interval", "max_age", "max_message_rate",
-    "egress_pool",    "protocol",	    NULL,
+    "retry_interval", "max_retry_interval", "max_age", "protocol", NULL,
 };
-/* KumoMTA's QueueConfig fields Petrel does not have (crates/kumod/src/queue/config.rs). */
+/* KumoMTA's QueueConfig fields Petrel does not have (crates/kumod/src/queue/config.rs).
+ * max_message_rate and egress_pool come with egress pools (a per-queue rate
+ * needs one owner for a queue whose sites live on several shards). */
 static const char *const queue_kumo_only[] = {
-    "reap_interval", "refresh_interval", "refresh_strategy", "timerwheel_tick_interval",
-    "strategy",	     "provider_name",	 "shrink_policy",    NULL,
+    "max_message_rate", "egress_pool",	 "reap_interval", "refresh_interval",
+    "refresh_strategy", "timerwheel_tick_interval", "strategy", "provider_name",
+    "shrink_policy",	NULL,
 };
 static const char *const protocol_keys[] = {"smtp", NULL};
 /* KumoMTA's other DeliveryProto forms. */
@@ -179,19 +180,6 @@ static void queue_set_protocol(lua_State *L, int idx, struct policy_queue_config
 	lua_settop(L, idx - 1);
 }
 
-/* The value at idx, a non-empty string without NULs, copied into *dst. */
-static void queue_set_string(lua_State *L, int idx, const char *key, char **dst)
-{
-	char *copy = policy_config_dup_string(L, idx, QUEUE_FN, key);
-
-	if (copy[0] == '\0') {
-		free(copy);
-		policy_raise(L, "%s: '%s' must not be empty", QUEUE_FN, key);
-	}
-	free(*dst);
-	*dst = copy;
-}
-
 /* Field at idx (never nil) into q; fields in queue_keys order. */
 static void queue_set_field(lua_State *L, int idx, const char *key, struct policy_queue_config *q)
 {
@@ -201,10 +189,6 @@ static void queue_set_field(lua_State *L, int idx, const char *key, struct polic
 		q->max_retry_interval_ms = policy_config_check_timeout(L, idx, QUEUE_FN, key);
 	else if (strcmp(key, "max_age") == 0)
 		q->max_age_ms = policy_config_check_timeout(L, idx, QUEUE_FN, key);
-	else if (strcmp(key, "max_message_rate") == 0)
-		policy_rate_check(L, idx, QUEUE_FN, key, &q->max_message_rate);
-	else if (strcmp(key, "egress_pool") == 0)
-		queue_set_string(L, idx, key, &q->egress_pool);
 	else
 		queue_set_protocol(L, idx, q);
 }

@@ -25,6 +25,8 @@
  *     only when no record counted, so never with n_out > 0;
  *   - an address has the asked family, its sa_len, and text that reads back
  *     (inet_pton) to the same bytes;
+ *   - an MX name is at most 4 * 255 characters (255 octets on the wire,
+ *     each written as at most "\DDD");
  *   - a normalized name is 1..DNS_NAME_MAX octets of [a-z0-9_.-];
  *   - with max = 1 the walk stops reading MX names after the first, so a
  *     full walk that succeeds implies a short one that succeeds with the
@@ -117,11 +119,11 @@ static void fuzz_mx(const unsigned char *msg, int len)
 		fuzz_fail("dns_wire_mx: bad count");
 	if (rc == PT_OK)
 		fuzz_check_ttl(ttl, n);
-	/* A name that expands without a loop reads each octet once, and ares
-	 * writes an octet as at most four ("\DDD"). */
+	/* A name is at most 255 octets on the wire (RFC 1035 3.1), and ares
+	 * writes an octet as at most four characters ("\DDD"). */
 	for (size_t i = 0; i < n; i++)
-		if (strlen(mx[i].name) > 4 * (size_t)len)
-			fuzz_fail("dns_wire_mx: name longer than the message allows");
+		if (strlen(mx[i].name) > 4 * 255)
+			fuzz_fail("dns_wire_mx: name longer than RFC 1035 allows");
 	fuzz_mx_names(mx, n);
 
 	for (size_t max = 0; max <= 1; max++) {

@@ -109,17 +109,13 @@ Test(policy_queue, every_key_is_stored)
 
 	cr_assert_eq(queue_for("kumo.make_queue_config {\n"
 			       "    retry_interval = '5m', max_retry_interval = 7200,\n"
-			       "    max_age = '2 days', max_message_rate = '100/10s',\n"
-			       "    egress_pool = 'pool-1',\n"
+			       "    max_age = '2 days',\n"
 			       "    protocol = { smtp = { mx_list = { 'relay.example.com' } } } }",
 			       &q, err, sizeof(err)),
 		     PT_OK, "%s", err);
 	cr_assert_eq(q.retry_interval_ms, 300000);
 	cr_assert_eq(q.max_retry_interval_ms, 7200000);
 	cr_assert_eq(q.max_age_ms, 2ull * 86400 * 1000);
-	cr_assert_eq(q.max_message_rate.n, 100);
-	cr_assert_eq(q.max_message_rate.period_ms, 10000);
-	cr_assert_str_eq(q.egress_pool, "pool-1");
 	cr_assert_eq(q.n_mx_list, 1);
 	cr_assert_str_eq(q.mx_list[0], "relay.example.com");
 	policy_queue_config_free(&q);
@@ -168,8 +164,9 @@ Test(policy_queue, handler_gets_its_arguments_and_nil_for_null)
 {
 	struct policy *p = load_ok(
 	    HEAD "kumo.on('get_queue_config', function(domain, tenant, campaign, rd)\n"
-		 "  return kumo.make_queue_config { egress_pool = string.format('%s|%s|%s|%s',\n"
-		 "    tostring(domain), tostring(tenant), tostring(campaign), tostring(rd)) }\n"
+		 "  return kumo.make_queue_config { protocol = { smtp = { mx_list = {\n"
+		 "    string.format('%s.%s.%s.%s', tostring(domain), tostring(tenant),\n"
+		 "                  tostring(campaign), tostring(rd)) } } } }\n"
 		 "end)\n");
 	struct policy_queue_config q;
 	char err[256];
@@ -177,12 +174,12 @@ Test(policy_queue, handler_gets_its_arguments_and_nil_for_null)
 	cr_assert_eq(
 	    policy_get_queue_config(p, "example.com", NULL, "spring", NULL, &q, err, sizeof(err)),
 	    PT_OK, "%s", err);
-	cr_assert_str_eq(q.egress_pool, "example.com|nil|spring|nil");
+	cr_assert_str_eq(q.mx_list[0], "example.com.nil.spring.nil");
 	policy_queue_config_free(&q);
 	cr_assert_eq(policy_get_queue_config(p, "a.example", "acme", NULL, "b.example", &q, err,
 					     sizeof(err)),
 		     PT_OK, "%s", err);
-	cr_assert_str_eq(q.egress_pool, "a.example|acme|nil|b.example");
+	cr_assert_str_eq(q.mx_list[0], "a.example.acme.nil.b.example");
 	policy_queue_config_free(&q);
 	policy_free(p);
 }
@@ -191,7 +188,7 @@ Test(policy_queue, handler_gets_its_arguments_and_nil_for_null)
 Test(policy_queue, one_value_can_be_returned_many_times)
 {
 	struct policy *p =
-	    load_ok(HEAD "local cfg = kumo.make_queue_config { egress_pool = 'shared',\n"
+	    load_ok(HEAD "local cfg = kumo.make_queue_config { retry_interval = '1m',\n"
 			 "  protocol = { smtp = { mx_list = { 'a.example', 'b.example:26' } } } }\n"
 			 "kumo.on('get_queue_config', function() return cfg end)\n");
 	struct policy_queue_config q[3];
@@ -201,11 +198,11 @@ Test(policy_queue, one_value_can_be_returned_many_times)
 		cr_assert_eq(policy_get_queue_config(p, "x.example", NULL, NULL, NULL, &q[i], err,
 						     sizeof(err)),
 			     PT_OK, "%s", err);
-		cr_assert_str_eq(q[i].egress_pool, "shared");
+		cr_assert_eq(q[i].retry_interval_ms, 60000);
 		cr_assert_eq(q[i].n_mx_list, 2);
 		cr_assert_str_eq(q[i].mx_list[1], "b.example:26");
 	}
-	cr_assert_neq(q[0].egress_pool, q[1].egress_pool);
+	cr_assert_neq(q[0].mx_list, q[1].mx_list);
 	for (int i = 0; i < 3; i++)
 		policy_queue_config_free(&q[i]);
 	policy_free(p);
@@ -331,14 +328,10 @@ Test(policy_queue, bad_values_are_errors_with_line)
 	     "seconds"},
 	    {"{ max_age = true }", "make_queue_config: 'max_age': duration must be a number of "
 				   "seconds or a string like \"60s\", got boolean"},
-	    {"{ max_message_rate = 100 }", "make_queue_config: 'max_message_rate' must be a rate "
-					   "string such as \"100/s\", got number"},
-	    {"{ max_message_rate = '100/fortnight' }",
-	     "make_queue_config: 'max_message_rate': invalid rate '100/fortnight': unknown period "
-	     "unit (use s, sec, second, m, min, minute, h, hr, hour, d or day)"},
-	    {"{ egress_pool = 7 }",
-	     "make_queue_config: 'egress_pool' must be a string, got number"},
-	    {"{ egress_pool = '' }", "make_queue_config: 'egress_pool' must not be empty"},
+	    {"{ max_message_rate = '100/s' }",
+	     "make_queue_config: 'max_message_rate' is a KumoMTA option Petrel does not support yet"},
+	    {"{ egress_pool = 'pool-1' }",
+	     "make_queue_config: 'egress_pool' is a KumoMTA option Petrel does not support yet"},
 	    {"{ protocol = 'smtp' }",
 	     "make_queue_config: 'protocol' must be a table such as { smtp "
 	     "= { mx_list = {...} } }, got string"},

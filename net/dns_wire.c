@@ -5,7 +5,8 @@
  * TTLs the cache needs, and nothing in it reads the authority section's SOA
  * for negative caching (RFC 2308 5).  So the resolver walks the message
  * itself; names inside records are expanded by ares_expand_name, which
- * follows compression pointers with loop and bounds checks.
+ * follows compression pointers with loop and bounds checks (but not the
+ * 255-octet limit: dns_name_fits checks that first).
  *
  * The message (RFC 1035 4.1):
  *
@@ -29,7 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DNS_HEADER_LEN 12
+#define DNS_HEADER_LEN	  12
+#define DNS_NAME_WIRE_MAX 255 /* RFC 1035 3.1: label and length octets */
 
 enum dns_section { DNS_SECTION_ANSWER, DNS_SECTION_AUTHORITY };
 
@@ -135,6 +137,40 @@ static int dns_walk_next(struct dns_walk *w, struct dns_rr *rr)
 	return PT_OK;
 }
 
+/*
+ * Whether the name at off, followed through its compression pointers, is at
+ * most DNS_NAME_WIRE_MAX octets (RFC 1035 3.1).  ares_expand_name (1.18)
+ * does not check this, and pointers that re-enter a run of labels at other
+ * offsets expand a few hundred octets into megabytes: found by fuzzing, a
+ * 64 KB answer of 256 such MX records cost 470 MB and 2 s in dns_wire_mx.
+ * Bounded: each step adds a pointer hop or at least one octet.
+ */
+static bool dns_name_fits(const unsigned char *msg, size_t len, size_t off)
+{
+	size_t total = 0;
+	unsigned hops = 0;
+
+	while (off < len && hops <= DNS_NAME_WIRE_MAX) {
+		unsigned char c = msg[off];
+		if ((c & 0xc0) == 0xc0) {
+			if (off + 2 > len)
+				return false;
+			off = dns_get16(msg + off) & 0x3fff;
+			hops++;
+			continue;
+		}
+		if (c & 0xc0) /* reserved label types, as in dns_skip_name */
+			return false;
+		total += 1 + (size_t)c;
+		if (total > DNS_NAME_WIRE_MAX)
+			return false;
+		if (c == 0)
+			return true;
+		off += 1 + (size_t)c;
+	}
+	return false;
+}
+
 static void dns_free_mx(struct dns_wire_mx *out, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -147,7 +183,7 @@ static int dns_read_mx(struct dns_walk *w, const struct dns_rr *rr, struct dns_w
 	long enclen;
 	char *name;
 
-	if (rr->rdlength < 3)
+	if (rr->rdlength < 3 || !dns_name_fits(w->msg, w->len, (size_t)(rr->rdata + 2 - w->msg)))
 		return PT_ERROR;
 	if (ares_expand_name(rr->rdata + 2, w->msg, (int)w->len, &name, &enclen) != ARES_SUCCESS)
 		return PT_ERROR;

@@ -41,7 +41,7 @@
 
 #include "net/dns_int.h"
 
-#define DNS_WIRE_MX_MAX 256 /* as in net/dns_job.c */
+#define DNS_WIRE_MX_MAX 256   /* as in net/dns_job.c */
 #define FUZZ_MAX_LEN	65535 /* a DNS message over TCP (RFC 1035 4.2.2) */
 
 static void fuzz_fail(const char *what)

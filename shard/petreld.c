@@ -184,6 +184,21 @@ static void check_nofile(const struct policy_config *pc)
 	}
 }
 
+/* Warn when net.core.somaxconn caps the listen backlog below Petrel's. */
+static void check_somaxconn(const struct policy_config *pc)
+{
+	FILE *f;
+	long v = -1;
+
+	if (pc->n_listeners == 0 || !(f = fopen("/proc/sys/net/core/somaxconn", "r")))
+		return;
+	if (fscanf(f, "%ld", &v) == 1 && v >= 0 && v < SHARD_LISTEN_BACKLOG)
+		pt_warn("net.core.somaxconn is %ld, below the listen backlog of %d: bursts of "
+			"new connections may be refused (tuning/high-volume.conf raises it)",
+			v, SHARD_LISTEN_BACKLOG);
+	fclose(f);
+}
+
 static bool needs_self_signed(const struct policy_config *pc, const char **hostname)
 {
 	for (size_t i = 0; i < pc->n_listeners; i++)
@@ -234,6 +249,7 @@ int main(int argc, char **argv)
 			hostname);
 	}
 	check_nofile(policy_config(p));
+	check_somaxconn(policy_config(p));
 	load_nodeid(policy_config(p)->spool_path, nodeid);
 	policy_free(p);
 

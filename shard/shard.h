@@ -12,6 +12,10 @@
 
 struct shard_group;
 
+/* The listen() backlog of every listener socket (the kernel caps it at
+ * net.core.somaxconn; petreld warns at start when that is lower). */
+#define SHARD_LISTEN_BACKLOG 4096
+
 struct shard_group_config {
 	const char *policy_path;
 	unsigned n_shards;

@@ -34,7 +34,6 @@
 #include "core/ptime.h"
 #include "shard/shard_int.h"
 
-#define SHARD_LISTEN_BACKLOG 4096
 
 static void conn_after_session(struct shard_conn *c);
 static void conn_close(struct shard_conn *c, const char *reason);

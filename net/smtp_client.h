@@ -135,6 +135,13 @@ struct smtp_client_tx {
 	size_t body_len;
 };
 
+/* Fill r with a reply made by Petrel, not received (r->local): enhanced
+ * class = code / 100; command static or NULL; the text printf-formatted.
+ * The shard uses it for outcomes decided without a peer (DNS, expiry). */
+void smtp_client_local_reply(struct smtp_client_reply *r, int code, int subject, int detail,
+			     const char *command, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
 /* Waiting for the banner.  cfg is copied (ehlo_domain too; an IP address
  * becomes an address literal).  NULL on allocation failure, or when
  * ehlo_domain cannot go into a command line. */

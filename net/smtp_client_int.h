@@ -84,10 +84,6 @@ void smtp_client_push_event(struct smtp_client *c, enum smtp_client_event ev);
 void smtp_client_drop_ready(struct smtp_client *c);
 /* READY, and the event saying so. */
 void smtp_client_become_ready(struct smtp_client *c);
-/* A reply made here (local), command static or NULL. */
-void smtp_client_local_reply(struct smtp_client_reply *r, int code, int subject, int detail,
-			     const char *command, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
 /* The session is unusable: r (copied) is why, and the reply of every
  * recipient still waiting (TX_DONE first when a transaction was on). */
 void smtp_client_fail(struct smtp_client *c, const struct smtp_client_reply *r);

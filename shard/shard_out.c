@@ -55,17 +55,12 @@ static void out_set_fail(struct shard_out *o, int code, const char *fmt, ...)
 static void out_set_fail(struct shard_out *o, int code, const char *fmt, ...)
 {
 	va_list ap;
+	char text[sizeof(o->fail.content)];
 
-	memset(&o->fail, 0, sizeof(o->fail));
-	o->fail.code = code;
-	o->fail.enh_class = code / 100;
-	o->fail.enh_subject = 4;
-	o->fail.enh_detail = 1;
-	o->fail.command = "connect";
-	o->fail.local = true;
 	va_start(ap, fmt);
-	vsnprintf(o->fail.content, sizeof(o->fail.content), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	smtp_client_local_reply(&o->fail, code, 4, 1, "connect", "%s", text);
 	o->have_fail = true;
 }
 
@@ -313,13 +308,7 @@ static void out_fail_batch_local(struct shard_out *o, const char *why)
 {
 	struct smtp_client_reply r;
 
-	memset(&r, 0, sizeof(r));
-	r.code = 451;
-	r.enh_class = 4;
-	r.enh_subject = 3;
-	r.enh_detail = 0;
-	r.local = true;
-	snprintf(r.content, sizeof(r.content), "%s", why);
+	smtp_client_local_reply(&r, 451, 3, 0, NULL, "%s", why);
 	out_fail_batch(o, &r);
 	o->ready = true;
 	shard_out_wake(o);

@@ -33,7 +33,6 @@
  * The home shard hears about each outcome (shard_home.c) and records it in
  * its spool.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +40,13 @@
 #include "core/ptime.h"
 #include "shard/shard_int.h"
 
-#define SHARD_CONFIG_TTL_MS  60000
-#define SHARD_SCHED_IDLE_MS  60000
+#define SHARD_CONFIG_TTL_MS 60000
+#define SHARD_SCHED_IDLE_MS 60000
 
 void shard_queue_name(const struct pt_message *m, const char *domain, struct pt_buf *b)
 {
 	const char *q = pt_message_get_meta(m, "queue");
-	const char *keys[3] = { "campaign", "tenant", "routing_domain" };
+	const char *keys[3] = {"campaign", "tenant", "routing_domain"};
 	char parts[3][256];
 
 	if (q && policy_meta_string(q, parts[0], sizeof(parts[0])) == PT_OK && parts[0][0]) {
@@ -115,8 +114,8 @@ static void sched_load(struct shard *s, struct shard_sched *sq, const struct sha
 	struct policy_queue_config cfg;
 	char err[512];
 
-	if (policy_get_queue_config(s->policy, u->domain, u->tenant, u->campaign,
-				    u->routing_domain, &cfg, err, sizeof(err)) != PT_OK) {
+	if (policy_get_queue_config(s->policy, u->domain, u->tenant, u->campaign, u->routing_domain,
+				    &cfg, err, sizeof(err)) != PT_OK) {
 		pt_error("get_queue_config for queue %s: %s; using the defaults", sq->name, err);
 		policy_queue_config_defaults(&cfg);
 	}
@@ -255,33 +254,14 @@ void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct sh
 	unit_done(s, u);
 }
 
-static void local_reply(struct smtp_client_reply *r, int code, int c, int sub, int det,
-			const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void local_reply(struct smtp_client_reply *r, int code, int c, int sub, int det,
-			const char *fmt, ...)
-{
-	va_list ap;
-
-	memset(r, 0, sizeof(*r));
-	r->code = code;
-	r->enh_class = c;
-	r->enh_subject = sub;
-	r->enh_detail = det;
-	r->local = true;
-	va_start(ap, fmt);
-	vsnprintf(r->content, sizeof(r->content), fmt, ap);
-	va_end(ap);
-}
-
 static void unit_expire(struct shard *s, struct shard_unit *u, const struct shard_sched *sq)
 {
 	struct smtp_client_reply r;
-	struct shard_log_outcome o = { .type = "Expiration", .reply = &r };
+	struct shard_log_outcome o = {.type = "Expiration", .reply = &r};
 
-	local_reply(&r, 551, 5, 4, 7,
-		    "message expired: max_age of %llu seconds passed after %u attempts",
-		    (unsigned long long)(sq->cfg.max_age_ms / 1000), u->num_attempts);
+	smtp_client_local_reply(&r, 551, 4, 7, NULL,
+				"message expired: max_age of %llu seconds passed after %u attempts",
+				(unsigned long long)(sq->cfg.max_age_ms / 1000), u->num_attempts);
 	shard_log_delivery(s, u, &o);
 	s->n_expired++;
 	unit_done(s, u);
@@ -333,9 +313,10 @@ void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard
 }
 
 /* A failure found by routing (no connection): log it as from Petrel. */
-static void unit_fail_local(struct shard *s, struct shard_unit *u, const struct smtp_client_reply *r)
+static void unit_fail_local(struct shard *s, struct shard_unit *u,
+			    const struct smtp_client_reply *r)
 {
-	struct shard_log_outcome o = { .reply = r };
+	struct shard_log_outcome o = {.reply = r};
 
 	shard_unit_failed(s, u, &o);
 }
@@ -397,20 +378,21 @@ static void unit_route_dns(struct shard *s, struct shard_unit *u, const struct d
 		return;
 	case DNS_NULL_MX:
 		/* RFC 7505 4.2: 556 5.1.10 */
-		local_reply(&r, 556, 5, 1, 10,
-			    "Recipient address rejected: %s does not accept mail (null MX)",
-			    u->domain);
+		smtp_client_local_reply(
+		    &r, 556, 1, 10, NULL,
+		    "Recipient address rejected: %s does not accept mail (null MX)", u->domain);
 		break;
 	case DNS_NXDOMAIN:
-		local_reply(&r, 550, 5, 1, 2, "domain %s does not exist (NXDOMAIN)", u->domain);
+		smtp_client_local_reply(&r, 550, 1, 2, NULL, "domain %s does not exist (NXDOMAIN)",
+					u->domain);
 		break;
 	case DNS_NO_ADDRESS:
-		local_reply(&r, 550, 5, 4, 4, "unable to route to %s: %s", u->domain,
-			    res->error ? res->error : "no address");
+		smtp_client_local_reply(&r, 550, 4, 4, NULL, "unable to route to %s: %s", u->domain,
+					res->error ? res->error : "no address");
 		break;
 	default:
-		local_reply(&r, 451, 4, 4, 3, "DNS lookup for %s failed: %s", u->domain,
-			    res->error ? res->error : "temporary failure");
+		smtp_client_local_reply(&r, 451, 4, 3, NULL, "DNS lookup for %s failed: %s",
+					u->domain, res->error ? res->error : "temporary failure");
 		break;
 	}
 	unit_fail_local(s, u, &r);
@@ -445,7 +427,8 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 		unit_route_dns(s, u, res);
 	} else if (rc != PT_AGAIN) {
 		u->state = UNIT_SCHEDULED;
-		local_reply(&r, 451, 4, 3, 0, "out of memory looking up %s", u->domain);
+		smtp_client_local_reply(&r, 451, 3, 0, NULL, "out of memory looking up %s",
+					u->domain);
 		unit_fail_local(s, u, &r);
 	}
 }

@@ -26,23 +26,9 @@
 #include <unistd.h>
 
 #include "spool/spool_int.h"
-#include "tests/unit/test_util.h"
+#include "tests/unit/spool_test_util.h"
 
-static char tmpdir[64];
-static struct pt_idgen idgen;
-
-static void setup(void)
-{
-	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_gc");
-	pt_idgen_init(&idgen, 6);
-}
-
-static void teardown(void)
-{
-	test_tmpdir_remove(tmpdir);
-}
-
-TestSuite(spool_gc, .init = setup, .fini = teardown, .timeout = 240);
+SPOOL_TEST_SUITE(spool_gc, 6, 240);
 
 static void make_message(struct pt_message *m, size_t i, size_t n_rcpts)
 {
@@ -430,17 +416,6 @@ Test(spool_gc, collect_closes_read_fds_of_deleted_segments)
 	pt_message_clear(&b);
 }
 
-static void flip_byte(const char *file, uint64_t off)
-{
-	int fd = open(file, O_RDWR);
-	uint8_t b;
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
-	b ^= 0x40;
-	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
-	close(fd);
-}
 
 /* A segment in which recovery found a bad record leaves the spool renamed to
  * "<name>.bad" when its turn comes, not deleted. */

@@ -18,23 +18,9 @@
 #include <unistd.h>
 
 #include "spool/spool_int.h"
-#include "tests/unit/test_util.h"
+#include "tests/unit/spool_test_util.h"
 
-static char tmpdir[64];
-static struct pt_idgen idgen;
-
-static void setup(void)
-{
-	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_recovery");
-	pt_idgen_init(&idgen, 0);
-}
-
-static void teardown(void)
-{
-	test_tmpdir_remove(tmpdir);
-}
-
-TestSuite(spool_recovery, .init = setup, .fini = teardown, .timeout = 120);
+SPOOL_TEST_SUITE(spool_recovery, 0, 120);
 
 #define MAX_IDS 256
 
@@ -367,17 +353,6 @@ Test(spool_recovery, torn_tail_at_every_byte)
 		pt_message_clear(&m[i]);
 }
 
-static void flip_byte(const char *file, uint64_t off)
-{
-	int fd = open(file, O_RDWR);
-	uint8_t b;
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
-	b ^= 0x40;
-	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
-	close(fd);
-}
 
 /* Corruption inside an older segment: the records before it and every later
  * segment survive, the rest of that segment is skipped, nothing is truncated. */

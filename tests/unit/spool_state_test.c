@@ -22,23 +22,9 @@
 #include <unistd.h>
 
 #include "spool/spool_int.h"
-#include "tests/unit/test_util.h"
+#include "tests/unit/spool_test_util.h"
 
-static char tmpdir[64];
-static struct pt_idgen idgen;
-
-static void setup(void)
-{
-	test_tmpdir_make(tmpdir, sizeof(tmpdir), "spool_state");
-	pt_idgen_init(&idgen, 5);
-}
-
-static void teardown(void)
-{
-	test_tmpdir_remove(tmpdir);
-}
-
-TestSuite(spool_state, .init = setup, .fini = teardown, .timeout = 120);
+SPOOL_TEST_SUITE(spool_state, 5, 120);
 
 #define MAX_ENTRIES 64
 #define MAX_STATES  8

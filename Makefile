@@ -22,6 +22,7 @@ CFLAGS	?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 # mimalloc replaces malloc process-wide; the sanitizers bring their own allocator.
 MALLOC	:= $(if $(SAN),,-lmimalloc)
+ALL_CFLAGS += $(if $(SAN),,-DPT_MIMALLOC)
 LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(MALLOC) -lpthread -lm
 
 # Modules, in dependency order: core <- spool, net, policy <- shard <- tools, bench.
@@ -43,7 +44,7 @@ LIB_tools  := $(LIB_spool)
 
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
-TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool
+TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-sink $(BUILD)/petrel-gen
 
 .PHONY: all test unit e2e run asan fuzz bench bench-relay deps clean
 all: $(TOOLS) $(UNIT_BIN)
@@ -65,6 +66,13 @@ $(BUILD)/petreld: $(BUILD)/shard/petreld.o $(LIB_shard)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+# The bench programs stand alone: core and net (TLS) only, no shard.
+$(BUILD)/petrel-sink: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/sink*.c)) $(LIB_net)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/petrel-gen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gen*.c)) $(LIB_net)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:

@@ -17,6 +17,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef PT_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include "core/buf.h"
 #include "core/dir.h"
@@ -184,19 +187,77 @@ static void check_nofile(const struct policy_config *pc)
 	}
 }
 
+/* First number in a /proc or /sys file, or -1. */
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 /* Warn when net.core.somaxconn caps the listen backlog below Petrel's. */
 static void check_somaxconn(const struct policy_config *pc)
 {
-	FILE *f;
-	long v = -1;
+	long v;
 
-	if (pc->n_listeners == 0 || !(f = fopen("/proc/sys/net/core/somaxconn", "r")))
+	if (pc->n_listeners == 0)
 		return;
-	if (fscanf(f, "%ld", &v) == 1 && v >= 0 && v < SHARD_LISTEN_BACKLOG)
+	v = read_long("/proc/sys/net/core/somaxconn");
+	if (v >= 0 && v < SHARD_LISTEN_BACKLOG)
 		pt_warn("net.core.somaxconn is %ld, below the listen backlog of %d: bursts of "
 			"new connections may be refused (tuning/high-volume.conf raises it)",
 			v, SHARD_LISTEN_BACKLOG);
+}
+
+/* The transparent huge page mode: the word in [brackets] of the sysfs file. */
+static void thp_mode(char *out, size_t len)
+{
+	char line[128] = "", *a, *b;
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+
+	snprintf(out, len, "unknown");
+	if (!f)
+		return;
+	if (fgets(line, sizeof(line), f) && (a = strchr(line, '[')) && (b = strchr(a, ']')))
+		snprintf(out, len, "%.*s", (int)(b - a - 1), a + 1);
 	fclose(f);
+}
+
+/*
+ * Say at start which allocator backs the heap and whether it uses large
+ * pages: mimalloc takes 2 MiB pages when MIMALLOC_LARGE_OS_PAGES=1 (set by
+ * tuning/petreld.service), from the reserved pool (vm.nr_hugepages,
+ * tuning/high-volume.conf) first, else through transparent huge pages.
+ */
+static void report_memory(void)
+{
+	char thp[32];
+	long reserved = read_long("/proc/sys/vm/nr_hugepages");
+
+	thp_mode(thp, sizeof(thp));
+#ifdef PT_MIMALLOC
+	int v = mi_version();
+	bool large = mi_option_is_enabled(mi_option_large_os_pages);
+
+	pt_info("memory: mimalloc %d.%d.%d, large OS pages %s; %ld huge pages reserved "
+		"(vm.nr_hugepages), transparent huge pages %s",
+		v / 100, v / 10 % 10, v % 10,
+		large ? "on" : "off (MIMALLOC_LARGE_OS_PAGES=1 turns them on)", reserved, thp);
+	if (large && reserved <= 0 && strcmp(thp, "never") == 0)
+		pt_warn("large OS pages were asked for, but no huge pages are reserved and "
+			"transparent huge pages are off: the heap uses 4 KiB pages "
+			"(tuning/high-volume.conf sets vm.nr_hugepages)");
+#else
+	pt_info("memory: the C library's allocator (a sanitizer build); %ld huge pages "
+		"reserved, transparent huge pages %s",
+		reserved, thp);
+#endif
 }
 
 static bool needs_self_signed(const struct policy_config *pc, const char **hostname)
@@ -250,6 +311,7 @@ int main(int argc, char **argv)
 	}
 	check_nofile(policy_config(p));
 	check_somaxconn(policy_config(p));
+	report_memory();
 	load_nodeid(policy_config(p)->spool_path, nodeid);
 	policy_free(p);
 

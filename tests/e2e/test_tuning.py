@@ -304,3 +304,35 @@ class Profiles(unittest.TestCase):
 			p = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True,
 					   timeout=50, stdin=subprocess.DEVNULL)
 		self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+
+
+class StartupReport(harness.PetrelTest):
+	"""What petreld says at start about memory and limits (item 5 of issue 5:
+	large pages reported at start, a warning when RLIMIT_NOFILE is short).
+	Each test runs in a child process of its own, so changing its environment
+	and limits touches nothing else."""
+
+	def started_stderr(self):
+		d = self.env.start()
+		text = d.stderr_text()
+		d.stop()
+		return text
+
+	def test_large_pages_reported_on_and_off(self):
+		os.environ.pop("MIMALLOC_LARGE_OS_PAGES", None)
+		off = self.started_stderr()
+		self.assertRegex(off, r"memory: mimalloc \d+\.\d+\.\d+, large OS pages off "
+				 r"\(MIMALLOC_LARGE_OS_PAGES=1 turns them on\); -?\d+ huge pages "
+				 r"reserved \(vm.nr_hugepages\), transparent huge pages \w+")
+		os.environ["MIMALLOC_LARGE_OS_PAGES"] = "1"
+		on = self.started_stderr()
+		self.assertRegex(on, r"memory: mimalloc \d+\.\d+\.\d+, large OS pages on;")
+		reserved = Path("/proc/sys/vm/nr_hugepages").read_text().split()[0]
+		self.assertIn("; %s huge pages reserved" % reserved, on)
+
+	def test_short_nofile_limit_warns(self):
+		import resource
+		resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+		text = self.started_stderr()
+		self.assertRegex(text, r"WARN: RLIMIT_NOFILE is 512, below the \d+ the listeners "
+				 r"may need \(raise LimitNOFILE / ulimit -n\)")

@@ -5,8 +5,10 @@
 #   make run        start petreld on 127.0.0.1:2525 with policy/default.lua
 #   make asan       unit suites under AddressSanitizer + UBSan (build/asan/)
 #   make fuzz       build the libFuzzer targets (clang) under build/fuzz/
-#   make bench      reception benchmark, Petrel beside Postfix
-#   make bench-relay  relay benchmark: generator -> Petrel / Postfix -> smtp-sink
+#   make bench      bench/compare: petrel-gen -> relay -> petrel-sink, Petrel
+#                   beside Postfix, OpenSMTPD and the generator -> sink limit
+#   make bench-reception  durable reception only, Petrel beside Postfix
+#   make bench-backlog    bench/backlog: a 1,000,000-message backlog, RSS, drain
 #   make deps       install the Debian packages (idempotent)
 #   make clean
 
@@ -46,7 +48,7 @@ UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
 TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-sink $(BUILD)/petrel-gen
 
-.PHONY: all test unit e2e run asan fuzz bench bench-relay deps clean
+.PHONY: all test unit e2e run asan fuzz bench bench-reception bench-backlog deps clean
 all: $(TOOLS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -111,11 +113,15 @@ fuzz:
 
 bench: deps
 	@$(MAKE) --no-print-directory all
+	@bench/compare
+
+bench-reception: deps
+	@$(MAKE) --no-print-directory all
 	@bash bench/reception
 
-bench-relay: deps
+bench-backlog: deps
 	@$(MAKE) --no-print-directory all
-	@bash bench/relay
+	@bench/backlog
 
 clean:
 	rm -rf build

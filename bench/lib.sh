@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# bench/lib.sh -- shell functions shared by bench/reception and bench/relay.
+# bench/lib.sh -- shell functions shared by bench/reception and, through
+# bench/benchkit.py, bench/compare and bench/backlog (the private Postfix).
 #
 # Sourced, not run.  The caller sets, before using these:
 #   BENCH      its name, the prefix of every message ("reception", "relay")

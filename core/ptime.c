@@ -10,6 +10,7 @@
 #include "core/ptime.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* Milliseconds on the monotonic clock (arbitrary origin). */
@@ -45,18 +46,37 @@ static unsigned ptime_split(uint64_t wall_us, struct tm *tm)
 	return (unsigned)(wall_us % 1000000u);
 }
 
-/* "2026-11-25T10:04:05.123456Z" (RFC 3339 5.6) into out[32]; returns out. */
+/* "2026-11-25T10:04:05.123456Z" (RFC 3339 5.6) into out[32]; returns out.
+ * Log records stamp two times each, so the seconds part is formatted once
+ * per second per thread and only the microseconds are written each call. */
 char *pt_time_rfc3339(uint64_t wall_us, char out[32])
 {
-	struct tm tm;
-	unsigned us = ptime_split(wall_us, &tm);
+	static __thread uint64_t cached_sec = UINT64_MAX;
+	static __thread char cached[20]; /* "2026-11-25T10:04:05" */
+	uint64_t sec = wall_us / 1000000u;
+	unsigned us = (unsigned)(wall_us % 1000000u);
 
-	/* The "% 100" and "% 10000" only tell the compiler the widths are fixed;
-	 * gmtime_r() never yields fields out of these ranges before year 10000. */
-	snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ",
-		 (unsigned)(tm.tm_year + 1900) % 10000, (unsigned)(tm.tm_mon + 1) % 100,
-		 (unsigned)tm.tm_mday % 100, (unsigned)tm.tm_hour % 100, (unsigned)tm.tm_min % 100,
-		 (unsigned)tm.tm_sec % 100, us % 1000000);
+	if (sec != cached_sec) {
+		struct tm tm;
+		char tmp[32];
+
+		ptime_split(wall_us, &tm);
+		/* The "% 100" and "% 10000" only tell the compiler the widths are
+		 * fixed; gmtime_r() never yields fields out of these ranges before
+		 * year 10000. */
+		snprintf(tmp, sizeof(tmp), "%04u-%02u-%02uT%02u:%02u:%02u",
+			 (unsigned)(tm.tm_year + 1900) % 10000, (unsigned)(tm.tm_mon + 1) % 100,
+			 (unsigned)tm.tm_mday % 100, (unsigned)tm.tm_hour % 100,
+			 (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100);
+		memcpy(cached, tmp, 19);
+		cached_sec = sec;
+	}
+	memcpy(out, cached, 19);
+	out[19] = '.';
+	for (int i = 25; i >= 20; i--, us /= 10)
+		out[i] = (char)('0' + us % 10);
+	out[26] = 'Z';
+	out[27] = '\0';
 	return out;
 }
 

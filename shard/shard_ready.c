@@ -37,7 +37,7 @@
 
 #define SHARD_CONFIG_TTL_MS	 60000
 #define SHARD_READY_IDLE_MS	 60000
-#define SHARD_BATCH_LOOKAHEAD	 256
+#define SHARD_BATCH_SKIP	 8 /* units of other messages shard_ready_take passes over */
 
 void shard_rate_set(struct shard_rate *r, const struct policy_rate *rate)
 {
@@ -191,16 +191,20 @@ void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_u
 size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
 {
 	struct shard_unit *first = rq->head, *u, *next;
-	size_t n = 0, looked = 0;
+	size_t n = 0, skipped = 0;
 
 	if (!first || max == 0)
 		return 0;
 	/* Recipients of one message travel together (one transaction, several
-	 * RCPTs); they usually sit next to each other, so look a bounded way. */
-	for (u = first; u && n < max && looked < SHARD_BATCH_LOOKAHEAD; u = next, looked++) {
+	 * RCPTs); they arrive together and sit next to each other, so skip
+	 * only a few units of other messages (a queue of one-recipient
+	 * messages must not cost a long walk per transaction). */
+	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
 		next = u->next;
-		if (u != first && (u->home != first->home || u->slot != first->slot))
+		if (u != first && (u->home != first->home || u->slot != first->slot)) {
+			skipped++;
 			continue;
+		}
 		ready_unlink(rq, u);
 		u->state = UNIT_INFLIGHT;
 		out[n++] = u;

@@ -22,6 +22,20 @@ Test(ptime, rfc3339_known_instant)
 	cr_assert_eq(pt_time_rfc3339(5, out), out);
 }
 
+/* The seconds are cached per thread: the same second with other
+ * microseconds, then an earlier and a later second, each exact. */
+Test(ptime, rfc3339_cached_second)
+{
+	char out[32];
+	uint64_t t = 1795601045ull * 1000000;
+
+	cr_assert_str_eq(pt_time_rfc3339(t + 1, out), "2026-11-25T10:04:05.000001Z");
+	cr_assert_str_eq(pt_time_rfc3339(t + 900000, out), "2026-11-25T10:04:05.900000Z");
+	cr_assert_str_eq(pt_time_rfc3339(t - 1, out), "2026-11-25T10:04:04.999999Z");
+	cr_assert_str_eq(pt_time_rfc3339(t + 1000000, out), "2026-11-25T10:04:06.000000Z");
+	cr_assert_str_eq(pt_time_rfc3339(t + 7, out), "2026-11-25T10:04:05.000007Z");
+}
+
 Test(ptime, rfc5322_known_instant)
 {
 	char out[40];

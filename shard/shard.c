@@ -260,6 +260,10 @@ static void shard_handle_cqe(struct shard *s, struct io_uring_cqe *cqe)
 	case SHARD_OP_BODY_READ:
 		shard_handle_body_read(s, pt_container_of(op, struct shard_body_read, op), cqe);
 		break;
+	case SHARD_OP_SEG_UNLINK:
+	case SHARD_OP_SEG_DONE:
+		shard_handle_janitor(s, op, cqe);
+		break;
 	default:
 		pt_panic("unknown op kind %u", op->kind);
 	}
@@ -283,7 +287,8 @@ static unsigned shard_reap(struct shard *s)
 static bool shard_drained(struct shard *s)
 {
 	return s->n_conns == 0 && s->n_out == 0 && !spool_batch_busy(s->spool) &&
-	       !spool_batch_ready(s->spool) && !s->log_busy && s->log_pending.len == 0;
+	       !spool_batch_ready(s->spool) && !s->log_busy && s->log_pending.len == 0 &&
+	       !shard_home_janitor_busy(s);
 }
 
 static void shard_wait(struct shard *s)
@@ -498,6 +503,7 @@ static void shard_teardown(struct shard *s)
 	shard_log_close(s);
 	if (s->spool)
 		spool_close(s->spool);
+	free(s->janitor);
 	if (s->signal_fd >= 0)
 		close(s->signal_fd);
 	if (s->ring.ring_fd > 0)

@@ -45,6 +45,8 @@ enum shard_op_kind {
 	SHARD_OP_OUT_RECV,
 	SHARD_OP_OUT_SEND,
 	SHARD_OP_BODY_READ,
+	SHARD_OP_SEG_UNLINK, /* deleting a dead spool segment (shard_home.c) */
+	SHARD_OP_SEG_DONE,   /* closing it, syncing the directory */
 };
 
 struct shard_op {
@@ -353,6 +355,7 @@ struct shard {
 	struct shard_unit *units; /* all of them (all_next), for teardown */
 	struct tls_ctx *tls_client_verify, *tls_client_insecure;
 	struct pt_timer housekeeping_timer; /* once a second: spool collect, idle queues */
+	struct shard_janitor *janitor;	    /* dead segments being deleted, or NULL */
 	char hostname[256];
 	uint64_t n_delivered, n_bounced, n_transient, n_expired;
 };
@@ -416,6 +419,10 @@ void shard_home_spool_done(struct shard *s, uintptr_t token, int status,
 			   const struct spool_loc *loc);
 int shard_home_recover(struct shard *s, const struct spool_entry *entries, size_t n);
 void shard_home_housekeeping(struct shard *s);
+/* Completions of the segment deletions shard_home_housekeeping started. */
+void shard_handle_janitor(struct shard *s, struct shard_op *op, struct io_uring_cqe *cqe);
+/* True while segment deletions are in flight (the spool must stay open). */
+bool shard_home_janitor_busy(const struct shard *s);
 
 /* shard_route.c: scheduled queues and routing. */
 /* "campaign:tenant@domain!routing_domain" (parts optional) from m's meta

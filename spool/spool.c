@@ -880,37 +880,36 @@ static bool spool_seg_current(const struct spool *sp, const struct spool_seg *g)
 }
 
 /*
- * Take the oldest segment out of the spool: unlink it, or rename it to
- * "<name>.bad" when recovery found a bad record in it (kept for the
- * operator; see spool_segment.c).  Its read fd is closed and the counters
- * drop.  The directory is not synced here (the caller does it once).
- * PT_OK, or PT_ERROR (logged) when the file stays.
+ * Take the oldest segment out of the spool's books.  A segment in which
+ * recovery found a bad record is renamed to "<name>.bad" here (rare; kept
+ * for the operator, see spool_segment.c) and *d is left empty; any other is
+ * handed to the caller in *d to unlink and close.  The counters drop.  The
+ * directory is not synced here.  PT_OK, or PT_ERROR (logged) when a bad
+ * segment cannot be renamed (it stays, and so does everything after it).
  */
-static int spool_seg_remove_oldest(struct spool *sp)
+static int spool_seg_detach_oldest(struct spool *sp, struct spool_dead *d)
 {
 	struct spool_seg *g = &sp->segs[0];
-	char name[SPOOL_SEGMENT_NAME_LEN + 1], bad[SPOOL_SEGMENT_NAME_LEN + 8], path[4200];
-	int rc;
+	char bad[SPOOL_SEGMENT_NAME_LEN + 8], path[4200];
 
-	spool_segment_name(g->seq, name);
-	spool_path(sp, g->seq, path, sizeof(path));
+	spool_segment_name(g->seq, d->name);
+	d->read_fd = -1;
 	if (g->bad) {
-		snprintf(bad, sizeof(bad), "%s.bad", name);
-		rc = renameat(sp->dir_fd, name, sp->dir_fd, bad);
-	} else {
-		rc = unlinkat(sp->dir_fd, name, 0);
-	}
-	if (rc != 0 && errno != ENOENT) {
-		pt_error("spool %s: cannot %s dead segment: %s", path, g->bad ? "rename" : "delete",
-			 strerror(errno));
-		return PT_ERROR;
-	}
-	if (g->bad)
+		spool_path(sp, g->seq, path, sizeof(path));
+		snprintf(bad, sizeof(bad), "%s.bad", d->name);
+		if (renameat(sp->dir_fd, d->name, sp->dir_fd, bad) != 0 && errno != ENOENT) {
+			pt_error("spool %s: cannot rename dead segment: %s", path, strerror(errno));
+			return PT_ERROR;
+		}
 		pt_warn("spool %s: no live messages left; it held a bad record, so it is kept "
 			"as %s.bad for inspection (remove it when done)",
 			path, path);
-	if (g->read_fd >= 0)
-		close(g->read_fd);
+		d->name[0] = '\0';
+		if (g->read_fd >= 0)
+			close(g->read_fd);
+	} else {
+		d->read_fd = g->read_fd;
+	}
 	sp->bytes -= g->bytes;
 	sp->n_segs--;
 	memmove(sp->segs, sp->segs + 1, sp->n_segs * sizeof(*sp->segs));
@@ -925,27 +924,57 @@ static bool spool_collect_rotate_ok(const struct spool *sp, uint64_t rotate_min)
 }
 
 /*
- * Delete dead segments (spool.h): the oldest while it is dead and not
+ * Detach dead segments (spool.h): the oldest while it is dead and not
  * current -- the prefix rule, safe by the argument in spool_segment.c --
  * then, when only a dead and idle current segment of rotate_min bytes or
- * more is left, start a new one and delete the old.  One directory fsync
- * covers all the unlinks.  Returns the number of segments removed.
+ * more is left, start a new one and detach the old.
  */
-unsigned spool_collect(struct spool *sp, uint64_t rotate_min)
+unsigned spool_collect_detach(struct spool *sp, uint64_t rotate_min, struct spool_dead *out,
+			      unsigned max)
 {
 	unsigned n = 0;
 
-	while (sp->n_segs > 0 && !spool_seg_current(sp, &sp->segs[0]) && sp->segs[0].n_live == 0) {
-		if (spool_seg_remove_oldest(sp) != PT_OK)
-			break; /* never skip one: a later segment's tombstones may need it gone */
+	while (n < max && sp->n_segs > 0 && !spool_seg_current(sp, &sp->segs[0]) &&
+	       sp->segs[0].n_live == 0) {
+		if (spool_seg_detach_oldest(sp, &out[n]) != PT_OK)
+			return n; /* never skip one: a later segment's tombstones may need it gone */
 		n++;
 	}
-	if (spool_collect_rotate_ok(sp, rotate_min) && spool_rotate(sp) == PT_OK &&
-	    spool_seg_remove_oldest(sp) == PT_OK)
+	if (n < max && spool_collect_rotate_ok(sp, rotate_min) && spool_rotate(sp) == PT_OK &&
+	    spool_seg_detach_oldest(sp, &out[n]) == PT_OK)
 		n++;
-	if (n > 0 && fsync(sp->dir_fd) != 0)
-		pt_warn("spool %s: fsync after deleting segments: %s", sp->dir, strerror(errno));
 	return n;
+}
+
+unsigned spool_collect(struct spool *sp, uint64_t rotate_min)
+{
+	struct spool_dead dead[16];
+	unsigned n, total = 0;
+
+	do {
+		n = spool_collect_detach(sp, rotate_min, dead, PT_ARRAY_LEN(dead));
+		for (unsigned i = 0; i < n; i++) {
+			if (dead[i].name[0] && unlinkat(sp->dir_fd, dead[i].name, 0) != 0 && errno != ENOENT)
+				pt_error("spool %s/%s: cannot delete dead segment: %s", sp->dir,
+					 dead[i].name, strerror(errno));
+			if (dead[i].read_fd >= 0)
+				close(dead[i].read_fd);
+		}
+		total += n;
+	} while (n == PT_ARRAY_LEN(dead));
+	if (total > 0 && fsync(sp->dir_fd) != 0)
+		pt_warn("spool %s: fsync after deleting segments: %s", sp->dir, strerror(errno));
+	return total;
+}
+
+int spool_dir_fd(const struct spool *sp)
+{
+	return sp->dir_fd;
+}
+
+const char *spool_dir(const struct spool *sp)
+{
+	return sp->dir;
 }
 
 /* The oldest segment on disk and its live count (spool.h).  With none on disk

@@ -169,10 +169,36 @@ void spool_unref(struct spool *sp, uint64_t segment);
  * segment is started first so the old one can go.  A segment in which
  * recovery found a bad record is renamed to "<name>.bad" rather than
  * deleted (kept for the operator; logged).  Read fds of removed segments
- * are closed.  Blocking unlink/fsync: call from a timer, not per message.
- * Returns the number of segments removed.
+ * are closed.  Blocking unlink/fsync (tools and tests; a shard uses
+ * spool_collect_detach).  Returns the number of segments removed.
  */
 unsigned spool_collect(struct spool *sp, uint64_t rotate_min);
+
+/* "%016x.seg": the length of a segment file name. */
+#define SPOOL_SEGMENT_NAME_LEN 20u
+
+/* A dead segment taken out of the spool's books, for the caller to delete. */
+struct spool_dead {
+	/* In the spool directory (spool_dir_fd); "" for a bad segment, which
+	 * was renamed already: nothing to do. */
+	char name[SPOOL_SEGMENT_NAME_LEN + 1];
+	int read_fd;			       /* the spool's read fd on it, or -1: close it */
+};
+
+/*
+ * What spool_collect does, without the blocking part: up to max dead
+ * segments leave the spool's books (bad ones are renamed here, as in
+ * spool_collect) and are described in out[].  The caller must, in this
+ * order, unlink each name relative to spool_dir_fd() and close its
+ * read_fd, then fsync spool_dir_fd() once; freeing a large file's blocks
+ * can take tens of milliseconds, so a shard does it through its ring.
+ * Returns the number filled in.
+ */
+unsigned spool_collect_detach(struct spool *sp, uint64_t rotate_min, struct spool_dead *out,
+			      unsigned max);
+/* The spool directory's fd and path (valid until spool_close). */
+int spool_dir_fd(const struct spool *sp);
+const char *spool_dir(const struct spool *sp);
 /* The oldest segment still on disk and its live message count (for
  * compaction: when it is old and nearly empty, move its messages forward). */
 uint64_t spool_oldest_segment(const struct spool *sp, uint64_t *n_live);

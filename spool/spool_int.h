@@ -27,7 +27,6 @@
 /* A batch stops growing at this many bytes (its first record always goes). */
 #define SPOOL_BATCH_BYTES_MAX (256u << 20)
 /* Segment file names: "%016llx.seg". */
-#define SPOOL_SEGMENT_NAME_LEN 20u
 
 enum spool_record_type {
 	SPOOL_RECORD_SEGMENT_HEADER = 1,

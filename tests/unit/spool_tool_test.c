@@ -133,17 +133,17 @@ static void make_message(struct pt_message *m, size_t i, size_t n_rcpts)
 	pt_message_append_header(m, "X-Appended", "yes");
 }
 
-static char spool_dir[128];
+static char spool_path_[128];
 static struct pt_message msgs[4];
 
 /* Shard 0: messages 0, 1, 2 with 1 tombstoned; shard 3: message 3 with 2 rcpts. */
 static void build_spool(void)
 {
-	struct spool_config cfg = {.path = spool_dir};
+	struct spool_config cfg = {.path = spool_path_};
 	struct spool *sp = NULL;
 	char err[256];
 
-	snprintf(spool_dir, sizeof(spool_dir), "%s/spool", tmpdir);
+	snprintf(spool_path_, sizeof(spool_path_), "%s/spool", tmpdir);
 	for (size_t i = 0; i < 4; i++)
 		make_message(&msgs[i], i, i == 3 ? 2 : 1);
 	cfg.shard = 0;
@@ -159,9 +159,9 @@ static void build_spool(void)
 	cr_assert_eq(spool_flush_sync(sp, NULL, NULL), PT_OK);
 	spool_close(sp);
 	/* Not shards: ignored. */
-	snprintf(err, sizeof(err), "%s/nodeid", spool_dir);
+	snprintf(err, sizeof(err), "%s/nodeid", spool_path_);
 	close(open(err, O_WRONLY | O_CREAT, 0600));
-	snprintf(err, sizeof(err), "%s/tmp", spool_dir);
+	snprintf(err, sizeof(err), "%s/tmp", spool_path_);
 	mkdir(err, 0700);
 }
 
@@ -196,7 +196,7 @@ static uint64_t offset_in_shard0(size_t i)
 
 Test(spool_tool, ls_lists_live_messages)
 {
-	const char *args[] = {"--spool", spool_dir, "ls", NULL};
+	const char *args[] = {"--spool", spool_path_, "ls", NULL};
 	struct pt_buf want = PT_BUF_INIT;
 	struct run r;
 
@@ -215,7 +215,7 @@ Test(spool_tool, ls_lists_live_messages)
 
 Test(spool_tool, verify_clean_then_corrupt)
 {
-	const char *args[] = {"verify", "--spool", spool_dir, NULL};
+	const char *args[] = {"verify", "--spool", spool_path_, NULL};
 	char want[1024], seg[256];
 	struct run r;
 	int fd;
@@ -226,14 +226,14 @@ Test(spool_tool, verify_clean_then_corrupt)
 	snprintf(want, sizeof(want),
 		 "%s/0/0000000000000001.seg: 5 records, 0 bad\n"
 		 "%s/3/0000000000000001.seg: 2 records, 0 bad\n",
-		 spool_dir, spool_dir);
+		 spool_path_, spool_path_);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, want);
 	cr_assert_str_eq(r.err, "2 segments, 7 records, 0 bad\n");
 	run_free(&r);
 
 	/* Flip a byte inside shard 0's second message record. */
-	snprintf(seg, sizeof(seg), "%s/0/0000000000000001.seg", spool_dir);
+	snprintf(seg, sizeof(seg), "%s/0/0000000000000001.seg", spool_path_);
 	fd = open(seg, O_RDWR);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(pread(fd, &b, 1, (off_t)offset_in_shard0(1) + 100), 1);
@@ -244,7 +244,7 @@ Test(spool_tool, verify_clean_then_corrupt)
 	snprintf(want, sizeof(want),
 		 "%s/0/0000000000000001.seg: 2 records, 1 bad\n"
 		 "%s/3/0000000000000001.seg: 2 records, 0 bad\n",
-		 spool_dir, spool_dir);
+		 spool_path_, spool_path_);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.out, want);
 	snprintf(want, sizeof(want), "petrel-spool: %s: bad record at offset %llu: CRC mismatch",
@@ -256,8 +256,8 @@ Test(spool_tool, verify_clean_then_corrupt)
 
 Test(spool_tool, cat_bytes_and_envelope)
 {
-	const char *args[] = {"--spool", spool_dir, "cat", NULL, NULL};
-	const char *env_args[] = {"--spool", spool_dir, "cat", "--envelope", NULL, NULL};
+	const char *args[] = {"--spool", spool_path_, "cat", NULL, NULL};
+	const char *env_args[] = {"--spool", spool_path_, "cat", "--envelope", NULL, NULL};
 	struct pt_buf want = PT_BUF_INIT;
 	struct iovec iov[4];
 	char created[32];
@@ -296,9 +296,9 @@ Test(spool_tool, cat_bytes_and_envelope)
  * cat --envelope; a message without states prints as before. */
 Test(spool_tool, ls_and_envelope_show_states)
 {
-	const char *ls_args[] = {"--spool", spool_dir, "ls", NULL};
-	const char *env_args[] = {"--spool", spool_dir, "cat", "--envelope", NULL, NULL};
-	struct spool_config cfg = {.path = spool_dir, .shard = 3};
+	const char *ls_args[] = {"--spool", spool_path_, "ls", NULL};
+	const char *env_args[] = {"--spool", spool_path_, "cat", "--envelope", NULL, NULL};
+	struct spool_config cfg = {.path = spool_path_, .shard = 3};
 	struct spool_rcpt_state st0 = {.rcpt = 0, .done = true, .num_attempts = 2, .due_us = 0};
 	struct spool_rcpt_state st1 = {.rcpt = 1, .num_attempts = 5, .due_us = 1764064245000000ull};
 	struct pt_buf want = PT_BUF_INIT;
@@ -340,14 +340,14 @@ Test(spool_tool, ls_and_envelope_show_states)
 	run_free(&r);
 
 	/* verify knows the record type: header + 2 states in shard 3's segment 2. */
-	r = run_tool((const char *[]){"--spool", spool_dir, "verify", NULL});
+	r = run_tool((const char *[]){"--spool", spool_path_, "verify", NULL});
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	pt_buf_reset(&want);
 	pt_buf_printf(&want,
 		      "%s/0/0000000000000001.seg: 5 records, 0 bad\n"
 		      "%s/3/0000000000000001.seg: 2 records, 0 bad\n"
 		      "%s/3/0000000000000002.seg: 3 records, 0 bad\n",
-		      spool_dir, spool_dir, spool_dir);
+		      spool_path_, spool_path_, spool_path_);
 	cr_assert_str_eq(r.out, pt_buf_cstr(&want));
 	cr_assert_str_eq(r.err, "3 segments, 10 records, 0 bad\n");
 	run_free(&r);
@@ -357,8 +357,8 @@ Test(spool_tool, ls_and_envelope_show_states)
 
 Test(spool_tool, cat_errors)
 {
-	const char *tombstoned[] = {"--spool", spool_dir, "cat", NULL, NULL};
-	const char *bad_id[] = {"--spool", spool_dir, "cat", "xyz", NULL};
+	const char *tombstoned[] = {"--spool", spool_path_, "cat", NULL, NULL};
+	const char *bad_id[] = {"--spool", spool_path_, "cat", "xyz", NULL};
 	struct run r;
 
 	build_spool();

@@ -104,15 +104,17 @@ def proc_tree(root):
 	return cpu, sum(proc_hwm_kb(p) for p in tree)
 
 
-def fsync_latency(directory, n=200, size=4096):
+def fsync_latency(directory, n=200, size=4096, stop=None, name="fsync-probe"):
 	"""p50 and p99 (ms) of write(4 KiB) + fdatasync on a file in `directory`:
-	what every durable 250 waits for at least once."""
-	path = Path(directory) / "fsync-probe"
+	what every durable 250 waits for at least once.  `n` samples, or, with
+	`stop` (a threading.Event), samples until it is set (at most 100,000)."""
+	path = Path(directory) / name
 	samples = []
 	fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 	try:
 		block = b"x" * size
-		for _ in range(n):
+		while (len(samples) < n) if stop is None else \
+		      (not stop.is_set() and len(samples) < 100000):
 			t = time.perf_counter()
 			os.write(fd, block)
 			os.fdatasync(fd)
@@ -121,7 +123,30 @@ def fsync_latency(directory, n=200, size=4096):
 		os.close(fd)
 		path.unlink()
 	samples.sort()
-	return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)]}
+	if not samples:
+		return {"p50_ms": None, "p99_ms": None, "n": 0}
+	return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)],
+		"n": len(samples)}
+
+
+class FsyncProbe:
+	"""fsync_latency in a thread, for as long as a load runs beside it: the
+	disk's fdatasync latency under that load."""
+
+	def __init__(self, directory):
+		import threading
+		self.stop_event = threading.Event()
+		self.result = None
+		self.thread = threading.Thread(target=self._run, args=(directory,), daemon=True)
+		self.thread.start()
+
+	def _run(self, directory):
+		self.result = fsync_latency(directory, stop=self.stop_event, name="fsync-probe-load")
+
+	def stop(self):
+		self.stop_event.set()
+		self.thread.join(30)
+		return self.result
 
 
 class Kit:

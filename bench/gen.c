@@ -72,6 +72,11 @@ static const char gen_usage[] =
     "                         connection; 0 = unlimited (default 0)\n"
     "  --timeout S            bound on the whole run; when it passes, report\n"
     "                         what was done and exit 1 (default 300)\n"
+    "  --reply-timeout S      bound on each wait for the server (greeting, a\n"
+    "                         reply, the TLS handshake; reset by every byte\n"
+    "                         received): past it the connection is a\n"
+    "                         connection error and its message is retried on\n"
+    "                         a new one (default 30)\n"
     "  --run-id ID            the RUNID in Message-IDs (default: pid and time\n"
     "                         in hex)\n"
     "  --json                 print one JSON object instead of the summary\n"
@@ -84,7 +89,8 @@ static const char gen_usage[] =
     "Accounting: each message ends once, as accepted (2xx after the dot),\n"
     "tempfailed (not accepted, a 4xx anywhere in its transaction), permfailed\n"
     "(not accepted, 5xx) or, after a connection error (refused, reset,\n"
-    "closed) and 3 retries on new connections, as a connection failure;\n"
+    "closed, no reply within --reply-timeout) and 3 retries on new\n"
+    "connections, as a connection failure;\n"
     "failed = tempfailed + permfailed + connection failures.  A message whose\n"
     "recipients were all refused is not sent (RSET).  bytes counts the\n"
     "message bytes of accepted messages.  Latency: from writing the final dot\n"
@@ -93,8 +99,9 @@ static const char gen_usage[] =
     "\n"
     "A progress line goes to stderr every second when stderr is a terminal.\n"
     "JSON keys: messages attempted accepted tempfailed permfailed failed\n"
-    "conn_failed rcpts_accepted rcpts_refused conn_errors bytes elapsed_s\n"
-    "first_connect_mono_s last_reply_mono_s (CLOCK_MONOTONIC seconds)\n"
+    "conn_failed rcpts_accepted rcpts_refused conn_errors reply_timeouts bytes\n"
+    "elapsed_s first_connect_mono_s last_reply_mono_s (CLOCK_MONOTONIC\n"
+    "seconds) "
     "msgs_per_s bytes_per_s latency_ms{p50,p90,p99,p99_9,max,mean} sessions\n"
     "threads timed_out run_id.\n"
     "\n"
@@ -227,6 +234,7 @@ enum {
 	OPT_RATE,
 	OPT_PER_CONN,
 	OPT_TIMEOUT,
+	OPT_REPLY_TIMEOUT,
 	OPT_RUN_ID,
 	OPT_JSON,
 	OPT_QUIET,
@@ -250,6 +258,7 @@ static const struct option gen_options[] = {
     {"rate", required_argument, NULL, OPT_RATE},
     {"per-connection", required_argument, NULL, OPT_PER_CONN},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
     {"run-id", required_argument, NULL, OPT_RUN_ID},
     {"json", no_argument, NULL, OPT_JSON},
     {"quiet", no_argument, NULL, OPT_QUIET},
@@ -308,6 +317,9 @@ static void gen_opt_one(struct gen_config *cfg, int c, const char *arg)
 	case OPT_TIMEOUT:
 		cfg->timeout_s = gen_opt_double("--timeout", arg, 0.001, 1e6);
 		break;
+	case OPT_REPLY_TIMEOUT:
+		cfg->reply_timeout_s = gen_opt_double("--reply-timeout", arg, 0.01, 1e6);
+		break;
 	case OPT_RUN_ID:
 		if (arg[0] == '\0' || strlen(arg) >= 48 ||
 		    strspn(arg, "0123456789abcdefABCDEF"
@@ -348,6 +360,7 @@ static void gen_parse_options(struct gen_config *cfg, int argc, char **argv)
 	    .helo = "petrel-gen.example.test",
 	    .pipelining = true,
 	    .timeout_s = 300,
+	    .reply_timeout_s = 30,
 	};
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", gen_options, NULL)) != -1) {
@@ -397,6 +410,7 @@ static void gen_sum(struct gen_worker *w, unsigned n, struct gen_total *t)
 		t->s.rcpts_accepted += GEN_LOAD(s->rcpts_accepted);
 		t->s.rcpts_refused += GEN_LOAD(s->rcpts_refused);
 		t->s.conn_errors += GEN_LOAD(s->conn_errors);
+		t->s.reply_timeouts += GEN_LOAD(s->reply_timeouts);
 		t->s.bytes += GEN_LOAD(s->bytes);
 		gen_hist_merge(&t->s.hist, &s->hist);
 		if (f && (!first || f < first))
@@ -443,6 +457,7 @@ static void gen_report_json(const struct gen_config *cfg, const struct gen_total
 	pt_json_key_int(&j, "rcpts_accepted", (int64_t)t->s.rcpts_accepted);
 	pt_json_key_int(&j, "rcpts_refused", (int64_t)t->s.rcpts_refused);
 	pt_json_key_int(&j, "conn_errors", (int64_t)t->s.conn_errors);
+	pt_json_key_int(&j, "reply_timeouts", (int64_t)t->s.reply_timeouts);
 	pt_json_key_int(&j, "bytes", (int64_t)t->s.bytes);
 	GEN_JSON_NUM("elapsed_s", "%.6f", el);
 	GEN_JSON_NUM("first_connect_mono_s", "%.6f", (double)t->first_ns / 1e9);
@@ -481,7 +496,8 @@ static void gen_report_human(const struct gen_config *cfg, const struct gen_tota
 	       (unsigned long long)t->s.conn_failed);
 	printf("  recipients  accepted %llu  refused %llu\n",
 	       (unsigned long long)t->s.rcpts_accepted, (unsigned long long)t->s.rcpts_refused);
-	printf("  connections errors %llu\n", (unsigned long long)t->s.conn_errors);
+	printf("  connections errors %llu  (no reply in time %llu)\n",
+	       (unsigned long long)t->s.conn_errors, (unsigned long long)t->s.reply_timeouts);
 	printf("  throughput  %.3f s  %.1f msgs/s  %.2f MB/s (%llu bytes)\n", el,
 	       el > 0 ? (double)t->s.accepted / el : 0.0,
 	       el > 0 ? (double)t->s.bytes / el / 1e6 : 0.0, (unsigned long long)t->s.bytes);

@@ -46,6 +46,7 @@ struct gen_config {
 	double rate;		 /* messages/s over all sessions; 0 = unlimited */
 	uint64_t per_connection; /* messages per connection; 0 = unlimited */
 	double timeout_s;
+	double reply_timeout_s; /* --reply-timeout: bound on each wait for the server */
 	bool json;
 	bool quiet;
 	char run_id[64];
@@ -120,6 +121,7 @@ struct gen_stats {
 	uint64_t rcpts_accepted;
 	uint64_t rcpts_refused;
 	uint64_t conn_errors;	   /* connections refused, reset or broken */
+	uint64_t reply_timeouts;   /* ... of which: no reply within --reply-timeout */
 	uint64_t bytes;		   /* message bytes of accepted messages */
 	uint64_t first_connect_ns; /* 0 until the first connect */
 	uint64_t last_reply_ns;
@@ -134,6 +136,15 @@ struct gen_stats {
  * connection error before it counts as failed. */
 #define GEN_MAX_RETRIES 3
 
+/* Connections of the whole run between connect and greeting, at most.  A
+ * listener's SYN queue is as long as its listen() backlog (OpenSMTPD: 5,
+ * SMTPD_BACKLOG); a burst of more SYNs than that makes Linux answer with
+ * SYN cookies, and a cookie connection whose final ACK meets a full accept
+ * queue is dropped by the server without a trace while the client sees it
+ * established.  SMTP's server speaks first, so such a connection stays
+ * silent: never start more than this many at once. */
+#define GEN_MAX_OPENING 4
+
 /* ---- Shared run state ---- */
 
 struct gen_run {
@@ -142,6 +153,7 @@ struct gen_run {
 	uint64_t next_msg; /* atomic: the next message number to hand out - 1 */
 	uint64_t start_ns; /* CLOCK_MONOTONIC origin of the rate schedule */
 	uint64_t deadline_ns;
+	unsigned n_opening;   /* atomic: connections between connect and greeting */
 	pthread_mutex_t lock; /* guards n_done; cond signals a worker's end */
 	pthread_cond_t cond;
 	unsigned n_done;
@@ -162,6 +174,7 @@ enum gen_op_kind {
 	GEN_OP_RECV,
 	GEN_OP_PACE,
 	GEN_OP_DEADLINE,
+	GEN_OP_TICK,
 	GEN_OP_IGNORE
 };
 
@@ -172,7 +185,7 @@ struct gen_op {
 };
 
 enum gen_state {
-	GEN_S_IDLE,	 /* not connected */
+	GEN_S_IDLE,	 /* not connected (or held back by GEN_MAX_OPENING) */
 	GEN_S_CONNECT,	 /* connect in flight */
 	GEN_S_GREETING,	 /* waiting for 220 */
 	GEN_S_EHLO,	 /* waiting for the EHLO reply */
@@ -198,7 +211,9 @@ struct gen_session {
 	unsigned n_inflight; /* ring operations pointing at this session */
 	bool send_busy;
 	bool recv_armed;
-	bool reconnect; /* after CLOSING: connect again (else DONE) */
+	bool reconnect;	  /* after CLOSING: connect again (else DONE) */
+	bool opening;	  /* holds one of run->n_opening (connect .. greeting) */
+	uint64_t wait_ns; /* since when we wait for the server (0: we do not) */
 	struct gen_op connect_op, send_op, recv_op, pace_op;
 	struct __kernel_timespec pace_ts;
 
@@ -235,6 +250,9 @@ struct gen_worker {
 	bool failed;	 /* could not start, or a socket could not be made */
 	struct gen_op deadline_op;
 	struct __kernel_timespec deadline_ts;
+	struct gen_op tick_op; /* reply timeouts and held-back connects */
+	struct __kernel_timespec tick_ts;
+	unsigned n_held; /* sessions waiting for a GEN_MAX_OPENING slot */
 	struct gen_stats stats;
 	pthread_t thread;
 };
@@ -250,6 +268,9 @@ void gen_worker_close(struct gen_session *s, bool reconnect);
 int gen_worker_start_tls(struct gen_session *s);
 /* Wait on the ring until the absolute monotonic time at_ns (GEN_OP_PACE). */
 void gen_worker_pace(struct gen_session *s, uint64_t at_ns);
+/* The greeting came (or the connection ended): free its GEN_MAX_OPENING
+ * slot for a held-back connect. */
+void gen_worker_opened(struct gen_session *s);
 
 /* gen_session.c: the dialogue. */
 /* The connection is up: wait for the greeting. */

@@ -197,6 +197,7 @@ static void session_begin_txn(struct gen_session *s)
 
 void gen_session_paced(struct gen_session *s)
 {
+	s->wait_ns = gen_now_ns(); /* no reply was due while we paced */
 	session_send_envelope(s);
 }
 
@@ -346,6 +347,7 @@ static void session_reply(struct gen_session *s, int code)
 	}
 	switch (s->state) {
 	case GEN_S_GREETING:
+		gen_worker_opened(s); /* the server took it: another may connect */
 		if (code / 100 == 2)
 			session_send_ehlo(s, GEN_S_EHLO);
 		else

@@ -15,6 +15,22 @@
  * The worker also arms one absolute timeout at the run's deadline; when it
  * fires the worker stops where it is.
  *
+ * Waits on the server are bounded (--reply-timeout): a session notes since
+ * when it waits (wait_ns: connected, bytes received, rate slot over) and a
+ * periodic tick (GEN_OP_TICK, a tenth of the bound, at most 50 ms) ends any
+ * session that waited longer, as a connection error whose message is tried
+ * again on a new connection.  The tick scans every session: O(sessions) a
+ * tick, a few thousand compares at most, cheaper than one timeout per reply
+ * to arm and cancel.  Without it a server that never speaks (see
+ * GEN_MAX_OPENING in gen.h: a connection dropped under a SYN-cookie burst
+ * looks established here and never gets its 220) stalls its session, and
+ * the message it holds, until --timeout.
+ *
+ * Connects are held back while GEN_MAX_OPENING connections of the run wait
+ * for their greeting; a held session stays IDLE with its message and is
+ * started when a greeting frees a slot in this worker, or at the next tick
+ * when another worker's did.
+ *
  * Closing: gen_worker_close() shuts the socket down, which completes a
  * pending recv; the fd is closed and the session connects again (or is
  * done) only when nothing in the ring points at it (n_inflight == 0), so a
@@ -79,6 +95,13 @@ static void worker_connect(struct gen_session *s)
 		w->n_live--;
 		return;
 	}
+	if (__atomic_add_fetch(&w->run->n_opening, 1, __ATOMIC_RELAXED) > GEN_MAX_OPENING) {
+		__atomic_sub_fetch(&w->run->n_opening, 1, __ATOMIC_RELAXED);
+		s->state = GEN_S_IDLE;
+		w->n_held++;
+		return;
+	}
+	s->opening = true;
 	s->fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->fd < 0) {
 		/* Out of descriptors or memory: no retry will do better. */
@@ -100,13 +123,39 @@ static void worker_connect(struct gen_session *s)
 	io_uring_prep_link_timeout(sqe, &ts, 0);
 }
 
+/* Start held-back sessions while slots are free. */
+static void worker_start_held(struct gen_worker *w)
+{
+	for (unsigned i = 0; i < w->n_sessions && w->n_held > 0 && !w->stop; i++) {
+		struct gen_session *s = &w->sessions[i];
+
+		if (s->state != GEN_S_IDLE)
+			continue;
+		w->n_held--;
+		worker_connect(s);
+		if (s->state == GEN_S_IDLE) /* held again: no slot left */
+			break;
+	}
+}
+
+void gen_worker_opened(struct gen_session *s)
+{
+	if (!s->opening)
+		return;
+	s->opening = false;
+	__atomic_sub_fetch(&s->worker->run->n_opening, 1, __ATOMIC_RELAXED);
+	worker_start_held(s->worker);
+}
+
 static void worker_maybe_release(struct gen_session *s)
 {
 	if (s->state != GEN_S_CLOSING || s->n_inflight > 0)
 		return;
+	s->wait_ns = 0;
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	gen_worker_opened(s); /* closed before its greeting: free the slot */
 	tls_conn_free(s->tls);
 	s->tls = NULL;
 	s->tls_on = false;
@@ -265,6 +314,7 @@ static void worker_received(struct gen_session *s, int res)
 						   : strerror(-res));
 		return;
 	}
+	s->wait_ns = gen_now_ns(); /* progress: the wait starts again */
 	if (s->tls) {
 		worker_tls_input(s, (size_t)res);
 	} else {
@@ -302,6 +352,77 @@ void gen_worker_pace(struct gen_session *s, uint64_t at_ns)
 	s->n_inflight++;
 }
 
+/* ---- Reply timeouts ---- */
+
+/* What a session in state st waits for, for the error message. */
+static const char *worker_awaited(enum gen_state st)
+{
+	switch (st) {
+	case GEN_S_GREETING:
+		return "the greeting";
+	case GEN_S_EHLO:
+	case GEN_S_EHLO_TLS:
+		return "the EHLO reply";
+	case GEN_S_STARTTLS:
+		return "the STARTTLS reply";
+	case GEN_S_HANDSHAKE:
+		return "the TLS handshake";
+	case GEN_S_ENVELOPE:
+		return "an envelope reply";
+	case GEN_S_BODY:
+		return "the reply to the final dot";
+	case GEN_S_ABORT_DOT:
+	case GEN_S_RSET:
+		return "the RSET reply";
+	case GEN_S_QUIT:
+		return "the QUIT reply";
+	default:
+		return "the server";
+	}
+}
+
+static void worker_reply_timeout(struct gen_session *s)
+{
+	const struct gen_config *cfg = s->worker->run->cfg;
+	char why[128];
+
+	if (s->state != GEN_S_QUIT) /* a QUIT unanswered costs nothing */
+		GEN_ADD(s->worker->stats.reply_timeouts, 1);
+	snprintf(why, sizeof(why), "no reply within %g s (waiting for %s)", cfg->reply_timeout_s,
+		 worker_awaited(s->state));
+	gen_session_conn_error(s, why);
+}
+
+static void worker_tick_arm(struct gen_worker *w)
+{
+	uint64_t ns = (uint64_t)(w->run->cfg->reply_timeout_s * 1e8); /* a tenth */
+
+	if (ns > 50 * 1000000ull)
+		ns = 50 * 1000000ull;
+	if (ns < 1000000ull)
+		ns = 1000000ull;
+	w->tick_ts.tv_sec = (long long)(ns / 1000000000u);
+	w->tick_ts.tv_nsec = (long long)(ns % 1000000000u);
+	io_uring_prep_timeout(worker_sqe(w, &w->tick_op), &w->tick_ts, 0, 0);
+}
+
+static void worker_tick(struct gen_worker *w)
+{
+	uint64_t now = gen_now_ns(), bound = (uint64_t)(w->run->cfg->reply_timeout_s * 1e9);
+
+	for (unsigned i = 0; i < w->n_sessions && !w->stop; i++) {
+		struct gen_session *s = &w->sessions[i];
+
+		if (worker_connected(s) && s->state != GEN_S_PACE && s->wait_ns &&
+		    now - s->wait_ns > bound) {
+			worker_reply_timeout(s);
+		}
+	}
+	worker_start_held(w); /* slots another worker freed */
+	if (!w->stop)
+		worker_tick_arm(w);
+}
+
 /* ---- The loop ---- */
 
 static void worker_handle_cqe(struct gen_worker *w, struct io_uring_cqe *cqe)
@@ -322,6 +443,7 @@ static void worker_handle_cqe(struct gen_worker *w, struct io_uring_cqe *cqe)
 			break;
 		}
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		s->wait_ns = gen_now_ns();
 		gen_session_connected(s);
 		worker_recv_arm(s);
 		break;
@@ -341,6 +463,10 @@ static void worker_handle_cqe(struct gen_worker *w, struct io_uring_cqe *cqe)
 	case GEN_OP_DEADLINE:
 		if (cqe->res == -ETIME)
 			w->stop = true;
+		return;
+	case GEN_OP_TICK:
+		if (!w->stop)
+			worker_tick(w);
 		return;
 	case GEN_OP_IGNORE:
 		return;
@@ -479,6 +605,8 @@ void *gen_worker_main(void *arg)
 	w->deadline_ts.tv_nsec = (long long)(w->run->deadline_ns % 1000000000u);
 	io_uring_prep_timeout(worker_sqe(w, &w->deadline_op), &w->deadline_ts, 0,
 			      IORING_TIMEOUT_ABS);
+	w->tick_op = (struct gen_op){GEN_OP_TICK, NULL};
+	worker_tick_arm(w);
 	for (unsigned i = 0; i < w->n_sessions; i++)
 		worker_connect(&w->sessions[i]);
 	worker_loop(w);

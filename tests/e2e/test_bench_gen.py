@@ -7,6 +7,7 @@ against an ASan build.  Every receiver is stopped by the test's cleanups;
 smtp-sink is a Popen stopped by its pid.
 """
 
+import asyncio
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import harness
 import receivers
 
 JSON_KEYS = {"messages", "attempted", "accepted", "tempfailed", "permfailed", "failed",
-	     "rcpts_accepted", "rcpts_refused", "conn_errors", "bytes", "elapsed_s",
+	     "rcpts_accepted", "rcpts_refused", "conn_errors", "reply_timeouts", "bytes", "elapsed_s",
 	     "msgs_per_s", "bytes_per_s", "latency_ms", "sessions", "threads"}
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "max", "mean"}
 RCPT_RE = re.compile(r"^user(\d+)@d(\d+)\.example\.test$")
@@ -177,6 +178,42 @@ class ProbeServer:
 				return
 			else:
 				c.sendall(b"250 OK\r\n")
+
+
+class StallingReceiver(receivers.ScriptedReceiver):
+	"""The scripted receiver, except that its first `silent` connections are
+	accepted and never greeted (what a client sees of a connection that
+	OpenSMTPD's kernel dropped: its listen backlog is 5, a burst of SYNs gets
+	SYN cookies, and a cookie connection whose ACK meets a full accept queue
+	is forgotten by the server while the client holds it established), and
+	the others are greeted after greet_delay s.  Records how long each
+	silent connection was held and the most connections waiting for their
+	greeting at once."""
+
+	def __init__(self, addrs, port, silent=0, greet_delay=0.0):
+		super().__init__(addrs, port)
+		self.silent = silent
+		self.greet_delay = greet_delay
+		self.held = []	# seconds each silent connection lasted
+		self.waiting = 0
+		self.max_waiting = 0
+
+	async def _dialogue(self, c, reader, writer):
+		t0 = time.monotonic()
+		with self.lock:
+			self.waiting += 1
+			self.max_waiting = max(self.max_waiting, self.waiting)
+		try:
+			if c.id <= self.silent:
+				await asyncio.wait_for(reader.read(), 30)	# until the client gives up
+				with self.lock:
+					self.held.append(time.monotonic() - t0)
+				return
+			await asyncio.sleep(self.greet_delay)
+		finally:
+			with self.lock:
+				self.waiting -= 1
+		await super()._dialogue(c, reader, writer)
 
 
 class BenchGen(unittest.TestCase):
@@ -393,6 +430,68 @@ class BenchGen(unittest.TestCase):
 		self.assertGreaterEqual(took, 0.9)
 		self.assertLess(took, 5)
 
+	@harness.bound(60)
+	def test_silent_connection_ends_at_reply_timeout_and_is_retried(self):
+		"""Regression (stall against OpenSMTPD): connections the server never
+		greets used to wait until --timeout, holding their messages.  Now
+		each ends after --reply-timeout as a connection error, its message
+		goes out on a new connection, and the run is clean."""
+		r = self.start(StallingReceiver, silent=3)
+		t0 = time.monotonic()
+		p, s = run_gen("--server", "127.0.0.1:%d" % r.port, "--messages", 30, "--sessions", 3,
+			       "--reply-timeout", 0.5, "--timeout", 20, "--json", timeout=40)
+		took = time.monotonic() - t0
+		self.assertEqual(p.returncode, 0, p.stderr)
+		self.assertSummary(s, attempted=30, accepted=30, failed=0, conn_failed=0,
+				   conn_errors=3, reply_timeouts=3, timed_out=False)
+		self.assertEqual(p.stderr.count(
+			"no reply within 0.5 s (waiting for the greeting)"), 3, p.stderr)
+		self.assertEqual(len(r.message_ids()), 30)
+		self.assertEqual(len(r.conns()), 6)
+		harness.wait_for(lambda: len(r.held) == 3, 5, what="silent connections closed")
+		for held in r.held:
+			self.assertGreaterEqual(held, 0.45)
+			self.assertLess(held, 2.0)
+		self.assertLess(took, 10)
+
+	@harness.bound(60)
+	def test_at_most_four_connections_wait_for_a_greeting(self):
+		"""GEN_MAX_OPENING: with the greeting 0.3 s late, 10 sessions over 2
+		threads never have more than 4 connections waiting for it (a burst
+		past a small listen backlog is what made OpenSMTPD's kernel drop
+		connections), and every message still goes through."""
+		r = self.start(StallingReceiver, greet_delay=0.3)
+		p, s = run_gen("--server", "127.0.0.1:%d" % r.port, "--messages", 40, "--sessions", 10,
+			       "--threads", 2, "--json", timeout=40)
+		self.assertEqual(p.returncode, 0, p.stderr)
+		self.assertSummary(s, attempted=40, accepted=40, failed=0, conn_errors=0,
+				   reply_timeouts=0)
+		self.assertEqual(r.max_waiting, 4)
+		self.assertEqual(len(r.conns()), 10)
+		self.assertEqual(len(r.message_ids()), 40)
+
+	@harness.bound(60)
+	def test_silent_final_reply_ends_at_reply_timeout(self):
+		"""A server that takes 3 s to answer the final dot, --reply-timeout
+		0.5: each try ends as a connection error; after 3 retries the
+		message is given up (exit 1), well before --timeout."""
+		r = self.start(receivers.ScriptedReceiver, delay=3.0)
+		t0 = time.monotonic()
+		p, s = run_gen("--server", "127.0.0.1:%d" % r.port, "--messages", 2, "--sessions", 2,
+			       "--reply-timeout", 0.5, "--timeout", 30, "--json", timeout=40)
+		self.assertEqual(p.returncode, 1, p.stderr)
+		self.assertSummary(s, attempted=2, accepted=0, failed=2, conn_failed=2,
+				   conn_errors=8, reply_timeouts=8, timed_out=False)
+		self.assertIn("no reply within 0.5 s (waiting for the reply to the final dot)",
+			      p.stderr)
+		self.assertLess(time.monotonic() - t0, 10)
+
+	def test_reply_timeout_option_checked(self):
+		for v in ("0", "-1", "x"):
+			p, _ = run_gen("--server", "127.0.0.1:25", "--reply-timeout", v)
+			self.assertEqual(p.returncode, 2, v)
+			self.assertIn("--reply-timeout", p.stderr)
+
 	# --- rate, latency ------------------------------------------------------
 
 	@harness.bound(60)
@@ -470,7 +569,7 @@ class BenchGen(unittest.TestCase):
 		for opt in ("--server", "--threads", "--sessions", "--messages", "--size", "--eml",
 			    "--rcpts", "--domains", "--domain-suffix", "--from", "--helo",
 			    "--pipelining", "--starttls", "--rate", "--per-connection", "--timeout",
-			    "--run-id", "--json", "--quiet", "--help"):
+			    "--reply-timeout", "--run-id", "--json", "--quiet", "--help"):
 			self.assertIn(opt + " ", p.stdout)
 
 	def test_human_summary_and_quiet(self):

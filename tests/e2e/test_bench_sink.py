@@ -572,12 +572,16 @@ class Lifecycle(unittest.TestCase):
 		self.assertEqual(len(lines), 1, out)
 		summary = json.loads(lines[0])
 		self.assertGreater(summary.pop("uptime_s"), 0)
+		# The newest message's CLOCK_MONOTONIC stamp: before the stop, after start.
+		stamp = summary.pop("last_message_mono_s")
+		self.assertTrue(0 < stamp <= time.monotonic(), stamp)
 		self.assertEqual(summary, {
 			"connections": 2, "connections_open": 1, "messages": 2, "recipients": 3,
 			"bytes": 2 * size, "tempfail": 1, "permfail": 0, "rejected_at_data": 0,
 			"oversize": 0})
 		final = sink.status()	# rewritten at exit with the same counters
 		final.pop("uptime_s")
+		self.assertEqual(final.pop("last_message_mono_s"), stamp)
 		self.assertEqual(final, summary)
 
 	@harness.bound(30)

@@ -70,11 +70,12 @@ $(BUILD)/petreld: $(BUILD)/shard/petreld.o $(LIB_shard)
 $(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
-# The bench programs stand alone: core and net (TLS) only, no shard.
-$(BUILD)/petrel-sink: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/sink*.c)) $(LIB_net)
+# The bench programs stand alone: core and net (TLS) only, no shard; bench/bench_*.c
+# holds what both of them use.
+$(BUILD)/petrel-sink: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/sink*.c bench/bench_*.c)) $(LIB_net)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/petrel-gen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gen*.c)) $(LIB_net)
+$(BUILD)/petrel-gen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gen*.c bench/bench_*.c)) $(LIB_net)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:

@@ -22,12 +22,12 @@
  * starting with "." stuffed.  Its size is the file's (after that) plus our
  * two headers.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "bench/bench_util.h"
 #include "bench/gen.h"
 #include "core/ptime.h"
 
@@ -133,32 +133,6 @@ static int msg_generated(struct gen_msg *m, const struct gen_config *cfg, struct
 	return msg_filler_lines(rest, cfg->size - head_max - rest->len, 78 - pad_max);
 }
 
-static int msg_read_file(const char *path, struct pt_buf *b, char *err, size_t err_len)
-{
-	FILE *f = fopen(path, "rb");
-	char chunk[65536];
-	size_t n;
-
-	if (!f) {
-		snprintf(err, err_len, "--eml %s: %s", path, strerror(errno));
-		return PT_ERROR;
-	}
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (b->len + n > MSG_MAX_EML || pt_buf_append(b, chunk, n) != PT_OK) {
-			snprintf(err, err_len, "--eml %s: larger than %u bytes", path, MSG_MAX_EML);
-			fclose(f);
-			return PT_ERROR;
-		}
-	}
-	if (ferror(f)) {
-		snprintf(err, err_len, "--eml %s: %s", path, strerror(errno));
-		fclose(f);
-		return PT_ERROR;
-	}
-	fclose(f);
-	return PT_OK;
-}
-
 /* Append one line of the sample (without its line end) to rest, stuffed;
  * *bytes counts it unstuffed with its CRLF. */
 static int msg_eml_line(struct pt_buf *rest, const char *p, size_t n, bool first, size_t *bytes)
@@ -179,7 +153,8 @@ static int msg_eml(struct gen_msg *m, const struct gen_config *cfg, struct pt_bu
 	size_t pos = 0, bytes = 0;
 	int rc;
 
-	if ((rc = msg_read_file(cfg->eml_path, &file, err, err_len)) != PT_OK)
+	if ((rc = bench_read_file("--eml", cfg->eml_path, MSG_MAX_EML, &file, err, err_len)) !=
+	    PT_OK)
 		goto out;
 	while (pos < file.len) {
 		const char *p = file.data + pos, *nl = memchr(p, '\n', file.len - pos);

@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "bench/gen.h"
+#include "net/ring.h"
 #include "net/tls.h"
 
 #define WORKER_RX_SIZE	       (16 * 1024) /* reply bytes per read */
@@ -537,11 +538,8 @@ static int worker_setup(struct gen_worker *w)
 	int rc;
 
 	/* One thread submits and reaps: let the kernel defer its work to our
-	 * wait (kernels before 6.1 lack these flags: plain ring then). */
-	rc = io_uring_queue_init(entries, w->ring,
-				 IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-	if (rc < 0)
-		rc = io_uring_queue_init(entries, w->ring, 0);
+	 * wait (core/ring.c falls back on kernels that lack the flags). */
+	rc = net_ring_init(w->ring, entries, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "petrel-gen: io_uring_queue_init: %s\n", strerror(-rc));
 		return PT_ERROR;

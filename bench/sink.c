@@ -29,6 +29,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "bench/sink.h"
 #include "core/json.h"
 #include "core/ptime.h"
@@ -330,24 +332,6 @@ static int sink_parse_args(int argc, char **argv, struct sink_config *cfg)
 
 /* ------------------------------------------------------------------ setup */
 
-/* Read a whole file into b.  PT_OK, or PT_ERROR with err filled. */
-static int sink_read_file(const char *path, struct pt_buf *b, char *err, size_t err_len)
-{
-	FILE *f = fopen(path, "rb");
-	char chunk[4096];
-	size_t n;
-
-	if (!f) {
-		snprintf(err, err_len, "%s: %s", path, strerror(errno));
-		return PT_ERROR;
-	}
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		if (pt_buf_append(b, chunk, n) != PT_OK)
-			break;
-	fclose(f);
-	return PT_OK;
-}
-
 /* The certificate and key as PEM text, from files or made now; checked by making a context. */
 static int sink_tls_setup(struct sink_config *cfg)
 {
@@ -364,8 +348,10 @@ static int sink_tls_setup(struct sink_config *cfg)
 		if (tls_self_signed_pem(cfg->smtp.hostname, &cfg->cert_pem, &cfg->key_pem, err,
 					sizeof(err)) != PT_OK)
 			goto fail;
-	} else if (sink_read_file(cfg->tls_cert, &cfg->cert_pem, err, sizeof(err)) != PT_OK ||
-		   sink_read_file(cfg->tls_key, &cfg->key_pem, err, sizeof(err)) != PT_OK) {
+	} else if (bench_read_file(NULL, cfg->tls_cert, SIZE_MAX, &cfg->cert_pem, err,
+				   sizeof(err)) != PT_OK ||
+		   bench_read_file(NULL, cfg->tls_key, SIZE_MAX, &cfg->key_pem, err, sizeof(err)) !=
+			   PT_OK) {
 		goto fail;
 	}
 	ctx = tls_ctx_new_server(cfg->cert_pem.data, cfg->cert_pem.len, cfg->key_pem.data,

@@ -31,19 +31,20 @@
  * iteration, before the replies of that iteration are submitted, so a
  * message is in the log before its 250 leaves.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench/sink.h"
+#include "net/ring.h"
+#include "net/addr.h"
 #include "net/tls.h"
 
 #define SINK_RING_ENTRIES 4096
@@ -100,85 +101,31 @@ static void conn_flush(struct sink_conn *c);
 
 /* -------------------------------------------------------------- listening */
 
-/* "127.0.0.1:25", "[::1]:25": numeric only, no DNS. */
-static int io_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[128];
-	const char *colon, *port_s;
-	char *end;
-	long port;
-
-	memset(ss, 0, sizeof(*ss));
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-
-		if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host))
-			return PT_ERROR;
-		memcpy(host, listen + 1, (size_t)(close - listen - 1));
-		host[close - listen - 1] = '\0';
-		port_s = close + 2;
-	} else {
-		colon = strrchr(listen, ':');
-		if (!colon || (size_t)(colon - listen) >= sizeof(host))
-			return PT_ERROR;
-		memcpy(host, listen, (size_t)(colon - listen));
-		host[colon - listen] = '\0';
-		port_s = colon + 1;
-	}
-	port = strtol(port_s, &end, 10);
-	if (*port_s == '\0' || *end != '\0' || port < 0 || port > 65535)
-		return PT_ERROR;
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return PT_OK;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return PT_OK;
-	}
-	return PT_ERROR;
-}
-
 int sink_listen_open(const char *addr, unsigned *port, char *err, size_t err_len)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd, one = 1;
+	char why[256];
+	int fd;
 
-	if (io_parse_listen(addr, &ss, &len) != PT_OK) {
+	if (net_addr_parse(addr, &ss, &len) != PT_OK) {
 		snprintf(err, err_len,
 			 "--listen '%s': expected a numeric address and port, like "
 			 "127.0.0.1:2526 or [::1]:2526",
 			 addr);
 		return -1;
 	}
-	if (*port) {
-		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)*port);
-		else
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)*port);
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, err_len, "%s: socket: %s", addr, strerror(errno));
-		return -1;
-	}
+	if (*port)
+		net_addr_set_port(&ss, *port);
 	/* SO_REUSEPORT: every thread binds the same address; the kernel spreads connections. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, len) || listen(fd, SINK_LISTEN_BACKLOG)) {
-		snprintf(err, err_len, "%s: %s", addr, strerror(errno));
-		close(fd);
+	fd = net_addr_listen(&ss, len, SINK_LISTEN_BACKLOG, why, sizeof(why));
+	if (fd < 0) {
+		snprintf(err, err_len, "%s: %s", addr, why);
 		return -1;
 	}
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+		*port = net_addr_port(&ss);
 	return fd;
 }
 
@@ -200,61 +147,20 @@ static struct io_uring_sqe *io_sqe(struct sink_worker *w)
 
 static int io_ring_init(struct sink_worker *w)
 {
-	static const unsigned try_flags[] = {
-	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-	    IORING_SETUP_COOP_TASKRUN,
-	    0,
-	};
-	struct io_uring_params p;
-	int rc = -EINVAL;
+	int rc = net_ring_init(&w->ring, SINK_RING_ENTRIES, NULL);
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(try_flags); i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = try_flags[i];
-		rc = io_uring_queue_init_params(SINK_RING_ENTRIES, &w->ring, &p);
-		if (rc == 0) {
-			w->ring_ok = true;
-			return PT_OK;
-		}
-		if (rc != -EINVAL)
-			break;
+	if (rc != 0) {
+		pt_error("io_uring_queue_init: %s", strerror(-rc));
+		return PT_ERROR;
 	}
-	pt_error("io_uring_queue_init: %s", strerror(-rc));
-	return PT_ERROR;
+	w->ring_ok = true;
+	return PT_OK;
 }
 
 static int io_buffers_init(struct sink_worker *w)
 {
-	struct io_uring_buf_reg reg;
-	size_t ring_size = SINK_BUF_COUNT * sizeof(struct io_uring_buf);
-	int rc;
-
-	w->buf_ring =
-	    mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (w->buf_ring == MAP_FAILED) {
-		w->buf_ring = NULL;
-		return PT_NOMEM;
-	}
-	w->buf_base = malloc((size_t)SINK_BUF_COUNT * SINK_BUF_SIZE);
-	if (!w->buf_base)
-		return PT_NOMEM;
-	io_uring_buf_ring_init(w->buf_ring);
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)w->buf_ring;
-	reg.ring_entries = SINK_BUF_COUNT;
-	reg.bgid = SINK_BUF_GROUP;
-	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
-	if (rc) {
-		pt_error("io_uring_register_buf_ring: %s (kernel 5.19 or later is needed)",
-			 strerror(-rc));
-		return PT_ERROR;
-	}
-	for (unsigned i = 0; i < SINK_BUF_COUNT; i++)
-		io_uring_buf_ring_add(w->buf_ring, w->buf_base + (size_t)i * SINK_BUF_SIZE,
-				      SINK_BUF_SIZE, (unsigned short)i,
-				      io_uring_buf_ring_mask(SINK_BUF_COUNT), (int)i);
-	io_uring_buf_ring_advance(w->buf_ring, SINK_BUF_COUNT);
-	return PT_OK;
+	return net_ring_bufs_init(&w->ring, SINK_BUF_COUNT, SINK_BUF_SIZE, SINK_BUF_GROUP,
+				 &w->buf_ring, &w->buf_base);
 }
 
 static void io_accept_arm(struct sink_worker *w)
@@ -612,14 +518,12 @@ static void io_handle_recv(struct sink_conn *c, struct io_uring_cqe *cqe)
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		char *buf = w->buf_base + (size_t)bid * SINK_BUF_SIZE;
+		char *buf = net_ring_bufs_get(w->buf_base, SINK_BUF_SIZE, bid);
 
 		if (res > 0 && !c->closing)
 			conn_input(c, buf, (size_t)res);
 		/* Consumed or copied: give the buffer straight back. */
-		io_uring_buf_ring_add(w->buf_ring, buf, SINK_BUF_SIZE, (unsigned short)bid,
-				      io_uring_buf_ring_mask(SINK_BUF_COUNT), 0);
-		io_uring_buf_ring_advance(w->buf_ring, 1);
+		net_ring_bufs_put(w->buf_ring, SINK_BUF_COUNT, buf, SINK_BUF_SIZE, bid);
 	}
 	if (res == 0)
 		conn_close(c, "peer closed the connection");
@@ -804,9 +708,7 @@ static void io_teardown(struct sink_worker *w)
 		conn_buffers_free(c);
 		free(c);
 	}
-	if (w->buf_ring)
-		munmap(w->buf_ring, SINK_BUF_COUNT * sizeof(struct io_uring_buf));
-	free(w->buf_base);
+	net_ring_bufs_free(w->buf_ring, w->buf_base, SINK_BUF_COUNT);
 	if (w->log.len)
 		io_log_flush(w);
 	pt_buf_free(&w->log);

@@ -36,11 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "core/ptime.h"
+#include "net/ring.h"
 #include "shard/shard_int.h"
 
 #define SHARD_RING_ENTRIES 4096
@@ -70,75 +70,26 @@ void shard_prep(struct io_uring_sqe *sqe, struct shard_op *op)
 
 static int shard_ring_init(struct shard *s)
 {
-	static const unsigned try_flags[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
-	struct io_uring_params p;
-	int rc = -EINVAL;
+	int rc = net_ring_init(&s->ring, SHARD_RING_ENTRIES, &s->ring_flags);
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(try_flags); i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = try_flags[i] | IORING_SETUP_SUBMIT_ALL;
-		rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &s->ring, &p);
-		if (rc == -EINVAL) {
-			/* Older kernels also lack SUBMIT_ALL. */
-			p.flags = try_flags[i];
-			rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &s->ring, &p);
-		}
-		if (rc == 0) {
-			s->ring_flags = p.flags;
-			return PT_OK;
-		}
-		if (rc != -EINVAL)
-			break;
+	if (rc != 0) {
+		pt_error("io_uring_queue_init: %s", strerror(-rc));
+		return PT_ERROR;
 	}
-	pt_error("io_uring_queue_init: %s", strerror(-rc));
-	return PT_ERROR;
+	return PT_OK;
 }
 
 static int shard_buffers_init(struct shard *s)
 {
-	struct io_uring_buf_reg reg;
-	size_t ring_size = SHARD_BUF_COUNT * sizeof(struct io_uring_buf);
-	int rc;
-
 	s->n_bufs = SHARD_BUF_COUNT;
 	s->buf_size = SHARD_BUF_SIZE;
-	s->buf_ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-			   -1, 0);
-	if (s->buf_ring == MAP_FAILED) {
-		s->buf_ring = NULL;
-		return PT_NOMEM;
-	}
-	s->buf_base = malloc((size_t)s->n_bufs * s->buf_size);
-	if (!s->buf_base)
-		return PT_NOMEM;
-	io_uring_buf_ring_init(s->buf_ring);
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)s->buf_ring;
-	reg.ring_entries = s->n_bufs;
-	reg.bgid = SHARD_BUF_GROUP;
-	rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
-	if (rc) {
-		pt_error("io_uring_register_buf_ring: %s (kernel 5.19 or later is needed)",
-			 strerror(-rc));
-		return PT_ERROR;
-	}
-	for (unsigned i = 0; i < s->n_bufs; i++)
-		io_uring_buf_ring_add(s->buf_ring, s->buf_base + (size_t)i * s->buf_size,
-				      s->buf_size, (unsigned short)i,
-				      io_uring_buf_ring_mask(s->n_bufs), (int)i);
-	io_uring_buf_ring_advance(s->buf_ring, (int)s->n_bufs);
-	return PT_OK;
+	return net_ring_bufs_init(&s->ring, s->n_bufs, s->buf_size, SHARD_BUF_GROUP, &s->buf_ring,
+				 &s->buf_base);
 }
 
 static void shard_buffers_free(struct shard *s)
 {
-	if (s->buf_ring)
-		munmap(s->buf_ring, SHARD_BUF_COUNT * sizeof(struct io_uring_buf));
-	free(s->buf_base);
+	net_ring_bufs_free(s->buf_ring, s->buf_base, SHARD_BUF_COUNT);
 }
 
 static void shard_signal_arm(struct shard *s)

@@ -21,7 +21,6 @@
  * ciphertext.  Plaintext that was pipelined after STARTTLS was discarded
  * by the session (RFC 3207 section 6).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -32,80 +31,31 @@
 
 #include "core/cidr.h"
 #include "core/ptime.h"
+#include "net/ring.h"
+#include "net/addr.h"
 #include "shard/shard_int.h"
 
 
 static void conn_after_session(struct shard_conn *c);
 static void conn_close(struct shard_conn *c, const char *reason);
 
-/* "127.0.0.1:25", "[::1]:25", "0.0.0.0:2525": numeric only, no DNS. */
-static int shard_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[128];
-	const char *colon, *port_s;
-	char *end;
-	long port;
-
-	memset(ss, 0, sizeof(*ss));
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-
-		if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host))
-			return PT_ERROR;
-		memcpy(host, listen + 1, (size_t)(close - listen - 1));
-		host[close - listen - 1] = '\0';
-		port_s = close + 2;
-	} else {
-		colon = strrchr(listen, ':');
-		if (!colon || (size_t)(colon - listen) >= sizeof(host))
-			return PT_ERROR;
-		memcpy(host, listen, (size_t)(colon - listen));
-		host[colon - listen] = '\0';
-		port_s = colon + 1;
-	}
-	port = strtol(port_s, &end, 10);
-	if (*port_s == '\0' || *end != '\0' || port < 0 || port > 65535)
-		return PT_ERROR;
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return PT_OK;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return PT_OK;
-	}
-	return PT_ERROR;
-}
-
 static int shard_listen_socket(const char *addr)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd, one = 1;
+	char err[256];
+	int fd;
 
-	if (shard_parse_listen(addr, &ss, &len) != PT_OK) {
+	if (net_addr_parse(addr, &ss, &len) != PT_OK) {
 		pt_error("listener '%s': expected a numeric address and port, like "
 			 "127.0.0.1:2525 or [::1]:2525",
 			 addr);
 		return -1;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		pt_error("listener %s: socket: %m", addr);
-		return -1;
-	}
 	/* SO_REUSEPORT: every shard binds the same address; the kernel spreads connections. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, len) || listen(fd, SHARD_LISTEN_BACKLOG)) {
-		pt_error("listener %s: %m", addr);
-		close(fd);
-		return -1;
-	}
+	fd = net_addr_listen(&ss, len, SHARD_LISTEN_BACKLOG, err, sizeof(err));
+	if (fd < 0)
+		pt_error("listener %s: %s", addr, err);
 	return fd;
 }
 
@@ -525,14 +475,12 @@ void shard_handle_recv(struct shard_conn *c, struct io_uring_cqe *cqe)
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		char *buf = s->buf_base + (size_t)bid * s->buf_size;
+		char *buf = net_ring_bufs_get(s->buf_base, s->buf_size, bid);
 
 		if (res > 0 && !c->closing)
 			conn_input(c, buf, (size_t)res);
 		/* The session copied what it needs: give the buffer straight back. */
-		io_uring_buf_ring_add(s->buf_ring, buf, s->buf_size, (unsigned short)bid,
-				      io_uring_buf_ring_mask(s->n_bufs), 0);
-		io_uring_buf_ring_advance(s->buf_ring, 1);
+		net_ring_bufs_put(s->buf_ring, s->n_bufs, buf, s->buf_size, bid);
 	}
 	if (res == 0)
 		conn_close(c, "peer closed the connection");

@@ -302,9 +302,36 @@ end)
 
 
 # ---------------------------------------------------------------------------
+# A process a test started and the cleanup of last resort knows.
+
+class LiveProcess:
+	"""What a test's server process (petreld, petrel-sink) shares: `proc` (a
+	Popen, or None before it starts) and `signalled`; kill_hard is what
+	_cleanup_all calls for every object in _live_daemons."""
+
+	def running(self):
+		return self.proc is not None and self.proc.poll() is None
+
+	def kill_hard(self):
+		if self.running():
+			self.signalled = True
+			os.kill(self.proc.pid, signal.SIGKILL)
+		if self.proc is not None:
+			try:
+				self.proc.wait(timeout=10)
+			except subprocess.TimeoutExpired:
+				pass
+		self._forget()
+
+	def _forget(self):
+		if self in _live_daemons and not self.running():
+			_live_daemons.remove(self)
+
+
+# ---------------------------------------------------------------------------
 # The daemon.
 
-class Petreld:
+class Petreld(LiveProcess):
 	"""One petreld process.  Signalled only through its own pid."""
 
 	def __init__(self, policy, *, workdir, port, host="127.0.0.1", shards=None,
@@ -364,9 +391,6 @@ class Petreld:
 		raise AssertionError("petreld not ready on %s:%d after %.0fs (last: %r):\n%s"
 				     % (self.host, self.port, timeout, last, self.stderr_tail()))
 
-	def running(self):
-		return self.proc is not None and self.proc.poll() is None
-
 	def signal(self, sig):
 		if self.running():
 			self.signalled = True
@@ -398,21 +422,6 @@ class Petreld:
 		"""A crash: SIGKILL, wait for it to be gone."""
 		self.expect_death = True
 		self.kill_hard()
-
-	def kill_hard(self):
-		if self.running():
-			self.signalled = True
-			os.kill(self.proc.pid, signal.SIGKILL)
-		if self.proc is not None:
-			try:
-				self.proc.wait(timeout=10)
-			except subprocess.TimeoutExpired:
-				pass
-		self._forget()
-
-	def _forget(self):
-		if self in _live_daemons and not self.running():
-			_live_daemons.remove(self)
 
 	def stderr_text(self):
 		try:

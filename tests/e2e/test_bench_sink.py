@@ -56,10 +56,11 @@ def free_port6():
 		return s.getsockname()[1]
 
 
-class Sink:
+class Sink(harness.LiveProcess):
 	"""One petrel-sink process, signalled only by its pid and registered with
 	the harness's cleanup of last resort (harness._live_daemons); the test's
-	cleanup stops it and fails the test unless it exits 0 on SIGTERM."""
+	cleanup stops it and fails the test unless it exits 0 on SIGTERM.
+	running, kill_hard and _forget are the harness's (LiveProcess)."""
 
 	def __init__(self, test, *args, threads=1, host="127.0.0.1", log=False):
 		if not SINK.exists():
@@ -94,9 +95,6 @@ class Sink:
 						     % (self.proc.returncode, self.stderr()))
 			return self.status_path.exists()
 		harness.wait_for(ready, timeout, what="petrel-sink's status file")
-
-	def running(self):
-		return self.proc.poll() is None
 
 	def stderr(self):
 		return self.stderr_path.read_text(errors="replace")
@@ -151,20 +149,6 @@ class Sink:
 			raise AssertionError("petrel-sink still running %ds after SIGTERM" % timeout)
 		self._forget()
 		return rc, self.stdout()
-
-	def kill_hard(self):
-		if self.running():
-			self.signalled = True
-			os.kill(self.proc.pid, signal.SIGKILL)
-		try:
-			self.proc.wait(timeout=10)
-		except subprocess.TimeoutExpired:
-			pass
-		self._forget()
-
-	def _forget(self):
-		if self in harness._live_daemons and not self.running():
-			harness._live_daemons.remove(self)
 
 	def cleanup(self):
 		for c in self.conns:

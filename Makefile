@@ -25,13 +25,18 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 # mimalloc replaces malloc process-wide; the sanitizers bring their own allocator.
 MALLOC	:= $(if $(SAN),,-lmimalloc)
 ALL_CFLAGS += $(if $(SAN),,-DPT_MIMALLOC)
-LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(MALLOC) -lpthread -lm
+LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(MALLOC) -lpthread -lm -lstdc++
+# C++ only for policy/toml_shim.cpp (toml++, header-only): same warnings, SAN and OPT.
+CXX	?= c++
+ALL_CXXFLAGS := -std=c++17 -g -Wall -Wextra -Werror -I. \
+	       $(shell pkg-config --cflags luajit 2>/dev/null) $(OPT) $(SAN)
 
 # Modules, in dependency order: core <- spool, net, policy <- shard <- tools, bench.
 CORE_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard core/*.c))
 SPOOL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard spool/*.c))
 NET_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/*.c))
-POLICY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard policy/*.c))
+POLICY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard policy/*.c)) \
+	      $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard policy/*.cpp))
 SHARD_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(filter-out shard/petreld.c,$(wildcard shard/*.c)))
 
 # One archive per module.  A unit test is named tests/unit/<module>_<what>_test.c
@@ -54,6 +59,10 @@ all: $(TOOLS) $(UNIT_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libcore.a: $(CORE_OBJ)
 $(BUILD)/libspool.a: $(SPOOL_OBJ)

@@ -95,11 +95,11 @@ def proc_tree(root):
 			st = proc_stat(int(d))
 			if st:
 				parent[int(d)] = st[0]
-	tree, todo = [], [root]
-	while todo:
-		p = todo.pop()
+	tree, stack = [], [root]
+	while stack:
+		p = stack.pop()
 		tree.append(p)
-		todo.extend(c for c, pp in parent.items() if pp == p)
+		stack.extend(c for c, pp in parent.items() if pp == p)
 	cpu = sum((proc_stat(p) or (0, 0.0))[1] for p in tree)
 	return cpu, sum(proc_hwm_kb(p) for p in tree)
 

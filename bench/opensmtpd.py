@@ -297,15 +297,15 @@ def _descendants(root):
 			st = benchkit.proc_stat(int(d))
 			if st:
 				parent[int(d)] = st[0]
-	found, todo = {}, [root]
-	while todo:
-		p = todo.pop()
+	found, stack = {}, [root]
+	while stack:
+		p = stack.pop()
 		for c, pp in parent.items():
 			if pp == p and c not in found:
 				start = _start_time(c)
 				if start is not None:
 					found[c] = start
-					todo.append(c)
+					stack.append(c)
 	return found
 
 

@@ -64,6 +64,11 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -MMD -MP -c $< -o $@
 
+# Where `require 'policy-extras.x'` finds the helper modules: this tree's
+# policy/, absolute, so petreld finds them from any working directory.
+POLICY_DIR ?= $(CURDIR)/policy
+$(BUILD)/policy/policy.o: ALL_CFLAGS += -DPETREL_POLICY_DIR='"$(POLICY_DIR)"'
+
 $(BUILD)/libcore.a: $(CORE_OBJ)
 $(BUILD)/libspool.a: $(SPOOL_OBJ)
 $(BUILD)/libnet.a: $(NET_OBJ)

@@ -12,12 +12,12 @@
  *   2. require 'petrel' and require 'kumo' return the same table, so a
  *      KumoMTA policy ports with no rename: on, reject, the init-only
  *      calls of policy_config.c, kumo.dns (policy_dns.c), kumo.toml_* and
- *      kumo.serde.toml_* (toml_lua.c), and the make_queue_config /
- *      make_egress_path constructors.  package.path
+ *      kumo.serde.toml_* (toml_lua.c), kumo.dkim (dkim_lua.c), and the
+ *      make_queue_config / make_egress_path constructors.  package.path
  *      starts with the policy file's directory, then PETREL_POLICY_DIR
- *      (where the helper modules ship; "policy" relative to the working
- *      directory unless the build says otherwise), then $PETREL_POLICY_PATH
- *      when set.
+ *      (where the policy-extras modules ship: the Makefile passes this
+ *      tree's policy/ as an absolute path), then $PETREL_POLICY_PATH when
+ *      set.
  *   3. The file's top-level code runs (it registers handlers with on()),
  *      then the `init` handler with config calls allowed.
  *
@@ -54,6 +54,7 @@
  * of memory is an error return, never LuaJIT's panic and exit.
  */
 #include "policy/policy_int.h"
+#include "policy/dkim.h"
 #include "policy/toml.h"
 
 #include <ctype.h>
@@ -392,6 +393,7 @@ static void setup_module(lua_State *L, struct policy *p)
 	policy_egress_register(L);
 	policy_dns_register(L, p);
 	policy_toml_register(L);
+	policy_dkim_register(L);
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "loaded");
 	lua_pushvalue(L, -3);

@@ -12,6 +12,8 @@
  *     msg:append_header(name, value)    after the last received header
  *     msg:prepend_header(name, value)   before the first header
  *     msg:get_first_named_header_value(name)   string or nil
+ *     msg:from_header()                 { email, user, domain, name } or nil
+ *     msg:dkim_sign(signer)             prepend a DKIM-Signature (dkim_lua.c)
  *
  * Lifetime.  The userdata holds only a pointer to the caller's struct
  * pt_message.  The event runner clears it when the handler returns, because
@@ -25,6 +27,7 @@
  * the last '@' (a quoted local part may itself contain '@', RFC 5321
  * 4.1.2); an address without '@' (postmaster) has domain "".
  */
+#include "policy/dkim.h"
 #include "policy/policy_int.h"
 
 #include <stdlib.h>
@@ -238,6 +241,108 @@ static int message_get_first_named_header_value(lua_State *L)
 	return 1;
 }
 
+/*
+ * The first mailbox of an address-list value (RFC 5322 3.4): the addr-spec
+ * between '<' and '>' when there is one, with the display name before it
+ * (quotes removed, trimmed); else the text up to the first ',' with
+ * comments and whitespace removed.  Comments are skipped and quoted text
+ * kept whole.  Fills email and name (cap bytes each); false when no
+ * addr-spec with an '@' is found or it does not fit.
+ */
+static bool mailbox_parse(const char *v, char *email, char *name, size_t cap)
+{
+	size_t e = 0, nl = 0, depth = 0;
+	bool quoted = false, angle = false, done = false;
+
+	name[0] = '\0';
+	for (const char *p = v; *p != '\0' && !done; p++) {
+		char c = *p;
+		bool keep = true;
+
+		if (quoted) {
+			if (c == '\\' && p[1] != '\0')
+				c = *++p;
+			else if (c == '"')
+				quoted = false;
+		} else if (depth > 0 || c == '(') {
+			depth += c == '(' ? 1 : 0;
+			depth -= c == ')' ? 1 : 0;
+			keep = false;
+		} else if (c == '"') {
+			quoted = true;
+		} else if (c == '<' && !angle) {
+			/* What came before is the display name. */
+			email[e] = '\0';
+			while (e > 0 && (email[e - 1] == ' ' || email[e - 1] == '\t'))
+				email[--e] = '\0';
+			for (size_t i = 0; i < e; i++)
+				if (email[i] != '"')
+					name[nl++] = email[i];
+			name[nl] = '\0';
+			e = 0;
+			angle = true;
+			keep = false;
+		} else if ((c == '>' && angle) || (c == ',' && !angle)) {
+			done = true;
+			keep = false;
+		} else if ((c == ' ' || c == '\t') && (angle || e == 0)) {
+			keep = false;
+		}
+		if (keep) {
+			if (e + 1 >= cap)
+				return false;
+			email[e++] = c;
+		}
+	}
+	email[e] = '\0';
+	if (!angle) {
+		/* No angle brackets: whatever whitespace was kept between words goes. */
+		size_t w = 0;
+
+		for (size_t i = 0; i < e; i++)
+			if (email[i] != ' ' && email[i] != '\t')
+				email[w++] = email[i];
+		email[w] = '\0';
+	}
+	return strchr(email, '@') != NULL && email[0] != '@';
+}
+
+/* msg:from_header(): { email, user, domain, name } of the From field's
+ * first mailbox, or nil without a From field; an error when it holds no
+ * address. */
+static int message_from_header(lua_State *L)
+{
+	struct pt_message *m = message_check(L);
+	char *value = pt_message_header_value(m, "From");
+	size_t cap;
+	char *email, *name;
+	bool ok;
+
+	if (value == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	cap = strlen(value) + 1;
+	email = lua_newuserdata(L, 2 * cap); /* collected with the state: no leak on raise */
+	name = email + cap;
+	ok = mailbox_parse(value, email, name, cap);
+	if (!ok) {
+		lua_pushstring(L, value);
+		free(value);
+		return policy_raise(L, "from_header: no address in From: %s", lua_tostring(L, -1));
+	}
+	free(value);
+	address_push(L, email);
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "name");
+	return 1;
+}
+
+static int message_dkim_sign(lua_State *L)
+{
+	return policy_dkim_message_sign(L, message_check(L), 2);
+}
+
 static int message_tostring(lua_State *L)
 {
 	struct pt_message **slot = luaL_checkudata(L, 1, POLICY_MT_MESSAGE);
@@ -260,6 +365,8 @@ static const luaL_Reg message_methods[] = {
     {"append_header", message_append_header},
     {"prepend_header", message_prepend_header},
     {"get_first_named_header_value", message_get_first_named_header_value},
+    {"from_header", message_from_header},
+    {"dkim_sign", message_dkim_sign},
     {NULL, NULL},
 };
 

@@ -99,9 +99,10 @@ class Conn:
 
 
 class Delivered:
-	def __init__(self, rcpt, message_id, mail_from, conn, tls, at):
+	def __init__(self, rcpt, message_id, mail_from, conn, tls, at, content=b""):
 		self.rcpt = rcpt
 		self.message_id = message_id
+		self.content = content	# the message as received (bytes)
 		self.mail_from = mail_from
 		self.conn = conn.id
 		self.local = conn.local[0]
@@ -219,7 +220,7 @@ class _Base:
 		with self.lock:
 			c.messages += 1
 			for r in rcpts:
-				self.delivered.append(Delivered(r, mid, mail_from, c, tls, now))
+				self.delivered.append(Delivered(r, mid, mail_from, c, tls, now, content))
 
 	def deliveries(self):
 		with self.lock:

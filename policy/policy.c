@@ -546,6 +546,75 @@ void policy_free(struct policy *p)
 	free(p);
 }
 
+static bool str_same(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static bool listener_same(const struct policy_listener *a, const struct policy_listener *b)
+{
+	return str_same(a->listen, b->listen) && str_same(a->hostname, b->hostname) &&
+	       str_same(a->banner, b->banner) && a->relay_hosts.n == b->relay_hosts.n &&
+	       (a->relay_hosts.n == 0 ||
+		memcmp(a->relay_hosts.items, b->relay_hosts.items,
+		       a->relay_hosts.n * sizeof(*a->relay_hosts.items)) == 0) &&
+	       a->max_message_size == b->max_message_size &&
+	       a->max_recipients_per_message == b->max_recipients_per_message &&
+	       a->max_connections == b->max_connections &&
+	       str_same(a->tls_certificate, b->tls_certificate) &&
+	       str_same(a->tls_private_key, b->tls_private_key) &&
+	       a->client_timeout_ms == b->client_timeout_ms &&
+	       a->data_timeout_ms == b->data_timeout_ms;
+}
+
+/* Append to note the init settings that differ between a and b. */
+static void config_changes(const struct policy_config *a, const struct policy_config *b,
+			   char *note, size_t note_len)
+{
+	bool listeners = a->n_listeners != b->n_listeners, dns;
+	size_t used = 0;
+
+	for (size_t i = 0; !listeners && i < a->n_listeners; i++)
+		listeners = !listener_same(&a->listeners[i], &b->listeners[i]);
+	dns = a->n_dns_name_servers != b->n_dns_name_servers ||
+	      a->dns_timeout_ms != b->dns_timeout_ms;
+	for (size_t i = 0; !dns && i < a->n_dns_name_servers; i++)
+		dns = !str_same(a->dns_name_servers[i], b->dns_name_servers[i]);
+	note[0] = '\0';
+#define NOTE(cond, what)                                                                           \
+	if ((cond) && used < note_len)                                                             \
+		used += (size_t)snprintf(note + used, note_len - used, "%s%s", used ? ", " : "", what);
+	NOTE(listeners, "start_esmtp_listener");
+	NOTE(!str_same(a->spool_path, b->spool_path), "define_spool");
+	NOTE(!str_same(a->log_dir, b->log_dir), "configure_local_logs");
+	NOTE(dns, "dns.configure_resolver");
+#undef NOTE
+}
+
+int policy_reload(struct policy **pp, const char *path, char *err, size_t err_len, char *note,
+		  size_t note_len)
+{
+	struct policy *old = *pp, *fresh;
+	struct policy_config c;
+	size_t cap;
+
+	if (policy_load(&fresh, path, old->shard, err, err_len) != PT_OK)
+		return PT_ERROR;
+	config_changes(&old->config, &fresh->config, note, note_len);
+	/* The shard holds pointers into the running config (listeners):
+	 * the new state takes the old config over, the old state goes with
+	 * the config it just parsed. */
+	c = old->config;
+	old->config = fresh->config;
+	fresh->config = c;
+	cap = old->cap_listeners;
+	old->cap_listeners = fresh->cap_listeners;
+	fresh->cap_listeners = cap;
+	policy_free(old);
+	*pp = fresh;
+	return PT_OK;
+}
+
 const struct policy_config *policy_config(const struct policy *p)
 {
 	return &p->config;

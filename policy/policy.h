@@ -111,6 +111,18 @@ struct policy_reply {
  */
 int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len);
 void policy_free(struct policy *p);
+/*
+ * Reload: load path into a new state (top-level code and init, as at
+ * start) and, when that succeeds, replace *pp with it and free the old
+ * one.  The running configuration (listeners, spool, logs, resolver) is
+ * kept: init settings apply at start only; note gets the names of the
+ * calls whose settings changed ("" when none), so the caller can say so.
+ * PT_OK, or PT_ERROR with err as policy_load and *pp untouched.  The
+ * caller must hold no reference into the old Lua state (run it between
+ * events).
+ */
+int policy_reload(struct policy **pp, const char *path, char *err, size_t err_len, char *note,
+		  size_t note_len);
 /* The configuration init produced (owned by p). */
 const struct policy_config *policy_config(const struct policy *p);
 

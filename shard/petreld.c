@@ -55,7 +55,10 @@ static void usage(FILE *f)
 		"  --version, --help\n"
 		"\n"
 		"SIGTERM or SIGINT drains: stop accepting, finish open transactions, last\n"
-		"sync, exit within 5 seconds.\n");
+		"sync, exit within 5 seconds.  SIGHUP reloads the policy and the files it\n"
+		"reads on every shard, keeping connections and queued mail; a policy that\n"
+		"fails to load is reported and the running one kept.  Listeners, spool,\n"
+		"logs and resolver settings (the init event) apply at start only.\n");
 }
 
 static int parse_level(const char *s, enum pt_log_level *out)

@@ -28,7 +28,8 @@
  *
  * Signals: SIGTERM, SIGINT and SIGHUP are blocked in every thread; shard 0
  * reads them from a signalfd through its ring and tells every shard (itself
- * included) to drain with a STOP message.
+ * included) to drain with a STOP message, or, for SIGHUP, reloads the policy
+ * and then tells the others to with a RELOAD message.
  */
 #include <errno.h>
 #include <sched.h>
@@ -141,6 +142,66 @@ static void shard_broadcast_stop(struct shard *s)
 	}
 }
 
+/* Cached queue and egress path configs are asked for again at their
+ * next use (a ready queue with open connections: when they are gone). */
+static void shard_configs_expire(struct shard *s)
+{
+	size_t pos = 0;
+	struct shard_sched *sq;
+	struct shard_ready *rq;
+
+	while ((sq = pt_strmap_next(&s->scheds, &pos)))
+		sq->cfg_expires_ms = 0;
+	pos = 0;
+	while ((rq = pt_strmap_next(&s->readies, &pos)))
+		rq->cfg_expires_ms = 0;
+}
+
+int shard_reload(struct shard *s)
+{
+	char err[1024], note[256];
+	uint64_t t0 = pt_monotonic_ms();
+
+	if (policy_reload(&s->policy, s->group->cfg.policy_path, err, sizeof(err), note,
+			  sizeof(note)) != PT_OK) {
+		pt_error("reload failed, keeping the running configuration: %s", err);
+		return PT_ERROR;
+	}
+	shard_configs_expire(s);
+	pt_info("policy %s reloaded in %llu ms", s->group->cfg.policy_path,
+		(unsigned long long)(pt_monotonic_ms() - t0));
+	if (note[0] && s->id == 0)
+		pt_warn("reload: changes to %s take effect at the next start", note);
+	return PT_OK;
+}
+
+/*
+ * SIGHUP: shard 0 loads the policy first; only when that succeeds does it
+ * tell the other shards, so a broken file is reported once and no shard
+ * changes.  Each shard loads its own state on its own thread, between
+ * events: connections and units in flight are untouched.
+ */
+static void shard_broadcast_reload(struct shard *s)
+{
+	pt_info("SIGHUP: reloading %s", s->group->cfg.policy_path);
+	if (shard_reload(s) != PT_OK)
+		return;
+	for (unsigned i = 0; i < s->group->n; i++) {
+		struct shard_msg *m;
+
+		if (i == s->id)
+			continue;
+		if (!(m = calloc(1, sizeof(*m))))
+			pt_panic("out of memory sending RELOAD");
+		m->kind = SHARD_MSG_RELOAD;
+		m->from = s->id;
+		if (!shard_mailbox_send(s, i, m)) {
+			free(m);
+			pt_error("shard %u: mailbox full, it keeps the previous policy", i);
+		}
+	}
+}
+
 static void shard_handle_signal(struct shard *s, struct io_uring_cqe *cqe)
 {
 	struct signalfd_siginfo *si = (void *)s->signal_buf;
@@ -151,7 +212,8 @@ static void shard_handle_signal(struct shard *s, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (si->ssi_signo == SIGHUP) {
-		pt_warn("SIGHUP: configuration reload is not available in this version; ignored");
+		if (s->state == SHARD_RUNNING)
+			shard_broadcast_reload(s);
 		shard_signal_arm(s);
 		return;
 	}

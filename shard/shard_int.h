@@ -261,6 +261,7 @@ enum shard_msg_kind {
 	SHARD_MSG_OUTCOME,  /* home: a recipient is done or deferred */
 	SHARD_MSG_BODY_REQ, /* home: read a message body for a connection */
 	SHARD_MSG_BODY,	    /* the body (or NULL after a failed read) */
+	SHARD_MSG_RELOAD,   /* reload the policy (shard 0 has loaded it already) */
 };
 
 struct shard_msg {
@@ -487,5 +488,8 @@ void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m);
 void shard_mailbox_drain(struct shard *s);
 void shard_mailbox_wake(struct shard *s);
 void shard_begin_drain(struct shard *s);
+/* Reload this shard's policy at a safe point (between events): PT_OK, or
+ * PT_ERROR with the old policy kept; both logged (shard.c). */
+int shard_reload(struct shard *s);
 
 #endif

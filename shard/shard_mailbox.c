@@ -107,6 +107,9 @@ static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
 	case SHARD_MSG_BODY:
 		shard_out_body(m->token, m->body);
 		break;
+	case SHARD_MSG_RELOAD:
+		shard_reload(s);
+		break;
 	default:
 		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);
 	}

@@ -286,6 +286,47 @@ static char *message_find_in(const char *s, size_t n, const char *name, bool *fo
 }
 
 /*
+ * Remove every field named `name` (with its continuation lines) from the
+ * header part s[0, n), moving the rest down.  Returns the bytes removed.
+ */
+static size_t message_remove_in(char *s, size_t n, const char *name)
+{
+	size_t name_len = strlen(name), at = 0, w = 0;
+
+	while (at < n) {
+		size_t end = message_next_line(s, n, at);
+		bool drop = s[at] != ' ' && s[at] != '\t' &&
+			    message_match_name(s, n, at, name, name_len) != 0;
+
+		while (end < n && (s[end] == ' ' || s[end] == '\t'))
+			end = message_next_line(s, n, end);
+		if (!drop) {
+			memmove(s + w, s + at, end - at);
+			w += end - at;
+		}
+		at = end;
+	}
+	return n - w;
+}
+
+void pt_message_remove_header(struct pt_message *m, const char *name)
+{
+	size_t header_end = PT_MIN(m->header_end, m->data.len), gone;
+
+	if (name[0] == '\0')
+		return;
+	m->prefix.len -= message_remove_in(m->prefix.data, m->prefix.len, name);
+	m->appended.len -= message_remove_in(m->appended.data, m->appended.len, name);
+	gone = message_remove_in(m->data.data, header_end, name);
+	if (gone == 0)
+		return;
+	memmove(m->data.data + header_end - gone, m->data.data + header_end,
+		m->data.len - header_end);
+	m->data.len -= gone;
+	m->header_end = header_end - gone;
+}
+
+/*
  * The first field named `name` (case-insensitive) in prefix, data headers,
  * then appended: its unfolded value without leading whitespace or the final
  * CRLF, malloc'd (caller frees).  NULL when absent or out of memory.

@@ -64,6 +64,9 @@ void pt_message_scan_headers(struct pt_message *m);
 /* Header lines: "Name: value\r\n" is added; value is used as given. */
 int pt_message_prepend_header(struct pt_message *m, const char *name, const char *value);
 int pt_message_append_header(struct pt_message *m, const char *name, const char *value);
+/* Remove every field named `name` (case-insensitive, continuation lines
+ * included) from the prefix, the data's header block and the appended part. */
+void pt_message_remove_header(struct pt_message *m, const char *name);
 /* First header named `name` (case-insensitive) over the whole header block
  * (prefix, data headers, appended), unfolded, without the trailing CRLF,
  * in a new malloc'd string the caller frees; NULL when absent. */

@@ -12,6 +12,7 @@
  *     msg:append_header(name, value)    after the last received header
  *     msg:prepend_header(name, value)   before the first header
  *     msg:get_first_named_header_value(name)   string or nil
+ *     msg:remove_all_named_headers(name)   every field of that name
  *     msg:from_header()                 { email, user, domain, name } or nil
  *     msg:dkim_sign(signer)             prepend a DKIM-Signature (dkim_lua.c)
  *
@@ -224,6 +225,17 @@ static int message_prepend_header(lua_State *L)
 	return message_add_header(L, false);
 }
 
+static int message_remove_all_named_headers(lua_State *L)
+{
+	struct pt_message *m = message_check(L);
+	size_t n;
+	const char *name = luaL_checklstring(L, 2, &n);
+
+	header_check_name(L, "remove_all_named_headers", name, n);
+	pt_message_remove_header(m, name);
+	return 0;
+}
+
 static int message_get_first_named_header_value(lua_State *L)
 {
 	struct pt_message *m = message_check(L);
@@ -365,6 +377,7 @@ static const luaL_Reg message_methods[] = {
     {"append_header", message_append_header},
     {"prepend_header", message_prepend_header},
     {"get_first_named_header_value", message_get_first_named_header_value},
+    {"remove_all_named_headers", message_remove_all_named_headers},
     {"from_header", message_from_header},
     {"dkim_sign", message_dkim_sign},
     {NULL, NULL},

@@ -22,7 +22,11 @@
  *
  * Keys: retry_interval (default 20 minutes; doubled per attempt by the
  * scheduler), max_retry_interval (no cap by default), max_age (7 days),
- * and protocol, of which only
+ * egress_pool (the pool whose sources send the queue's mail, made by
+ * get_egress_pool or define_egress_pool; none: KumoMTA's "unspecified"
+ * pool, one source with no bind), max_message_rate (how fast units move
+ * from the scheduled queue into ready queues: shard_route.c), and
+ * protocol, of which only
  * { smtp = { mx_list = {...} } } exists in Petrel.  KumoMTA's other keys and
  * protocols (maildir, custom_lua, xfer) are refused by name.  Durations must
  * be longer than zero: a zero retry_interval would retry in a tight loop.
@@ -48,15 +52,13 @@
 #define QUEUE_MAX_MX_LIST	64
 
 static const char *const queue_keys[] = {
-    "retry_interval", "max_retry_interval", "max_age", "protocol", NULL,
+    "retry_interval", "max_retry_interval", "max_age", "protocol", "egress_pool",
+    "max_message_rate", NULL,
 };
-/* KumoMTA's QueueConfig fields Petrel does not have (crates/kumod/src/queue/config.rs).
- * max_message_rate and egress_pool come with egress pools (a per-queue rate
- * needs one owner for a queue whose sites live on several shards). */
+/* KumoMTA's QueueConfig fields Petrel does not have (crates/kumod/src/queue/config.rs). */
 static const char *const queue_kumo_only[] = {
-    "max_message_rate", "egress_pool",	 "reap_interval", "refresh_interval",
-    "refresh_strategy", "timerwheel_tick_interval", "strategy", "provider_name",
-    "shrink_policy",	NULL,
+    "reap_interval", "refresh_interval", "refresh_strategy",
+    "timerwheel_tick_interval", "strategy", "provider_name", "shrink_policy", NULL,
 };
 static const char *const protocol_keys[] = {"smtp", NULL};
 /* KumoMTA's other DeliveryProto forms. */
@@ -180,6 +182,20 @@ static void queue_set_protocol(lua_State *L, int idx, struct policy_queue_config
 	lua_settop(L, idx - 1);
 }
 
+/* The pool's name (policy_source.c resolves it when a message is routed). */
+static void queue_set_pool(lua_State *L, int idx, struct policy_queue_config *q)
+{
+	char *copy = policy_config_dup_string(L, idx, QUEUE_FN, "egress_pool");
+
+	if (copy[0] == '\0') {
+		free(copy);
+		policy_raise(L, "%s: 'egress_pool' must name a pool, got an empty string",
+			     QUEUE_FN);
+	}
+	free(q->egress_pool);
+	q->egress_pool = copy;
+}
+
 /* Field at idx (never nil) into q; fields in queue_keys order. */
 static void queue_set_field(lua_State *L, int idx, const char *key, struct policy_queue_config *q)
 {
@@ -189,6 +205,10 @@ static void queue_set_field(lua_State *L, int idx, const char *key, struct polic
 		q->max_retry_interval_ms = policy_config_check_timeout(L, idx, QUEUE_FN, key);
 	else if (strcmp(key, "max_age") == 0)
 		q->max_age_ms = policy_config_check_timeout(L, idx, QUEUE_FN, key);
+	else if (strcmp(key, "egress_pool") == 0)
+		queue_set_pool(L, idx, q);
+	else if (strcmp(key, "max_message_rate") == 0)
+		policy_rate_check(L, idx, QUEUE_FN, key, &q->max_message_rate);
 	else
 		queue_set_protocol(L, idx, q);
 }

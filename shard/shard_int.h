@@ -148,20 +148,21 @@ struct shard_unit {
 	struct shard_ready *ready; /* READY / INFLIGHT */
 };
 
+/* GCRA spacing: one event per interval_us, no burst. */
+struct shard_rate {
+	uint64_t interval_us; /* 0: unlimited */
+	uint64_t tat_us;      /* theoretical arrival time of the next event */
+};
+
 /* A scheduled queue on this shard: its config from get_queue_config. */
 struct shard_sched {
 	char *name;
 	struct policy_queue_config cfg;
 	char *mx_site; /* site name of cfg.mx_list (smart host), or NULL */
+	struct shard_rate rate; /* cfg.max_message_rate: units released to ready queues */
 	uint64_t cfg_expires_ms;
 	uint64_t idle_since_ms;
 	size_t n_units;
-};
-
-/* GCRA spacing: one event per interval_us, no burst. */
-struct shard_rate {
-	uint64_t interval_us; /* 0: unlimited */
-	uint64_t tat_us;      /* theoretical arrival time of the next event */
 };
 
 /* A ready queue: per (egress source, site), with the site's shaping. */

@@ -123,6 +123,7 @@ static void sched_load(struct shard *s, struct shard_sched *sq, const struct sha
 	free(sq->mx_site);
 	sq->cfg = cfg;
 	sq->mx_site = cfg.n_mx_list ? sched_mx_site(&cfg) : NULL;
+	shard_rate_set(&sq->rate, &cfg.max_message_rate);
 	sq->cfg_expires_ms = pt_monotonic_ms() + SHARD_CONFIG_TTL_MS;
 }
 
@@ -342,6 +343,40 @@ void shard_unit_schedule(struct shard *s, struct shard_unit *u)
 	pt_timer_add(&s->wheel, &u->timer, pt_monotonic_ms() + delay_ms);
 }
 
+static void unit_release_fn(struct pt_timer *t)
+{
+	struct shard_unit *u = pt_container_of(t, struct shard_unit, timer);
+
+	shard_ready_add(u->at, u);
+}
+
+/*
+ * Into its ready queue, on the site's owner shard, no faster than the
+ * scheduled queue's max_message_rate: each unit reserves the next slot of
+ * the queue's GCRA (one per interval, no burst) and waits on a timer until
+ * then.  Units of one queue and site all come to this shard, so the rate
+ * holds for the queue, not per shard.
+ */
+static void unit_enter_ready(struct shard *s, struct shard_unit *u)
+{
+	struct shard_sched *sq = shard_sched_get(s, u);
+	uint64_t now_us = pt_monotonic_ns() / 1000, slot_us;
+
+	if (sq->rate.interval_us == 0) {
+		shard_ready_add(s, u);
+		return;
+	}
+	slot_us = PT_MAX(sq->rate.tat_us, now_us);
+	sq->rate.tat_us = slot_us + sq->rate.interval_us;
+	if (slot_us <= now_us) {
+		shard_ready_add(s, u);
+		return;
+	}
+	u->state = UNIT_SCHEDULED;
+	pt_timer_init(&u->timer, unit_release_fn);
+	pt_timer_add(&s->wheel, &u->timer, pt_monotonic_ms() + (slot_us - now_us + 999) / 1000);
+}
+
 static void unit_route_to_site(struct shard *s, struct shard_unit *u, const char *site)
 {
 	unsigned owner = (unsigned)(pt_hash_str(site) % s->group->n);
@@ -352,7 +387,7 @@ static void unit_route_to_site(struct shard *s, struct shard_unit *u, const char
 	if (!u->site)
 		pt_panic("out of memory routing a unit");
 	if (owner == s->id) {
-		shard_ready_add(s, u);
+		unit_enter_ready(s, u);
 		return;
 	}
 	/* Ownership moves with the pointer; the owner counts it in its own queue. */
@@ -436,8 +471,7 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 void shard_unit_adopt(struct shard *s, struct shard_unit *u)
 {
 	shard_unit_own(s, u);
-	shard_sched_get(s, u);
-	shard_ready_add(s, u);
+	unit_enter_ready(s, u);
 }
 
 /* Once a second: forget scheduled queues idle for a while (their config is

@@ -250,3 +250,32 @@ Test(message, header_value_empty_message)
 	expect_header("Subject", NULL);
 	cr_assert_eq(pt_message_size(&m), 0);
 }
+
+/* Every field of the name goes, with its continuation lines, from all three
+ * parts; other fields, the blank line and the body (even a body line that
+ * looks like the field) stay. */
+Test(message, remove_header_everywhere)
+{
+	char *got;
+
+	set_data("X-Tenant: a\r\nSubject: s\r\nx-tenant : b\r\n  folded\r\nTo: t\r\n\r\n"
+		 "X-Tenant: body line\r\n");
+	cr_assert_eq(pt_message_prepend_header(&m, "Received", "r"), PT_OK);
+	cr_assert_eq(pt_message_prepend_header(&m, "X-Tenant", "p"), PT_OK);
+	cr_assert_eq(pt_message_append_header(&m, "X-Tenant", "q"), PT_OK);
+	cr_assert_eq(pt_message_append_header(&m, "X-Other", "o"), PT_OK);
+	pt_message_remove_header(&m, "X-TENANT");
+	got = stored(NULL);
+	cr_assert_str_eq(got, "Received: r\r\nSubject: s\r\nTo: t\r\nX-Other: o\r\n\r\n"
+			      "X-Tenant: body line\r\n");
+	free(got);
+	cr_assert_null(pt_message_header_value(&m, "X-Tenant"));
+	expect_header("To", "t");
+	/* A message that is all header block. */
+	pt_message_clear(&m);
+	set_data("X-Tenant: a\r\nTo: t\r\n");
+	pt_message_remove_header(&m, "x-tenant");
+	got = stored(NULL);
+	cr_assert_str_eq(got, "To: t\r\n");
+	free(got);
+}

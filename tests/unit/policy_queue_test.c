@@ -109,13 +109,16 @@ Test(policy_queue, every_key_is_stored)
 
 	cr_assert_eq(queue_for("kumo.make_queue_config {\n"
 			       "    retry_interval = '5m', max_retry_interval = 7200,\n"
-			       "    max_age = '2 days',\n"
+			       "    max_age = '2 days', egress_pool = 'pool-1', max_message_rate = '10/s',\n"
 			       "    protocol = { smtp = { mx_list = { 'relay.example.com' } } } }",
 			       &q, err, sizeof(err)),
 		     PT_OK, "%s", err);
+	cr_assert_str_eq(q.egress_pool, "pool-1");
 	cr_assert_eq(q.retry_interval_ms, 300000);
 	cr_assert_eq(q.max_retry_interval_ms, 7200000);
 	cr_assert_eq(q.max_age_ms, 2ull * 86400 * 1000);
+	cr_assert_eq(q.max_message_rate.n, 10);
+	cr_assert_eq(q.max_message_rate.period_ms, 1000);
 	cr_assert_eq(q.n_mx_list, 1);
 	cr_assert_str_eq(q.mx_list[0], "relay.example.com");
 	policy_queue_config_free(&q);
@@ -328,10 +331,12 @@ Test(policy_queue, bad_values_are_errors_with_line)
 	     "seconds"},
 	    {"{ max_age = true }", "make_queue_config: 'max_age': duration must be a number of "
 				   "seconds or a string like \"60s\", got boolean"},
-	    {"{ max_message_rate = '100/s' }",
-	     "make_queue_config: 'max_message_rate' is a KumoMTA option Petrel does not support yet"},
-	    {"{ egress_pool = 'pool-1' }",
-	     "make_queue_config: 'egress_pool' is a KumoMTA option Petrel does not support yet"},
+	    {"{ max_message_rate = 'fast' }",
+	     "make_queue_config: 'max_message_rate': invalid rate 'fast': expected a count such "
+	     "as \"100/s\""},
+	    {"{ egress_pool = 7 }", "make_queue_config: 'egress_pool' must be a string, got number"},
+	    {"{ egress_pool = '' }",
+	     "make_queue_config: 'egress_pool' must name a pool, got an empty string"},
 	    {"{ protocol = 'smtp' }",
 	     "make_queue_config: 'protocol' must be a table such as { smtp "
 	     "= { mx_list = {...} } }, got string"},

@@ -270,6 +270,7 @@ Test(policy_dkim, ed25519_is_deterministic)
 
 	sign_block(DKIM_ED25519_SHA256, ED25519_PEM, false, 0, &a);
 	sign_block(DKIM_ED25519_SHA256, ED25519_PEM, false, 0, &b);
+	pt_buf_cstr(&a); /* NUL-terminated for the strstr calls below */
 	buf_is(&a, pt_buf_cstr(&b));
 	cr_assert(strstr(a.data, "a=ed25519-sha256;") != NULL);
 	cr_assert(strstr(a.data, "x=") == NULL);
@@ -410,4 +411,77 @@ Test(policy_dkim, lua_argument_errors)
 		cr_assert_eq(policy_load(&p, write_policy(text), 0, err, sizeof(err)), PT_ERROR);
 		cr_assert(strstr(err, weak) != NULL && strstr(err, "1024") != NULL, "%s", err);
 	}
+}
+
+/* msg:from_header() on the shapes From takes (RFC 5322 3.4, 3.6.2). */
+Test(policy_dkim, from_header_forms)
+{
+	static const struct {
+		const char *from, *email, *name;
+	} cases[] = {
+	    {"From: Alice <alice@example.com>\r\n", "alice@example.com", "Alice"},
+	    {"From: \"Doe, John\" <j@d.example>\r\n", "j@d.example", "Doe, John"},
+	    {"From: <bare@x.example>\r\n", "bare@x.example", ""},
+	    {"From: plain@y.example (a comment)\r\n", "plain@y.example", ""},
+	    {"From: A <a@one.example>, B <b@two.example>\r\n", "a@one.example", "A"},
+	    {"From: Folded\r\n <f@z.example>\r\n", "f@z.example", "Folded"},
+	};
+	char text[1024];
+
+	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
+		struct policy *p;
+		struct pt_message m;
+		struct policy_reply r = {0};
+		char data[256];
+
+		snprintf(text, sizeof(text),
+			 "local kumo = require 'kumo'\n"
+			 "kumo.on('smtp_server_message_received', function(msg)\n"
+			 "  local f = msg:from_header()\n"
+			 "  if f.email ~= '%s' or f.name ~= '%s' then\n"
+			 "    kumo.reject(550, 'got ' .. f.email .. ' / ' .. f.name)\n"
+			 "  end\n"
+			 "end)\n",
+			 cases[i].email, cases[i].name);
+		p = load_ok(text);
+		pt_message_init(&m);
+		snprintf(data, sizeof(data), "%sSubject: s\r\n\r\nbody\r\n", cases[i].from);
+		cr_assert_eq(pt_buf_append_str(&m.data, data), PT_OK);
+		pt_message_scan_headers(&m);
+		cr_assert_eq(policy_smtp_server_message_received(p, &m, &r), PT_OK, "%s: %s",
+			     cases[i].from, r.text);
+		pt_message_clear(&m);
+		policy_free(p);
+	}
+}
+
+/* No From: nil; a From without an address: an error naming it. */
+Test(policy_dkim, from_header_absent_or_empty)
+{
+	struct policy *p = load_ok("local kumo = require 'kumo'\n"
+				   "kumo.on('smtp_server_message_received', function(msg)\n"
+				   "  assert(msg:from_header() == nil)\n"
+				   "end)\n");
+	struct pt_message m;
+	struct policy_reply r = {0};
+
+	pt_message_init(&m);
+	cr_assert_eq(pt_buf_append_str(&m.data, "Subject: s\r\n\r\nbody\r\n"), PT_OK);
+	pt_message_scan_headers(&m);
+	cr_assert_eq(policy_smtp_server_message_received(p, &m, &r), PT_OK, "%s", r.text);
+	pt_message_clear(&m);
+	policy_free(p);
+
+	p = load_ok("local kumo = require 'kumo'\n"
+		    "kumo.on('smtp_server_message_received', function(msg)\n"
+		    "  msg:from_header()\n"
+		    "end)\n");
+	pt_message_init(&m);
+	cr_assert_eq(pt_buf_append_str(&m.data, "From: undisclosed-recipients:;\r\n\r\nb\r\n"),
+		     PT_OK);
+	pt_message_scan_headers(&m);
+	cr_assert_neq(policy_smtp_server_message_received(p, &m, &r), PT_OK);
+	cr_assert_eq(r.code, 451, "a policy error defers: %d %s", r.code, r.text);
+	pt_message_clear(&m);
+	policy_free(p);
 }

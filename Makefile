@@ -14,7 +14,7 @@
 
 BUILD	?= build
 CC	?= cc
-PKGS	:= liburing wolfssl libcares luajit jansson
+PKGS	:= liburing wolfssl libcares luajit jansson libpcre2-8
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 	       $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

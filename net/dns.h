@@ -155,6 +155,26 @@ int64_t dns_next_timeout_ms(struct dns_resolver *r);
 /* Handle expired tries (resend or fail) and run due callbacks. */
 void dns_process_timeouts(struct dns_resolver *r);
 
+/*
+ * Blocking MX lookups (dns_sync.c): a private resolver built from cfg,
+ * driven by poll(2) until all n answers are in or timeout_ms has passed
+ * (those left get DNS_TEMPFAIL "DNS lookup timed out").  out[i] answers
+ * domains[i]: site is the MX rollup name as dns_result's (for a failure,
+ * the name itself), error a sentence ("" when fine); free with
+ * dns_sync_mx_free.  PT_OK, or PT_ERROR/PT_NOMEM with err when no resolver
+ * could be made.  It blocks the calling thread: for start-up and reload
+ * paths only.
+ */
+struct dns_sync_mx {
+	enum dns_status status;
+	bool implicit_mx;
+	char *site;
+	char *error;
+};
+int dns_sync_mx(const struct dns_config *cfg, const char *const *domains, size_t n,
+		uint64_t timeout_ms, struct dns_sync_mx *out, char *err, size_t err_len);
+void dns_sync_mx_free(struct dns_sync_mx *out, size_t n);
+
 /* Counters for logs and metrics. */
 struct dns_stats {
 	uint64_t lookups;	/* dns_lookup_mx/dns_lookup_host calls */

@@ -47,6 +47,12 @@
  * they judge a message, not the client's commands; nor do the first
  * SMTP_RCPT_OVERSHOOT_MAX "452 too many recipients" (see there).
  *
+ * Recipients.  Whether a recipient with a domain may be taken is the
+ * shard's question (relay_hosts, and the policy's listener domains, which
+ * net/ must not see): with a recipient hook set, smtp_check_relay() puts
+ * it there and keeps the tag it gives with the recipient, for the end of
+ * DATA; without one, relay_allowed decides.
+ *
  * Memory.  One allocation for the session, its peer and EHLO strings, the
  * output, the held input and the message of the open transaction (body
  * bounded by max_message_size: past it the content is only counted).  All
@@ -117,6 +123,11 @@ struct smtp_session {
 	struct smtp_data data;
 	struct smtp_path path; /* of the MAIL or RCPT being run; points into parse.line */
 	struct pt_message msg; /* the open transaction */
+	smtp_rcpt_hook_fn rcpt_hook; /* NULL: relay_allowed decides */
+	void *rcpt_ctx;
+	unsigned *rcpt_tags; /* the hook's tag per recipient of msg */
+	size_t cap_tags;
+	unsigned pending_tag; /* from the RCPT check to its proceed */
 };
 
 /* Flags of a command. */
@@ -484,6 +495,39 @@ static int smtp_check_mail(struct smtp_session *s, const char *arg)
 	return 1;
 }
 
+/* May this recipient (it has a domain) be taken?  The hook decides when set. */
+static int smtp_check_relay(struct smtp_session *s)
+{
+	struct smtp_rcpt_verdict v;
+	char rcpt[SMTP_CMD_LINE_MAX + 1];
+	size_t n = PT_MIN(s->path.mailbox_len, sizeof(rcpt) - 1);
+
+	s->pending_tag = 0;
+	if (s->rcpt_hook == NULL) {
+		if (s->relay_allowed)
+			return 1;
+		smtp_error(s, "550 5.7.1 relaying denied");
+		return 0;
+	}
+	memcpy(rcpt, s->path.mailbox, n);
+	rcpt[n] = '\0';
+	memset(&v, 0, sizeof(v));
+	s->rcpt_hook(s->rcpt_ctx, s->msg.sender ? s->msg.sender : "", rcpt, s->relay_allowed, &v);
+	if (v.code == 0) {
+		s->pending_tag = v.tag;
+		return 1;
+	}
+	v.text[sizeof(v.text) - 1] = '\0';
+	if (v.code < 400 || v.code > 599) {
+		pt_warn("smtp %s: recipient hook gave reply code %d; sending 451", s->peer_ip,
+			v.code);
+		smtp_error(s, "451 4.3.0 internal error, try again later");
+		return 0;
+	}
+	smtp_error(s, "%d %s", v.code, v.text);
+	return 0;
+}
+
 static int smtp_check_rcpt(struct smtp_session *s, const char *arg)
 {
 	const char *params, *end;
@@ -513,11 +557,9 @@ static int smtp_check_rcpt(struct smtp_session *s, const char *arg)
 		return 0;
 	}
 	/* The parser lets a path without a domain through only for <postmaster>. */
-	if (!s->relay_allowed && memchr(s->path.mailbox, '@', s->path.mailbox_len) != NULL) {
-		smtp_error(s, "550 5.7.1 relaying denied");
-		return 0;
-	}
-	return 1;
+	if (memchr(s->path.mailbox, '@', s->path.mailbox_len) == NULL)
+		return 1;
+	return smtp_check_relay(s);
 }
 
 static int smtp_check_data(struct smtp_session *s, const char *arg)
@@ -597,10 +639,29 @@ static void smtp_proceed_mail(struct smtp_session *s, const char *arg)
 	smtp_reply(s, "250 2.1.0 OK");
 }
 
+/* Keep the hook's tag for the recipient about to be added. */
+static int smtp_tag_rcpt(struct smtp_session *s)
+{
+	size_t i = s->msg.n_rcpts;
+
+	if (i >= s->cap_tags) {
+		size_t cap = s->cap_tags ? s->cap_tags * 2 : 8;
+		unsigned *tags = realloc(s->rcpt_tags, cap * sizeof(*tags));
+
+		if (tags == NULL)
+			return PT_NOMEM;
+		s->rcpt_tags = tags;
+		s->cap_tags = cap;
+	}
+	s->rcpt_tags[i] = s->pending_tag;
+	return PT_OK;
+}
+
 static void smtp_proceed_rcpt(struct smtp_session *s, const char *arg)
 {
 	(void)arg;
-	if (pt_message_add_rcpt(&s->msg, s->path.mailbox, s->path.mailbox_len) != PT_OK) {
+	if (smtp_tag_rcpt(s) != PT_OK ||
+	    pt_message_add_rcpt(&s->msg, s->path.mailbox, s->path.mailbox_len) != PT_OK) {
 		smtp_reply_nomem(s);
 		return;
 	}
@@ -853,9 +914,26 @@ void smtp_session_free(struct smtp_session *s, const char *reason)
 	pt_message_clear(&s->msg);
 	pt_buf_free(&s->out);
 	pt_buf_free(&s->hold);
+	free(s->rcpt_tags);
 	free(s->ehlo);
 	free(s->peer_ip);
 	free(s);
+}
+
+void smtp_session_set_rcpt_hook(struct smtp_session *s, smtp_rcpt_hook_fn fn, void *ctx)
+{
+	s->rcpt_hook = fn;
+	s->rcpt_ctx = ctx;
+}
+
+unsigned smtp_session_rcpt_tag(const struct smtp_session *s, size_t i)
+{
+	return i < s->msg.n_rcpts && s->rcpt_tags != NULL ? s->rcpt_tags[i] : 0;
+}
+
+const char *smtp_session_ehlo(const struct smtp_session *s)
+{
+	return s->ehlo;
 }
 
 void smtp_session_feed(struct smtp_session *s, const char *data, size_t len)

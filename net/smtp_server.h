@@ -61,6 +61,22 @@ enum smtp_event {
 struct smtp_session;
 
 /*
+ * A recipient decided outside the session (the shard: relay_hosts and the
+ * policy's get_listener_domain).  With a hook set, every RCPT whose path
+ * has a domain is put to it instead of the built-in rule ("550 5.7.1
+ * relaying denied" unless relay_allowed); <postmaster> never is.
+ */
+struct smtp_rcpt_verdict {
+	int code;      /* 0: accept; else a 4xx or 5xx reply code */
+	unsigned tag;  /* accepted: kept with the recipient (smtp_session_rcpt_tag) */
+	char text[512]; /* refused: the reply text, enhanced code first */
+};
+/* sender: the reverse-path ("" for <>); rcpt: the forward-path; both
+ * NUL-terminated and valid during the call only.  out is zeroed. */
+typedef void (*smtp_rcpt_hook_fn)(void *ctx, const char *sender, const char *rcpt,
+				  bool relay_allowed, struct smtp_rcpt_verdict *out);
+
+/*
  * A new session; the 220 greeting is already in the output.  config and
  * idgen are not copied and must outlive the session; peer_ip is copied.
  * relay_allowed: whether this peer may send to any recipient (relay_hosts).
@@ -69,6 +85,14 @@ struct smtp_session;
 struct smtp_session *smtp_session_new(const struct smtp_server_config *config,
 				      struct pt_idgen *idgen, const char *peer_ip,
 				      bool relay_allowed);
+/* Put each RCPT with a domain to fn(ctx, ...) from now on (NULL: the
+ * built-in rule).  ctx is not owned. */
+void smtp_session_set_rcpt_hook(struct smtp_session *s, smtp_rcpt_hook_fn fn, void *ctx);
+/* The tag the hook gave recipient i of the open transaction (0 without a
+ * hook, or past the end). */
+unsigned smtp_session_rcpt_tag(const struct smtp_session *s, size_t i);
+/* The EHLO/HELO argument, or NULL before one. */
+const char *smtp_session_ehlo(const struct smtp_session *s);
 /* Free the session and everything it owns; logs reason at debug level. */
 void smtp_session_free(struct smtp_session *s, const char *reason);
 

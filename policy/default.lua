@@ -87,12 +87,30 @@ end)
 --     max_age = '7 days',             -- then the message expires (a bounce)
 --     -- Send via fixed hosts ("smart host") instead of the domain's MX:
 --     -- protocol = { smtp = { mx_list = { 'relay.example.com:2525', '[10.0.0.1]' } } },
+--     -- Send from the sources of an egress pool (below) instead of the
+--     -- address the kernel picks:
+--     -- egress_pool = 'warm',
 --   }
 -- end)
 --
--- Per destination site (the receiving provider's MX host set), shared by
--- every queue that delivers there.  Rates are "count/period": "20/s",
--- "500/min", "10000/h", "1,000/d".
+-- Egress sources (a local address to send from, its EHLO name) and pools of
+-- them, used by weighted round robin.  KumoMTA's sources.toml works too:
+--   local sources = require 'policy-extras.sources'
+--   sources:setup { '/etc/petrel/sources.toml' }
+-- petrel.on('get_egress_source', function(name)
+--   return petrel.make_egress_source {
+--     name = name, source_address = '10.0.0.1', ehlo_domain = 'mta1.example.com',
+--   }
+-- end)
+-- petrel.on('get_egress_pool', function(name)
+--   return petrel.make_egress_pool {
+--     name = name, entries = { { name = 'ip-1', weight = 3 }, { name = 'ip-2' } },
+--   }
+-- end)
+--
+-- Per egress source and destination site (the receiving provider's MX host
+-- set), shared by every queue that delivers there.  Rates are
+-- "count/period": "20/s", "500/min", "10000/h", "1,000/d".
 -- petrel.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
 --   return petrel.make_egress_path {
 --     connection_limit = 32,                -- concurrent connections to the site
@@ -104,7 +122,7 @@ end)
 --                                           -- 'OpportunisticInsecure', 'RequiredInsecure'
 --     idle_timeout = '60s',                 -- keep an idle connection for reuse
 --     smtp_port = 25,
---     -- ehlo_domain = 'mail.example.com',   -- default: this machine's host name
+--     -- ehlo_domain = 'mail.example.com',   -- default: the source's, else the host name
 --   }
 -- end)
 

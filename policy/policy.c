@@ -12,8 +12,10 @@
  *   2. require 'petrel' and require 'kumo' return the same table, so a
  *      KumoMTA policy ports with no rename: on, reject, the init-only
  *      calls of policy_config.c, kumo.dns (policy_dns.c), kumo.toml_* and
- *      kumo.serde.toml_* (toml_lua.c), kumo.dkim (dkim_lua.c), and the
- *      make_queue_config / make_egress_path constructors.  package.path
+ *      kumo.serde.toml_* (toml_lua.c), kumo.dkim (dkim_lua.c), the
+ *      make_queue_config / make_egress_path constructors, egress
+ *      sources and pools (policy_source.c), and make_listener_domain
+ *      (policy_listener.c).  package.path
  *      starts with the policy file's directory, then PETREL_POLICY_DIR
  *      (where the policy-extras modules ship: the Makefile passes this
  *      tree's policy/ as an absolute path), then $PETREL_POLICY_PATH when
@@ -188,6 +190,9 @@ static int policy_on(lua_State *L)
 	lua_pop(L, 1);
 	lua_pushvalue(L, 2);
 	lua_setfield(L, -2, event);
+	/* Asked at every RCPT: a flag, not a registry lookup (policy_listener.c). */
+	if (strcmp(event, "get_listener_domain") == 0)
+		policy_from_upvalue(L)->has_listener_domain = true;
 	return 0;
 }
 
@@ -277,6 +282,17 @@ static void reply_set(struct policy_reply *r, int code, const char *text)
 		r->text[at + len] = '\0';
 		memcpy(r->text, (char[]){(char)('0' + code / 100), '.', '0', '.', '0', ' '}, at);
 	}
+}
+
+bool policy_reject_reply(lua_State *L, int idx, struct policy_reply *reply)
+{
+	if (!policy_is_reject(L, idx))
+		return false;
+	lua_getfield(L, idx, "code");
+	lua_getfield(L, idx < 0 ? idx - 1 : idx, "text");
+	reply_set(reply, (int)lua_tointeger(L, -2), lua_tostring(L, -1));
+	lua_pop(L, 2);
+	return true;
 }
 
 static void reply_internal_error(struct policy_reply *r)
@@ -391,6 +407,8 @@ static void setup_module(lua_State *L, struct policy *p)
 	policy_config_register(L, p);
 	policy_queue_register(L);
 	policy_egress_register(L);
+	policy_source_register(L, p);
+	policy_listener_register(L);
 	policy_dns_register(L, p);
 	policy_toml_register(L);
 	policy_dkim_register(L);
@@ -436,7 +454,7 @@ void policy_error_text(lua_State *L, char *out, size_t n)
 
 /* "src:line:" where the function at the top of the stack was defined, or
  * "" for the main chunk and C functions (they have no definition line). */
-static void policy_where_defined(lua_State *L, char *out, size_t n)
+void policy_where_defined(lua_State *L, char *out, size_t n)
 {
 	lua_Debug ar;
 
@@ -610,9 +628,17 @@ int policy_reload(struct policy **pp, const char *path, char *err, size_t err_le
 	cap = old->cap_listeners;
 	old->cap_listeners = fresh->cap_listeners;
 	fresh->cap_listeners = cap;
+	fresh->mx_lookup = old->mx_lookup;
+	fresh->mx_ctx = old->mx_ctx;
 	policy_free(old);
 	*pp = fresh;
 	return PT_OK;
+}
+
+void policy_set_mx_lookup(struct policy *p, policy_mx_lookup_fn fn, void *ctx)
+{
+	p->mx_lookup = fn;
+	p->mx_ctx = ctx;
 }
 
 const struct policy_config *policy_config(const struct policy *p)

@@ -66,6 +66,43 @@ struct policy_queue_config {
 	size_t n_mx_list;
 };
 
+/*
+ * Shaping automation (KumoMTA's traffic-shaping automation, run in the
+ * shard instead of a separate daemon): a rule whose regex matches a
+ * response of the path triggers its actions for `duration`.  Parsed and
+ * checked by make_egress_path's `automation` key (policy_automation.c);
+ * immutable once made and reference-counted, so every copy of a path
+ * config shares one (one shard uses it: no atomics).
+ */
+enum policy_auto_kind { POLICY_AUTO_SUSPEND, POLICY_AUTO_SET_CONFIG };
+struct policy_egress_path;
+struct policy_auto_action {
+	enum policy_auto_kind kind;
+	int field;			  /* SET_CONFIG: policy_egress_field_copy's index */
+	char *text;			  /* "Suspend", "SetConfig connection_limit=1": for logs */
+	struct policy_egress_path *value; /* SET_CONFIG: a path with that field set */
+};
+struct policy_auto_rule {
+	char *text;   /* the regexes as written, for logs */
+	void **regex; /* pcre2_code * each */
+	size_t n_regex;
+	struct policy_auto_action *actions;
+	size_t n_actions;
+	uint64_t threshold_n;	      /* 0: Immediate; else n matches ... */
+	uint64_t threshold_period_ms; /* ... within this period */
+	uint64_t duration_ms;
+	bool match_internal; /* also Petrel's own responses (connection failures...) */
+};
+struct policy_automation {
+	unsigned refs;
+	struct policy_auto_rule *rules;
+	size_t n_rules;
+};
+/* Does one of r's regexes match the response line ("451 4.7.1 text")? */
+bool policy_auto_rule_matches(const struct policy_auto_rule *r, const char *line, size_t n);
+struct policy_automation *policy_automation_ref(struct policy_automation *a);
+void policy_automation_unref(struct policy_automation *a);
+
 /* KumoMTA's enable_tls values (net/smtp_client.h has the same order). */
 enum policy_tls {
 	POLICY_TLS_OPPORTUNISTIC = 0,
@@ -97,7 +134,11 @@ struct policy_egress_path {
 	uint64_t data_timeout_ms;		/* 300 s */
 	uint64_t data_dot_timeout_ms;		/* 300 s */
 	uint64_t rset_timeout_ms;		/* 5 s */
+	struct policy_automation *automation;	/* shaping automation rules, or NULL */
 };
+/* Copy one field (a policy_auto_action's) from src into dst. */
+void policy_egress_field_copy(struct policy_egress_path *dst, const struct policy_egress_path *src,
+			      int field);
 
 /* A reply decided by policy (kumo.reject, or 451 on a Lua error). */
 struct policy_reply {
@@ -111,6 +152,22 @@ struct policy_reply {
  */
 int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len);
 void policy_free(struct policy *p);
+/* An MX answer for kumo.dns.lookup_mx; site and error are malloc'd by the
+ * lookup function and freed by the policy. */
+enum policy_mx_status { POLICY_MX_OK, POLICY_MX_NULL, POLICY_MX_FAIL };
+struct policy_mx_answer {
+	enum policy_mx_status status;
+	bool implicit_mx;
+	char *site;  /* the MX rollup site name (OK) */
+	char *error; /* a sentence (FAIL) */
+};
+/* Answer n domains (may block: the caller is a policy set-up path). */
+typedef void (*policy_mx_lookup_fn)(void *ctx, const char *const *domains, size_t n,
+				    struct policy_mx_answer *out);
+/* Give the state its MX lookup (the shard's, after load and after every
+ * reload: policy_reload carries it over). */
+void policy_set_mx_lookup(struct policy *p, policy_mx_lookup_fn fn, void *ctx);
+
 /*
  * Reload: load path into a new state (top-level code and init, as at
  * start) and, when that succeeds, replace *pp with it and free the old
@@ -164,6 +221,101 @@ int policy_get_egress_path_config(struct policy *p, const char *routing_domain,
 void policy_egress_path_defaults(struct policy_egress_path *out);
 /* Free e's strings; e then holds the defaults. */
 void policy_egress_path_free(struct policy_egress_path *e);
+
+/* The built-in source and pool: no bind, the host name (KumoMTA's). */
+#define POLICY_SOURCE_UNSPECIFIED "unspecified"
+
+/* kumo.make_egress_source{...}, from get_egress_source or define_egress_source. */
+struct policy_egress_source {
+	char *name;
+	char *source_address; /* an IPv4 or IPv6 literal to bind; NULL: the kernel's choice */
+	char *ehlo_domain;    /* NULL: the path's ehlo_domain, else the host name */
+	uint16_t remote_port; /* 0: the path's smtp_port */
+	uint64_t ttl_ms;      /* how long a shard may cache it; 60 s */
+};
+
+struct policy_egress_pool_entry {
+	char *name;	 /* an egress source */
+	uint32_t weight; /* default 1; 0: never chosen */
+};
+
+/* kumo.make_egress_pool{...}, from get_egress_pool or define_egress_pool. */
+struct policy_egress_pool {
+	char *name;
+	struct policy_egress_pool_entry *entries; /* in the order given; names unique */
+	size_t n_entries;
+	uint64_t ttl_ms; /* 60 s */
+};
+
+/*
+ * get_egress_source(name) -> make_egress_source.  "unspecified" is the
+ * built-in source and never reaches the policy (KumoMTA's rule).  The
+ * handler's value wins; when it returns nil, or there is no handler, the
+ * source made by define_egress_source{name = name} at init, if any.
+ * PT_OK (out filled; release with policy_egress_source_free), or PT_ERROR
+ * with err = "file:line: message" (nothing defines the name, the handler
+ * raised, returned another type or a source of another name); out is then
+ * empty (all NULL), so freeing it is harmless.
+ */
+int policy_get_egress_source(struct policy *p, const char *name, struct policy_egress_source *out,
+			     char *err, size_t err_len);
+void policy_egress_source_free(struct policy_egress_source *s);
+/* Deep copy: PT_OK or PT_NOMEM (dst then empty). */
+int policy_egress_source_copy(struct policy_egress_source *dst,
+			      const struct policy_egress_source *src);
+
+/*
+ * get_egress_pool(name) -> make_egress_pool; same contract as
+ * policy_get_egress_source (define_egress_pool is the init-time form).
+ * NULL or "unspecified" is the built-in pool holding only the
+ * "unspecified" source with weight 1.
+ */
+int policy_get_egress_pool(struct policy *p, const char *name, struct policy_egress_pool *out,
+			   char *err, size_t err_len);
+void policy_egress_pool_free(struct policy_egress_pool *pool);
+
+/* What to do with a report sent to a listener domain (KumoMTA's
+ * LogReportDisposition; false is Ignore, true LogThenRelay). */
+enum policy_report_mode {
+	POLICY_REPORT_IGNORE = 0,
+	POLICY_REPORT_LOG_THEN_DROP,
+	POLICY_REPORT_LOG_THEN_RELAY,
+};
+
+/* kumo.make_listener_domain{...}, from the get_listener_domain event. */
+struct policy_listener_domain {
+	bool found;	      /* the handler returned a value (false: nil or no handler) */
+	bool relay_to;	      /* anyone may send to the domain, and it is relayed */
+	bool relay_from_peer; /* the peer is in relay_from (for the sender's domain) */
+	enum policy_report_mode log_oob, log_arf;
+};
+
+/* What conn_meta:get_meta() reads (KumoMTA's predefined keys); any may be
+ * NULL (nil).  Not copied: valid for the duration of the call only. */
+struct policy_conn_meta {
+	const char *received_from; /* "ip:port" of the client */
+	const char *received_via;  /* "ip:port" of the listener */
+	const char *hostname;
+	const char *reception_protocol;
+	const char *ehlo_domain;
+	const char *tls_cipher, *tls_protocol_version;
+	const struct sockaddr *peer; /* matched against relay_from */
+};
+
+/*
+ * get_listener_domain(domain, listener, conn_meta) -> make_listener_domain
+ * or nil.  PT_OK with out filled (out->found false for nil or no handler),
+ * PT_DECLINED when the handler called kumo.reject (reply filled), PT_ERROR
+ * with err = "file:line: message" (raised, or a value of another type);
+ * out is all false/Ignore unless PT_OK.
+ */
+int policy_get_listener_domain(struct policy *p, const char *domain, const char *listener,
+			       const struct policy_conn_meta *meta,
+			       struct policy_listener_domain *out, struct policy_reply *reply,
+			       char *err, size_t err_len);
+/* Whether the policy has a get_listener_domain handler (cheap; lets the
+ * caller skip preparing conn_meta). */
+bool policy_has_listener_domain_handler(struct policy *p);
 
 /* Parse a rate: "<n>/<period>" where the period is a unit (s, sec, second,
  * m, min, minute, h, hr, hour, d, day) optionally preceded by a count

@@ -21,8 +21,8 @@
  * except timeout (per query, as KumoMTA's options.timeout).  name_servers is
  * required, as in KumoMTA; leaving out the call keeps /etc/resolv.conf.
  *
- * Room for more: kumo.dns is a plain table built here, so lookup_mx and
- * friends can be added beside configure_resolver.
+ * kumo.dns.lookup_mx asks the shard (policy_set_mx_lookup), which has the
+ * resolver: policy/ has none of its own.
  */
 #include "policy/policy_int.h"
 
@@ -279,8 +279,96 @@ static int dns_configure_resolver(lua_State *L)
 	return 0;
 }
 
+/* Push KumoMTA's MailExchanger fields for one answer, or, when raise is
+ * false, { error = ... } for a failure. */
+static void mx_push(lua_State *L, const char *domain, const struct policy_mx_answer *a,
+		    bool raise)
+{
+	if (a->status == POLICY_MX_FAIL) {
+		if (raise)
+			policy_raise(L, "kumo.dns.lookup_mx: %s: %s", domain,
+				     a->error ? a->error : "lookup failed");
+		lua_createtable(L, 0, 1);
+		lua_pushstring(L, a->error ? a->error : "lookup failed");
+		lua_setfield(L, -2, "error");
+		return;
+	}
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, a->status == POLICY_MX_NULL ? "" : a->site);
+	lua_setfield(L, -2, "site_name");
+	lua_pushstring(L, domain);
+	lua_setfield(L, -2, "domain_name");
+	lua_pushboolean(L, a->status == POLICY_MX_OK && !a->implicit_mx);
+	lua_setfield(L, -2, "is_mx");
+}
+
+/*
+ * kumo.dns.lookup_mx(domain) -> { site_name, domain_name, is_mx }, as
+ * KumoMTA's; a null MX has site_name "", a failed lookup raises.  Petrel
+ * also takes a list of domains, resolved in parallel, and returns a table
+ * keyed by domain whose failed entries are { error = ... }.  The answers
+ * come from the shard (policy_set_mx_lookup), which blocks while it waits:
+ * meant for a helper's one-time set-up, not for every message.
+ */
+static int dns_lookup_mx(lua_State *L)
+{
+	struct policy *p = policy_from_upvalue(L);
+	const char **domains;
+	struct policy_mx_answer *answers;
+	bool list = lua_type(L, 1) == LUA_TTABLE;
+	size_t n;
+
+	if (!list && lua_type(L, 1) != LUA_TSTRING)
+		return policy_raise(L, "kumo.dns.lookup_mx: expected a domain name or a list of "
+				       "them, got %s",
+				    luaL_typename(L, 1));
+	if (p->mx_lookup == NULL)
+		return policy_raise(L, "kumo.dns.lookup_mx: no resolver while the policy loads; "
+				       "call it from an event handler");
+	n = list ? lua_objlen(L, 1) : 1;
+	domains = lua_newuserdata(L, (n ? n : 1) * sizeof(*domains));
+	answers = lua_newuserdata(L, (n ? n : 1) * sizeof(*answers));
+	memset(answers, 0, (n ? n : 1) * sizeof(*answers));
+	for (size_t i = 0; i < n; i++) {
+		if (list) {
+			lua_rawgeti(L, 1, (int)i + 1);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				return policy_raise(L, "kumo.dns.lookup_mx: item %zu must be a "
+						       "string, got %s",
+						    i + 1, luaL_typename(L, -1));
+			domains[i] = lua_tostring(L, -1); /* kept alive by the list */
+			lua_pop(L, 1);
+		} else {
+			domains[i] = lua_tostring(L, 1);
+		}
+	}
+	p->mx_lookup(p->mx_ctx, domains, n, answers);
+	/* Copy into Lua first, then free: a raise must not leak the answers. */
+	lua_createtable(L, 0, (int)n);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, domains[i]);
+		mx_push(L, domains[i], &answers[i], false);
+		lua_rawset(L, -3);
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(answers[i].site);
+		free(answers[i].error);
+	}
+	if (list)
+		return 1;
+	lua_pushstring(L, domains[0]);
+	lua_rawget(L, -2);
+	lua_getfield(L, -1, "error");
+	if (!lua_isnil(L, -1))
+		return policy_raise(L, "kumo.dns.lookup_mx: %s: %s", domains[0],
+				    lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return 1;
+}
+
 static const luaL_Reg dns_functions[] = {
     {"configure_resolver", dns_configure_resolver},
+    {"lookup_mx", dns_lookup_mx},
     {NULL, NULL},
 };
 

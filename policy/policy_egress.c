@@ -111,6 +111,8 @@ static const char *const egress_keys[] = {
     "rset_timeout",
     NULL,
 };
+/* Keys with a parser of their own (not a field of egress_fields). */
+static const char *const egress_extra_keys[] = {"automation", NULL};
 /* One key per field: a key without a field would be accepted and ignored. */
 _Static_assert(PT_ARRAY_LEN(egress_keys) == PT_ARRAY_LEN(egress_fields) + 1,
 	       "egress_keys and egress_fields differ");
@@ -192,7 +194,55 @@ void policy_egress_path_defaults(struct policy_egress_path *out)
 void policy_egress_path_free(struct policy_egress_path *e)
 {
 	free(e->ehlo_domain);
+	policy_automation_unref(e->automation);
 	policy_egress_path_defaults(e);
+}
+
+int policy_egress_field_index(const char *name)
+{
+	for (size_t i = 0; i < PT_ARRAY_LEN(egress_fields); i++)
+		if (strcmp(egress_fields[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static size_t egress_field_size(enum egress_kind kind)
+{
+	switch (kind) {
+	case EGRESS_LIMIT:
+	case EGRESS_COUNT:
+		return sizeof(unsigned);
+	case EGRESS_RATE:
+		return sizeof(struct policy_rate);
+	case EGRESS_TLS:
+		return sizeof(enum policy_tls);
+	case EGRESS_BOOL:
+		return sizeof(bool);
+	case EGRESS_TIMEOUT:
+		return sizeof(uint64_t);
+	case EGRESS_PORT:
+		return sizeof(uint16_t);
+	case EGRESS_EHLO:
+		break;
+	}
+	return 0;
+}
+
+void policy_egress_field_copy(struct policy_egress_path *dst, const struct policy_egress_path *src,
+			      int field)
+{
+	const struct egress_field *f = &egress_fields[field];
+
+	if (f->kind == EGRESS_EHLO) {
+		char *copy = src->ehlo_domain ? strdup(src->ehlo_domain) : NULL;
+
+		if (src->ehlo_domain && !copy)
+			return; /* out of memory: the override is not applied */
+		free(dst->ehlo_domain);
+		dst->ehlo_domain = copy;
+		return;
+	}
+	memcpy((char *)dst + f->offset, (const char *)src + f->offset, egress_field_size(f->kind));
 }
 
 /* --- make_egress_path -------------------------------------------------------- */
@@ -250,9 +300,9 @@ static enum policy_tls egress_check_tls(lua_State *L, int idx)
 
 /* A domain or address literal for EHLO (RFC 5321 4.1.1.1): no space or
  * control character, so it can't split the command line. */
-static char *egress_check_ehlo(lua_State *L, int idx)
+char *policy_check_ehlo(lua_State *L, int idx, const char *fn)
 {
-	char *copy = policy_config_dup_string(L, idx, EGRESS_FN, "ehlo_domain");
+	char *copy = policy_config_dup_string(L, idx, fn, "ehlo_domain");
 	size_t n = strlen(copy);
 	bool ok = n > 0 && n <= 255;
 
@@ -263,7 +313,7 @@ static char *egress_check_ehlo(lua_State *L, int idx)
 		policy_raise(L,
 			     "%s: 'ehlo_domain' must be a domain or address literal of 1 to 255 "
 			     "printable characters without spaces",
-			     EGRESS_FN);
+			     fn);
 	}
 	return copy;
 }
@@ -294,7 +344,7 @@ static void egress_set_field(lua_State *L, int idx, struct policy_egress_path *e
 		*(uint64_t *)base = policy_config_check_timeout(L, idx, EGRESS_FN, f->name);
 		break;
 	case EGRESS_EHLO: {
-		char *copy = egress_check_ehlo(L, idx);
+		char *copy = policy_check_ehlo(L, idx, EGRESS_FN);
 
 		free(*(char **)base);
 		*(char **)base = copy;
@@ -307,6 +357,30 @@ static void egress_set_field(lua_State *L, int idx, struct policy_egress_path *e
 	}
 }
 
+void policy_egress_field_parse(lua_State *L, int idx, struct policy_egress_path *e, int field)
+{
+	egress_set_field(L, idx, e, &egress_fields[field]);
+}
+
+/* Every key must be a field's or an extra key. */
+static void egress_check_keys(lua_State *L)
+{
+	lua_pushnil(L);
+	while (lua_next(L, 1) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) == LUA_TSTRING &&
+		    policy_config_name_in(egress_extra_keys, lua_tostring(L, -1)))
+			continue;
+		lua_createtable(L, 0, 1); /* a one-key table for the usual check */
+		lua_pushvalue(L, -2);
+		lua_pushboolean(L, 1);
+		lua_rawset(L, -3);
+		policy_config_check_keys(L, lua_gettop(L), EGRESS_FN, "make_egress_path",
+					 egress_keys, egress_kumo_only);
+		lua_pop(L, 1);
+	}
+}
+
 static int egress_make(lua_State *L)
 {
 	struct policy_egress_path *e;
@@ -315,8 +389,7 @@ static int egress_make(lua_State *L)
 		return policy_raise(L, "%s: expected a table, got %s", EGRESS_FN,
 				    luaL_typename(L, 1));
 	lua_settop(L, 1);
-	policy_config_check_keys(L, 1, EGRESS_FN, "make_egress_path", egress_keys,
-				 egress_kumo_only);
+	egress_check_keys(L);
 	e = lua_newuserdata(L, sizeof(*e));
 	policy_egress_path_defaults(e);
 	luaL_setmetatable(L, POLICY_MT_EGRESS_PATH);
@@ -326,6 +399,10 @@ static int egress_make(lua_State *L)
 			egress_set_field(L, 3, e, &egress_fields[i]);
 		lua_settop(L, 2);
 	}
+	lua_getfield(L, 1, "automation");
+	if (!lua_isnil(L, 3))
+		e->automation = policy_automation_parse(L, 3);
+	lua_settop(L, 2);
 	return 1;
 }
 
@@ -354,6 +431,7 @@ static int egress_take(void *out, const void *value)
 	c.ehlo_domain = NULL;
 	if (src->ehlo_domain != NULL && (c.ehlo_domain = strdup(src->ehlo_domain)) == NULL)
 		return PT_NOMEM;
+	c.automation = policy_automation_ref(src->automation);
 	*(struct policy_egress_path *)out = c;
 	return PT_OK;
 }

@@ -11,12 +11,14 @@
 #include <lua.h>
 
 /* Metatable names (luaL_newmetatable keys in the registry). */
-#define POLICY_MT_MESSAGE      "petrel.Message"
-#define POLICY_MT_ADDRESS      "petrel.EnvelopeAddress"
-#define POLICY_MT_REJECT       "petrel.Reject"
-#define POLICY_MT_BUF	       "petrel.Buf"
-#define POLICY_MT_QUEUE_CONFIG "petrel.QueueConfig"
-#define POLICY_MT_EGRESS_PATH  "petrel.EgressPathConfig"
+#define POLICY_MT_MESSAGE	"petrel.Message"
+#define POLICY_MT_ADDRESS	"petrel.EnvelopeAddress"
+#define POLICY_MT_REJECT	"petrel.Reject"
+#define POLICY_MT_BUF		"petrel.Buf"
+#define POLICY_MT_QUEUE_CONFIG	"petrel.QueueConfig"
+#define POLICY_MT_EGRESS_PATH	"petrel.EgressPathConfig"
+#define POLICY_MT_EGRESS_SOURCE "petrel.EgressSource"
+#define POLICY_MT_EGRESS_POOL	"petrel.EgressPool"
 
 /* Registry field holding the table event name -> handler function. */
 #define POLICY_REG_HANDLERS "petrel.handlers"
@@ -37,6 +39,9 @@ struct policy {
 	/* "file:line:" of the handler being run, for errors that have no Lua
 	 * frame left to point at (policy.c, policy_where). */
 	char fallback_where[LUA_IDSIZE + 32];
+	policy_mx_lookup_fn mx_lookup; /* kumo.dns.lookup_mx; NULL while loading */
+	void *mx_ctx;
+	bool has_listener_domain; /* a get_listener_domain handler is registered */
 };
 
 /* The policy a Lua C function belongs to (upvalue 1 of every API function). */
@@ -73,6 +78,13 @@ uint64_t policy_config_check_timeout(lua_State *L, int idx, const char *fn, cons
 /* A boolean; raises "<fn>: '<key>' must be a boolean, got <type>". */
 bool policy_config_check_bool(lua_State *L, int idx, const char *fn, const char *key);
 
+/* policy_egress.c: one make_egress_path field by index (automation's SetConfig). */
+int policy_egress_field_index(const char *name);
+void policy_egress_field_parse(lua_State *L, int idx, struct policy_egress_path *e, int field);
+/* policy_automation.c: the `automation` list at idx, checked and compiled
+ * (raises with the rule's number on anything wrong).  Owned by the caller. */
+struct policy_automation *policy_automation_parse(lua_State *L, int idx);
+
 /* policy_rate.c */
 /* The rate string at idx (policy_rate_parse); raises "<fn>: '<key>': ..." on
  * anything else. */
@@ -84,6 +96,17 @@ void policy_queue_register(lua_State *L);
 
 /* policy_egress.c: kumo.make_egress_path into the table at the top. */
 void policy_egress_register(lua_State *L);
+/* A malloc'd EHLO name from the string at idx (1-255 printable characters,
+ * no space); raises "<fn>: 'ehlo_domain' must be ..." otherwise. */
+char *policy_check_ehlo(lua_State *L, int idx, const char *fn);
+
+/* policy_source.c: make_egress_source, make_egress_pool and the init-only
+ * define_egress_source / define_egress_pool into the table at the top. */
+void policy_source_register(lua_State *L, struct policy *p);
+
+/* policy_listener.c: kumo.make_listener_domain into the table at the top,
+ * and the metatables of its value and of conn_meta. */
+void policy_listener_register(lua_State *L);
 
 /* policy_dns.c */
 /* kumo.dns = { configure_resolver = ... } into the table at the top. */
@@ -151,6 +174,12 @@ void policy_error_text(lua_State *L, char *out, size_t n);
 int policy_pcall(struct policy *p, int nargs, int nresults);
 /* Push the handler registered for event (true), or nothing (false). */
 bool policy_push_handler(lua_State *L, const char *event);
+/* "src:line:" where the function at the top of the stack was defined, or
+ * "" for the main chunk and C functions. */
+void policy_where_defined(lua_State *L, char *out, size_t n);
+/* When the value at idx is a kumo.reject() value: fill reply (enhanced
+ * code added when missing, CR/LF blanked) and return true. */
+bool policy_reject_reply(lua_State *L, int idx, struct policy_reply *reply);
 
 /* What a configuration event must return: a userdata made by `maker`. */
 struct policy_result_kind {

@@ -142,7 +142,7 @@ static void shard_broadcast_stop(struct shard *s)
 	}
 }
 
-/* Cached queue and egress path configs are asked for again at their
+/* Cached queue, egress path, source and pool configs are asked for again at their
  * next use (a ready queue with open connections: when they are gone). */
 static void shard_configs_expire(struct shard *s)
 {
@@ -155,6 +155,7 @@ static void shard_configs_expire(struct shard *s)
 	pos = 0;
 	while ((rq = pt_strmap_next(&s->readies, &pos)))
 		rq->cfg_expires_ms = 0;
+	shard_sources_expire(s);
 }
 
 int shard_reload(struct shard *s)
@@ -507,6 +508,7 @@ static void shard_teardown(struct shard *s)
 	shard_readies_free(s);
 	shard_units_free(s);
 	shard_route_free(s);
+	shard_sources_free(s);
 	shard_dns_free(s);
 	shard_home_free(s);
 	tls_ctx_free(s->tls_client_verify);

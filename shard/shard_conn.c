@@ -238,6 +238,8 @@ static void conn_release(struct shard_conn *c)
 	s->n_conns--;
 	c->listener->n_conns--;
 	close(c->fd);
+	shard_report_free(c->report);
+	c->report = NULL;
 	if (c->session)
 		smtp_session_free(c->session, "connection closed");
 	tls_conn_free(c->tls);
@@ -349,7 +351,15 @@ static bool conn_message(struct shard_conn *c)
 		conn_message_reply(c, reply.code, reply.text);
 		return true;
 	}
+	/* Listener domains: reports logged, recipients not to relay removed. */
+	if (shard_relay_message(c, m, &reply) != PT_OK) {
+		if (reply.code >= 400)
+			s->n_rejected_msgs++;
+		conn_message_reply(c, reply.code, reply.text);
+		return true;
+	}
 	if (shard_commit_message(s, c, m) != PT_OK) {
+		shard_relay_committed(c, m, false);
 		conn_message_reply(c, 451, "4.3.0 out of memory, try again later");
 		return true;
 	}
@@ -367,11 +377,13 @@ void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool
 	if (status == PT_OK) {
 		c->shard->n_accepted_msgs++;
 		shard_log_reception(c->shard, m, c);
+		shard_relay_committed(c, m, true);
 		/* Durable: hand the recipients to delivery (the session reuses m after the reply). */
 		shard_home_accepted(c->shard, m, loc);
 		snprintf(text, sizeof(text), "2.0.0 OK id=%s", m->id);
 		conn_message_reply(c, 250, text);
 	} else {
+		shard_relay_committed(c, m, false);
 		conn_message_reply(c, 451, "4.3.0 spool write failed, try again later");
 	}
 	if (c->closing) {
@@ -523,9 +535,10 @@ static void conn_open(struct shard_listener *l, int fd)
 	s->n_connections++;
 	/* Replies are written whole; Nagle would only delay pipelined answers. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
 		pt_sockaddr_ip((struct sockaddr *)&ss, c->peer_ip);
-	else
+		c->peer_sa = ss;
+	} else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
 	if (l->n_conns > l->max_conns || s->state != SHARD_RUNNING) {
 		pt_buf_printf(&c->out, "421 4.7.0 %s too many connections, try again later\r\n",
@@ -541,6 +554,8 @@ static void conn_open(struct shard_listener *l, int fd)
 		conn_close(c, "out of memory for a session");
 		return;
 	}
+	/* Who may send to whom: relay_hosts and the policy's listener domains. */
+	smtp_session_set_rcpt_hook(c->session, shard_relay_rcpt, c);
 	conn_recv_arm(c);
 	conn_timer_arm(c);
 	conn_after_session(c);

@@ -132,6 +132,49 @@ void shard_dns_kick(struct shard *s)
 	pt_timer_add(&s->wheel, &s->dns_timer, pt_monotonic_ms() + (uint64_t)ms);
 }
 
+/*
+ * kumo.dns.lookup_mx for this shard's policy: a blocking lookup on a
+ * private resolver with the policy's name servers (net/dns_sync.c).  The
+ * shard stalls while it waits, at most SHARD_MX_SYNC_MS: the shaping helper
+ * calls it once per policy load, never per message.
+ */
+#define SHARD_MX_SYNC_MS 5000
+
+static void shard_mx_lookup(void *ctx, const char *const *domains, size_t n,
+			    struct policy_mx_answer *out)
+{
+	struct shard *s = ctx;
+	const struct policy_config *pc = policy_config(s->policy);
+	struct dns_sync_mx *got = calloc(n ? n : 1, sizeof(*got));
+	struct dns_config cfg;
+	char err[256];
+	uint64_t t0 = pt_monotonic_ms();
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.name_servers = (const char *const *)pc->dns_name_servers;
+	cfg.n_name_servers = pc->n_dns_name_servers;
+	cfg.timeout_ms = pc->dns_timeout_ms;
+	if (!got || dns_sync_mx(&cfg, domains, n, SHARD_MX_SYNC_MS, got, err, sizeof(err)) != PT_OK) {
+		for (size_t i = 0; i < n; i++) {
+			out[i].status = POLICY_MX_FAIL;
+			out[i].error = strdup(got ? err : "out of memory");
+		}
+		free(got);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		out[i].status = got[i].status == DNS_OK	       ? POLICY_MX_OK
+				: got[i].status == DNS_NULL_MX ? POLICY_MX_NULL
+							       : POLICY_MX_FAIL;
+		out[i].implicit_mx = got[i].implicit_mx;
+		out[i].site = got[i].site;
+		out[i].error = got[i].error;
+	}
+	free(got); /* the strings now belong to out */
+	pt_info("kumo.dns.lookup_mx: %zu domain%s in %llu ms", n, n == 1 ? "" : "s",
+		(unsigned long long)(pt_monotonic_ms() - t0));
+}
+
 int shard_dns_init(struct shard *s)
 {
 	const struct policy_config *pc = policy_config(s->policy);
@@ -148,6 +191,7 @@ int shard_dns_init(struct shard *s)
 		pt_error("DNS resolver: %s", err);
 		return PT_ERROR;
 	}
+	policy_set_mx_lookup(s->policy, shard_mx_lookup, s);
 	return PT_OK;
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/buf.h"
 #include "core/id.h"
+#include "core/report.h"
 #include "core/spsc.h"
 #include "core/strmap.h"
 #include "core/timer.h"
@@ -69,6 +70,16 @@ struct shard_listener {
 
 enum conn_tls_state { CONN_TLS_NONE, CONN_TLS_HANDSHAKE, CONN_TLS_ON };
 
+/* A report sent to a listener domain (shard_relay.c), kept from the end
+ * of DATA until its records are logged. */
+struct shard_report {
+	bool is_arf; /* else a DSN */
+	struct pt_dsn dsn;
+	struct pt_arf arf;
+	char **rcpts; /* the envelope recipients as received (before any were dropped) */
+	size_t n_rcpts;
+};
+
 struct shard_conn {
 	struct shard *shard;
 	struct shard_listener *listener;
@@ -89,6 +100,9 @@ struct shard_conn {
 	struct pt_buf tx;	/* bytes of the send in flight */
 	struct pt_buf plain;	/* scratch: decrypted input */
 	char peer_ip[64];
+	struct sockaddr_storage peer_sa;
+	char local_addr[72];	/* "ip:port" we were reached at, "" until asked for */
+	struct shard_report *report; /* logged when the message is durable */
 	struct pt_timer timer;
 	struct shard_op recv_op, send_op;
 };
@@ -144,6 +158,8 @@ struct shard_unit {
 	char *queue;	    /* "campaign:tenant@domain" */
 	char *tenant, *campaign, *routing_domain; /* NULL when unset */
 	char *site;	    /* set by routing */
+	char *source;	    /* egress source, chosen by routing (shard_source.c) */
+	char *pool;	    /* its egress pool; NULL: none configured */
 	struct shard_sched *sched; /* this shard's scheduled queue for `queue` */
 	struct shard_ready *ready; /* READY / INFLIGHT */
 };
@@ -163,13 +179,27 @@ struct shard_sched {
 	uint64_t cfg_expires_ms;
 	uint64_t idle_since_ms;
 	size_t n_units;
+	/* Source choice (shard_source.c): smooth weighted round robin scores,
+	 * one per entry of the pool of generation wrr_generation; the last
+	 * message's pick, reused for its other recipients. */
+	int64_t *wrr;
+	size_t n_wrr;
+	uint64_t wrr_generation;
+	bool have_last;
+	char last_id[PT_ID_LEN + 1];
+	size_t last_pick;
 };
 
 /* A ready queue: per (egress source, site), with the site's shaping. */
 struct shard_ready {
 	struct shard *shard;
-	char *key;	  /* "unspecified->site" */
+	char *key;	  /* "source->site" */
 	char *site;
+	char *source;	  /* the egress source's name */
+	struct policy_egress_source src; /* its config (refreshed with cfg) */
+	struct dns_addr bind;		 /* src.source_address, parsed */
+	bool has_bind;
+	char *src_error; /* the source could not be resolved: why (units fail) */
 	char *domain;	  /* a domain routed here: its MX (or mx_list) gives the hosts */
 	char *routing_domain;
 	char **mx_list;	  /* smart host list copied from the queue config, or NULL */
@@ -185,6 +215,7 @@ struct shard_ready {
 	struct pt_timer kick_timer; /* a rate said "later" */
 	uint64_t idle_since_ms;
 	unsigned n_consecutive_failures;
+	struct shard_auto *autom; /* shaping automation state (shard_automation.c), or NULL */
 };
 
 struct out_addr {
@@ -230,6 +261,7 @@ struct shard_out {
 	struct pt_timer timer;
 	struct __kernel_timespec connect_ts;
 	struct sockaddr_storage addr_ss; /* the CONNECT's address (kept until it completes) */
+	char local_addr[INET6_ADDRSTRLEN + 8]; /* "ip:port" of our end, once connected */
 	struct shard_op connect_op, recv_op, send_op;
 };
 
@@ -351,6 +383,9 @@ struct shard {
 	struct pt_timer dns_timer;
 	struct pt_strmap scheds;  /* queue name -> struct shard_sched */
 	struct pt_strmap readies; /* key -> struct shard_ready */
+	struct pt_strmap sources; /* name -> struct shard_source (shard_source.c) */
+	struct pt_strmap pools;	  /* name -> struct shard_pool */
+	uint64_t pool_generation; /* last generation given to a pool's entries */
 	unsigned n_out;		  /* outbound connections */
 	struct shard_out *dead_outs; /* released, freed after the current completion */
 	uint64_t n_units;	  /* units owned by this shard */
@@ -388,12 +423,32 @@ void shard_conns_shutdown(struct shard *s);
 void shard_conns_abort(struct shard *s);
 void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool_loc *loc);
 
+/* shard_relay.c: listener domains (get_listener_domain) and reports. */
+/* The RCPT hook of every session (net/smtp_server.h); ctx is the connection. */
+void shard_relay_rcpt(void *ctx, const char *sender, const char *rcpt, bool relay_allowed,
+		      struct smtp_rcpt_verdict *out);
+/*
+ * At the end of DATA, after the policy: what each recipient's listener
+ * domain says about m (a report is parsed, logged, relayed or dropped).
+ * PT_OK: spool m (recipients that are not to be relayed were removed;
+ * c->report may hold a report to log once m is durable).  PT_DECLINED:
+ * answered in reply, nothing to spool (a dropped report, already logged,
+ * or a refusal).
+ */
+int shard_relay_message(struct shard_conn *c, struct pt_message *m, struct policy_reply *reply);
+/* m is durable (ok) or not: log c->report's records when it is, then free it. */
+void shard_relay_committed(struct shard_conn *c, const struct pt_message *m, bool ok);
+void shard_report_free(struct shard_report *r);
+
 /* shard_commit.c: spool group commit and the reception log. */
 int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m);
 void shard_commit_kick(struct shard *s);
 void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cqe *cqe);
 int shard_log_open(struct shard *s);
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c);
+/* OOB records (one per failed recipient) or a Feedback record for a report. */
+void shard_log_report(struct shard *s, const struct pt_message *m, const struct shard_conn *c,
+		      const struct shard_report *rep);
 void shard_log_kick(struct shard *s);
 void shard_handle_log(struct shard *s, struct io_uring_cqe *cqe);
 void shard_log_close(struct shard *s);
@@ -404,6 +459,7 @@ struct shard_log_outcome {
 	const char *type; /* "Delivery", "TransientFailure", "Bounce", "Expiration" */
 	const struct smtp_client_reply *reply;
 	const char *peer_name, *peer_addr; /* NULL: no connection */
+	const char *source_address;	   /* "ip:port" we connected from, or NULL */
 	const char *tls_version, *tls_cipher;
 };
 void shard_log_delivery(struct shard *s, const struct shard_unit *u,
@@ -448,6 +504,30 @@ void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard
 void shard_routes_housekeeping(struct shard *s);
 struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u);
 
+/* shard_source.c: egress sources and pools. */
+struct shard_source {
+	char *name;
+	struct policy_egress_source cfg;
+	struct dns_addr bind; /* cfg.source_address parsed, when has_bind */
+	bool has_bind;
+	char *error; /* NULL when usable, else why not (a sentence) */
+	uint64_t expires_ms;
+};
+/* This shard's cached source (loaded or refreshed from the policy when
+ * missing or expired); never NULL. */
+struct shard_source *shard_source_get(struct shard *s, const char *name);
+/* Choose u's egress source from its scheduled queue's pool: sets u->source
+ * and u->pool.  PT_OK, or PT_ERROR with r filled (451 4.3.5 and why). */
+int shard_source_pick(struct shard *s, struct shard_sched *sq, struct shard_unit *u,
+		      struct smtp_client_reply *r);
+/* Smooth weighted round robin: add each entry's weight to its score in
+ * current[], pick the highest score, take the total weight off it.  The
+ * index picked, or SIZE_MAX when no entry has a weight above 0. */
+size_t shard_wrr_pick(int64_t *current, const struct policy_egress_pool_entry *entries, size_t n);
+/* Reload: every cached source and pool is asked for again at next use. */
+void shard_sources_expire(struct shard *s);
+void shard_sources_free(struct shard *s);
+
 /* shard_ready.c: ready queues and shaping. */
 void shard_ready_add(struct shard *s, struct shard_unit *u);
 void shard_ready_kick(struct shard *s, struct shard_ready *rq);
@@ -489,6 +569,15 @@ void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m);
 void shard_mailbox_drain(struct shard *s);
 void shard_mailbox_wake(struct shard *s);
 void shard_begin_drain(struct shard *s);
+
+/* shard_automation.c: shaping automation rules of a ready queue's path. */
+void shard_auto_observe(struct shard *s, struct shard_ready *rq, const struct smtp_client_reply *r);
+bool shard_auto_suspended(struct shard_ready *rq, uint64_t now_ms, uint64_t *until_ms);
+void shard_auto_apply_overrides(struct shard_ready *rq);
+uint64_t shard_auto_next_expiry(const struct shard_ready *rq); /* 0: none */
+void shard_auto_free(struct shard_ready *rq);
+/* shard_ready.c: rq->cfg's rates changed (automation's SetConfig). */
+void shard_ready_limits_changed(struct shard_ready *rq);
 /* Reload this shard's policy at a safe point (between events): PT_OK, or
  * PT_ERROR with the old policy kept; both logged (shard.c). */
 int shard_reload(struct shard *s);

@@ -1,7 +1,8 @@
 /*
  * shard_log.c -- the shard's JSON log: one record per line, KumoMTA's record
- * shape (Reception, Delivery, TransientFailure, Bounce, Expiration), appended
- * to <log_dir>/<shard>/<YYYYMMDD-HHMMSS>.log.
+ * shape (Reception, Delivery, TransientFailure, Bounce, Expiration, and OOB
+ * and Feedback for reports sent to listener domains), appended to
+ * <log_dir>/<shard>/<YYYYMMDD-HHMMSS>.log.
  *
  * Lines collect in log_pending and go out in one WRITE per loop iteration
  * (double buffered like connection output).  The log is not synced: it is a
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,17 +73,17 @@ static void shard_log_response(struct pt_json *j, const char *id)
 	pt_json_obj_end(j);
 }
 
-static void shard_log_recipients(struct pt_json *j, const struct pt_message *m)
+static void shard_log_recipients(struct pt_json *j, char *const *rcpts, size_t n)
 {
 	/* KumoMTA writes a string for one recipient; a list when there are several. */
-	if (m->n_rcpts == 1) {
-		pt_json_key_str(j, "recipient", m->rcpts[0]);
+	if (n == 1) {
+		pt_json_key_str(j, "recipient", rcpts[0]);
 		return;
 	}
 	pt_json_key(j, "recipient");
 	pt_json_arr_begin(j);
-	for (size_t i = 0; i < m->n_rcpts; i++)
-		pt_json_str(j, m->rcpts[i]);
+	for (size_t i = 0; i < n; i++)
+		pt_json_str(j, rcpts[i]);
 	pt_json_arr_end(j);
 }
 
@@ -94,25 +96,39 @@ static void shard_log_meta(struct pt_json *j, const struct pt_message *m)
 	pt_json_obj_end(j);
 }
 
-void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
+/* The queue name of m for recipient rcpt (its domain; NULL: none) in s->log_scratch. */
+static const char *shard_log_queue(struct shard *s, const struct pt_message *m, const char *rcpt)
 {
 	struct pt_buf *queue = &s->log_scratch; /* reused: no allocation per message */
-	struct pt_json j;
-	char now[32], created[32];
-
-	if (s->log_fd < 0)
-		return;
-	const char *at = m->n_rcpts ? strrchr(m->rcpts[0], '@') : NULL;
+	const char *at = rcpt ? strrchr(rcpt, '@') : NULL;
 
 	queue->len = 0;
 	shard_queue_name(m, at ? at + 1 : "", queue);
+	return pt_buf_cstr(queue);
+}
+
+/*
+ * A Reception record, or the Feedback record KumoMTA writes in its place
+ * for a feedback report (arf set): the same fields, feedback_report
+ * filled, and Petrel's original_id.  rcpts are the envelope recipients
+ * as received.
+ */
+static void shard_log_received(struct shard *s, const struct pt_message *m,
+			       const struct shard_conn *c, char *const *rcpts, size_t n_rcpts,
+			       const struct pt_arf *arf)
+{
+	struct pt_json j;
+	char now[32], created[32];
+
 	pt_json_init(&j, &s->log_pending);
 	pt_json_obj_begin(&j);
-	pt_json_key_str(&j, "type", "Reception");
+	pt_json_key_str(&j, "type", arf ? "Feedback" : "Reception");
 	pt_json_key_str(&j, "id", m->id);
+	if (arf)
+		pt_json_key_str(&j, "original_id", arf->original_id[0] ? arf->original_id : NULL);
 	pt_json_key_str(&j, "sender", m->sender);
-	shard_log_recipients(&j, m);
-	pt_json_key_str(&j, "queue", pt_buf_cstr(queue));
+	shard_log_recipients(&j, rcpts, n_rcpts);
+	pt_json_key_str(&j, "queue", shard_log_queue(s, m, n_rcpts ? rcpts[0] : NULL));
 	pt_json_key_str(&j, "site", "");
 	pt_json_key_int(&j, "size", (int64_t)pt_message_size(m));
 	shard_log_response(&j, m->id);
@@ -127,7 +143,11 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 	pt_json_key_str(&j, "bounce_classification", "Uncategorized");
 	pt_json_key_null(&j, "egress_pool");
 	pt_json_key_null(&j, "egress_source");
-	pt_json_key_null(&j, "feedback_report");
+	pt_json_key(&j, "feedback_report");
+	if (arf)
+		pt_arf_json(arf, &j);
+	else
+		pt_json_raw(&j, "null", 4);
 	shard_log_meta(&j, m);
 	pt_json_key(&j, "headers");
 	pt_json_obj_begin(&j);
@@ -141,6 +161,116 @@ void shard_log_reception(struct shard *s, const struct pt_message *m, const stru
 			c->tls_state == CONN_TLS_ON ? tls_conn_version(c->tls) : NULL);
 	pt_json_obj_end(&j);
 	pt_buf_append(&s->log_pending, "\n", 1);
+}
+
+void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
+{
+	if (s->log_fd >= 0)
+		shard_log_received(s, m, c, m->rcpts, m->n_rcpts, NULL);
+}
+
+/*
+ * KumoMTA's response of an OOB record: an "smtp" Diagnostic-Code split at
+ * its first space into code and content when the first word is a number,
+ * else 550 with the whole text (or "" without such a diagnostic); the
+ * enhanced code is the Status field.
+ */
+static void shard_log_oob_response(struct pt_json *j, const struct pt_dsn_rcpt *r)
+{
+	const char *content = "";
+	long code = 550;
+
+	if (r->diagnostic != NULL && strcasecmp(r->diagnostic_type, "smtp") == 0) {
+		const char *space = strchr(r->diagnostic, ' ');
+		char *end;
+		long n = strtol(r->diagnostic, &end, 10);
+
+		content = r->diagnostic;
+		if (space != NULL && end == space && n >= 0 && n <= 65535) {
+			code = n;
+			content = space + 1;
+		}
+	}
+	pt_json_key(j, "response");
+	pt_json_obj_begin(j);
+	pt_json_key_int(j, "code", code);
+	pt_json_key(j, "enhanced_code");
+	pt_json_obj_begin(j);
+	pt_json_key_int(j, "class", r->status_class);
+	pt_json_key_int(j, "subject", r->status_subject);
+	pt_json_key_int(j, "detail", r->status_detail);
+	pt_json_obj_end(j);
+	pt_json_key_str(j, "content", content);
+	pt_json_key_null(j, "command");
+	pt_json_obj_end(j);
+}
+
+/*
+ * One OOB record for a failed recipient of a DSN, as KumoMTA writes it:
+ * id is the DSN's own, sender the DSN's first envelope recipient (the
+ * bounce address, the original message's envelope sender), recipient the
+ * bounced one (Original-Recipient, else Final-Recipient), size 0, the
+ * peer named by Reporting-MTA, timestamp the Last-Attempt-Date when
+ * given.  original_id (Petrel's) is the id of the message that bounced,
+ * when the returned headers carry it.
+ */
+static void shard_log_oob(struct shard *s, const struct pt_message *m, const struct shard_conn *c,
+			  const struct shard_report *rep, const struct pt_dsn_rcpt *r)
+{
+	struct pt_json j;
+	char when[32], created[32];
+	uint64_t at = r->last_attempt_us >= 0 ? (uint64_t)r->last_attempt_us : pt_wall_us();
+
+	pt_json_init(&j, &s->log_pending);
+	pt_json_obj_begin(&j);
+	pt_json_key_str(&j, "type", "OOB");
+	pt_json_key_str(&j, "id", m->id);
+	pt_json_key_str(&j, "original_id", rep->dsn.original_id[0] ? rep->dsn.original_id : NULL);
+	pt_json_key_str(&j, "sender", rep->n_rcpts ? rep->rcpts[0] : "");
+	pt_json_key_str(&j, "recipient",
+			r->original_recipient ? r->original_recipient : r->final_recipient);
+	pt_json_key_str(&j, "queue", shard_log_queue(s, m, rep->n_rcpts ? rep->rcpts[0] : NULL));
+	pt_json_key_str(&j, "site", "");
+	pt_json_key_int(&j, "size", 0);
+	shard_log_oob_response(&j, r);
+	pt_json_key(&j, "peer_address");
+	pt_json_obj_begin(&j);
+	pt_json_key_str(&j, "name", rep->dsn.reporting_mta);
+	pt_json_key_str(&j, "addr", c->peer_ip);
+	pt_json_obj_end(&j);
+	pt_json_key_str(&j, "timestamp", pt_time_rfc3339(at, when));
+	pt_json_key_str(&j, "created", pt_time_rfc3339(m->created_us, created));
+	pt_json_key_int(&j, "num_attempts", 0);
+	pt_json_key_str(&j, "bounce_classification", "Uncategorized");
+	pt_json_key_null(&j, "egress_pool");
+	pt_json_key_null(&j, "egress_source");
+	pt_json_key_null(&j, "feedback_report");
+	shard_log_meta(&j, m);
+	pt_json_key(&j, "headers");
+	pt_json_obj_begin(&j);
+	pt_json_obj_end(&j);
+	pt_json_key_null(&j, "delivery_protocol");
+	pt_json_key_str(&j, "reception_protocol", m->reception_protocol);
+	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
+	pt_json_key_null(&j, "tls_cipher");
+	pt_json_key_null(&j, "tls_protocol_version");
+	pt_json_obj_end(&j);
+	pt_buf_append(&s->log_pending, "\n", 1);
+}
+
+void shard_log_report(struct shard *s, const struct pt_message *m, const struct shard_conn *c,
+		      const struct shard_report *rep)
+{
+	if (s->log_fd < 0)
+		return;
+	if (rep->is_arf) {
+		shard_log_received(s, m, c, rep->rcpts, rep->n_rcpts, &rep->arf);
+		return;
+	}
+	/* KumoMTA logs failed recipients only; a delay or a delivery is no bounce. */
+	for (size_t i = 0; i < rep->dsn.n_rcpts; i++)
+		if (strcmp(rep->dsn.rcpts[i].action, "failed") == 0)
+			shard_log_oob(s, m, c, rep, &rep->dsn.rcpts[i]);
 }
 
 static void shard_log_submit(struct shard *s)
@@ -215,8 +345,29 @@ static void shard_log_reply(struct pt_json *j, const struct smtp_client_reply *r
 	pt_json_obj_end(j);
 }
 
+/* KumoMTA's source_address: {address, protocol, server}; protocol and
+ * server name a proxy, which Petrel does not use.  null without a
+ * connection. */
+static void shard_log_source_address(struct pt_json *j, const char *address)
+{
+	if (!address) {
+		pt_json_key_null(j, "source_address");
+		return;
+	}
+	pt_json_key(j, "source_address");
+	pt_json_obj_begin(j);
+	pt_json_key_str(j, "address", address);
+	pt_json_key_null(j, "protocol");
+	pt_json_key_null(j, "server");
+	pt_json_obj_end(j);
+}
+
 /*
- * One Delivery, TransientFailure, Bounce or Expiration record for unit u.
+ * One Delivery, TransientFailure, Bounce or Expiration record for unit u:
+ * egress_pool is the queue's pool (null when it has none), egress_source
+ * the source chosen for this attempt ("unspecified" without a pool; null
+ * when the pool could not give one), source_address our end of the
+ * connection.
  * num_attempts counts the attempts made before this one (KumoMTA's
  * meaning): 0 on a first-try delivery.
  */
@@ -251,8 +402,10 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_key_str(&j, "created", pt_time_rfc3339(u->created_us, created));
 	pt_json_key_int(&j, "num_attempts", u->num_attempts);
 	pt_json_key_str(&j, "bounce_classification", "Uncategorized");
-	pt_json_key_null(&j, "egress_pool");
-	pt_json_key_str(&j, "egress_source", "unspecified");
+	pt_json_key_str(&j, "egress_pool", u->pool);
+	pt_json_key_str(&j, "egress_source",
+			u->source ? u->source : u->pool ? NULL : POLICY_SOURCE_UNSPECIFIED);
+	shard_log_source_address(&j, o->source_address);
 	pt_json_key_null(&j, "feedback_report");
 	pt_json_key(&j, "meta");
 	pt_json_obj_begin(&j);

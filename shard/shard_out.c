@@ -8,7 +8,8 @@
  *   PLANNING    the hosts to try: the queue's fixed list (smart host) or
  *               the domain's MX hosts in preference order, each with its
  *               addresses (IPv4 first), from this shard's DNS cache;
- *   CONNECTING  one address at a time: a CONNECT linked to a LINK_TIMEOUT
+ *   CONNECTING  one address at a time: the egress source's address bound
+ *               (when it has one), then a CONNECT linked to a LINK_TIMEOUT
  *               (connect_timeout); on failure the next address;
  *   SESSION     banner, EHLO, STARTTLS, then transactions.  A failure
  *               before the session was READY (banner or EHLO refused, TLS
@@ -255,8 +256,8 @@ void shard_out_wake(struct shard_out *o)
 		shard_out_quit(o);
 		return;
 	}
-	if (rq->n_ready == 0) {
-		out_timer_arm(o); /* idle */
+	if (rq->n_ready == 0 || shard_auto_suspended(rq, pt_monotonic_ms(), &wait_us)) {
+		out_timer_arm(o); /* idle (or suspended: the queue's kick wakes us) */
 		return;
 	}
 	if (!shard_rate_take(&rq->msg_rate, pt_wall_us(), &wait_us)) {
@@ -281,10 +282,13 @@ static struct shard_log_outcome out_outcome(struct shard_out *o, const struct sm
 {
 	struct shard_log_outcome lo = { .reply = r };
 
+	shard_auto_observe(o->shard, o->rq, r);
 	if (o->cur) {
 		lo.peer_name = o->cur->name;
 		lo.peer_addr = o->cur->addr.text;
 	}
+	if (o->local_addr[0])
+		lo.source_address = o->local_addr;
 	if (o->tls_state == CONN_TLS_ON) {
 		lo.tls_version = tls_conn_version(o->tls);
 		lo.tls_cipher = tls_conn_cipher(o->tls);
@@ -548,8 +552,10 @@ void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe)
 static struct smtp_client *out_client_new(struct shard_out *o)
 {
 	const struct policy_egress_path *e = &o->rq->cfg;
+	/* KumoMTA's order: the path's ehlo_domain, the source's, the host name. */
+	const char *ehlo = e->ehlo_domain ? e->ehlo_domain : o->rq->src.ehlo_domain;
 	struct smtp_client_config cfg = {
-		.ehlo_domain = e->ehlo_domain ? e->ehlo_domain : o->shard->hostname,
+		.ehlo_domain = ehlo ? ehlo : o->shard->hostname,
 		.tls = (enum smtp_client_tls)e->enable_tls,
 		.enable_pipelining = e->enable_pipelining,
 		.banner_timeout_ms = e->banner_timeout_ms,
@@ -563,6 +569,32 @@ static struct smtp_client *out_client_new(struct shard_out *o)
 	};
 
 	return smtp_client_new(&cfg);
+}
+
+/* "ip:port" of our end of the connection, for the log's source_address
+ * (getsockname never blocks). */
+static void out_note_local(struct shard_out *o)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+
+	o->local_addr[0] = '\0';
+	if (getsockname(o->fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+
+		if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip)))
+			snprintf(o->local_addr, sizeof(o->local_addr), "%s:%u", ip,
+				 ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip)))
+			snprintf(o->local_addr, sizeof(o->local_addr), "[%s]:%u", ip,
+				 ntohs(sin6->sin6_port));
+	}
 }
 
 void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
@@ -585,6 +617,7 @@ void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
 		return;
 	}
 	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	out_note_local(o);
 	o->client = out_client_new(o);
 	if (!o->client) {
 		out_close(o, "out of memory for an SMTP client");
@@ -593,6 +626,42 @@ void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
 	o->state = OUT_SESSION;
 	out_recv_arm(o);
 	out_timer_arm(o);
+}
+
+/*
+ * Bind the egress source's address before the CONNECT (a plain bind on the
+ * new socket: it never blocks, and io_uring has no bind to chain).  The
+ * port is left to connect (IP_BIND_ADDRESS_NO_PORT), so a source address
+ * is limited to one connection per local port and destination, not one per
+ * local port over all destinations.  An address of the other family is
+ * skipped (the next one may fit); a failed bind fails the whole connection
+ * (every address would fail the same way) with 451 4.3.5, and the queue's
+ * units wait for their retry (shard_ready.c): a source address that is not
+ * on this host never spins.
+ */
+static int out_bind(struct shard_out *o)
+{
+	const struct shard_ready *rq = o->rq;
+	int one = 1, err;
+
+	if (rq->bind.sa.ss_family != o->cur->addr.sa.ss_family) {
+		out_set_fail(o, 451,
+			     "egress source '%s' (%s) cannot reach %s [%s]: another address family",
+			     rq->source, rq->bind.text, o->cur->name, o->cur->addr.text);
+		return PT_ERROR;
+	}
+	setsockopt(o->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(o->fd, (const struct sockaddr *)&rq->bind.sa, rq->bind.sa_len) == 0)
+		return PT_OK;
+	err = errno;
+	smtp_client_local_reply(&o->fail, 451, 3, 5, "connect",
+				"cannot bind source address %s of egress source '%s': %s%s",
+				rq->bind.text, rq->source, strerror(err),
+				err == EADDRNOTAVAIL ? " (the address is not on this host)" : "");
+	o->have_fail = true;
+	pt_error("%s", o->fail.content);
+	o->next_addr = o->n_addrs;
+	return PT_ERROR;
 }
 
 static void out_connect(struct shard_out *o)
@@ -606,9 +675,16 @@ static void out_connect(struct shard_out *o)
 		((struct sockaddr_in *)&ss)->sin_port = htons(o->cur->port);
 	else
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons(o->cur->port);
+	o->local_addr[0] = '\0';
 	o->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (o->fd < 0) {
 		out_set_fail(o, 451, "socket: %s", strerror(errno));
+		out_connect_next(o);
+		return;
+	}
+	if (o->rq->has_bind && out_bind(o) != PT_OK) {
+		close(o->fd);
+		o->fd = -1;
 		out_connect_next(o);
 		return;
 	}
@@ -696,6 +772,13 @@ static void out_plan_cb(void *arg, const struct dns_result *res)
 	out_plan_step(o);
 }
 
+/* The egress source's remote_port replaces the path's smtp_port (KumoMTA's
+ * rule); a port written in an mx_list entry is kept. */
+static uint16_t out_port(const struct shard_ready *rq)
+{
+	return rq->src.remote_port ? rq->src.remote_port : rq->cfg.smtp_port;
+}
+
 /* "host", "host:port", "ip", "[ip]", "[ip]:port" -> name and port. */
 static void out_split_host(const char *entry, uint16_t dflt, char *name, size_t len,
 			   uint16_t *port)
@@ -731,8 +814,8 @@ static void out_plan_step(struct shard_out *o)
 	uint16_t port;
 
 	while (o->plan_idx < o->rq->n_mx_list) {
-		out_split_host(o->rq->mx_list[o->plan_idx], o->rq->cfg.smtp_port, name,
-			       sizeof(name), &port);
+		out_split_host(o->rq->mx_list[o->plan_idx], out_port(o->rq), name, sizeof(name),
+			       &port);
 		if (dns_parse_ip(name, &a) == PT_OK) {
 			out_add_addr(o, a.text, &a, port);
 			o->plan_idx++;
@@ -767,7 +850,7 @@ static void out_plan(struct shard_out *o)
 		out_plan_step(o);
 		return;
 	}
-	o->plan_port = o->rq->cfg.smtp_port;
+	o->plan_port = out_port(o->rq);
 	o->plan_idx = 0;
 	switch (dns_lookup_mx(s->dns, o->rq->domain, pt_monotonic_ms(), out_plan_cb, o, &res)) {
 	case PT_OK:

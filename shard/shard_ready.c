@@ -2,10 +2,14 @@
  * shard_ready.c -- ready queues and the shaping of each egress path.
  *
  * A ready queue holds the units that are due now for one (egress source,
- * site) pair, on the shard that owns the site, oldest first.  Its config
- * comes from the policy's get_egress_path_config(routing_domain, source,
- * site), cached for SHARD_CONFIG_TTL_MS.  The limits it enforces, all on
- * this one shard, so none needs a lock:
+ * site) pair, named "source->site", on the shard that owns the site, oldest
+ * first.  Its config comes from the policy's
+ * get_egress_path_config(routing_domain, source, site), cached for
+ * SHARD_CONFIG_TTL_MS, with a copy of the source's (bind address, EHLO
+ * name, port: shard_source.c) taken at the same time.  A source the policy
+ * cannot resolve fails each unit that arrives (451 4.3.5, its retry
+ * follows), never sends it from another address.  The limits it enforces,
+ * all on this one shard, so none needs a lock:
  *
  *   connection_limit        open connections (connecting ones included);
  *   max_connection_rate     new connections, GCRA spacing;
@@ -61,13 +65,34 @@ bool shard_rate_take(struct shard_rate *r, uint64_t now_us, uint64_t *wait_us)
 	return true;
 }
 
+/* The source's config (cached per shard: shard_source.c), copied so that a
+ * refresh of the cache never changes a queue with open connections. */
+static void ready_load_source(struct shard *s, struct shard_ready *rq)
+{
+	struct shard_source *src = shard_source_get(s, rq->source);
+
+	policy_egress_source_free(&rq->src);
+	free(rq->src_error);
+	rq->src_error = NULL;
+	rq->has_bind = false;
+	if (!src->error && policy_egress_source_copy(&rq->src, &src->cfg) == PT_OK) {
+		rq->bind = src->bind;
+		rq->has_bind = src->has_bind;
+		return;
+	}
+	rq->src_error = strdup(src->error ? src->error : "out of memory copying its configuration");
+	if (!rq->src_error)
+		pt_panic("out of memory for ready queue %s", rq->key);
+}
+
 static void ready_load(struct shard *s, struct shard_ready *rq)
 {
 	struct policy_egress_path cfg;
 	char err[512];
 
-	if (policy_get_egress_path_config(s->policy, rq->routing_domain, "unspecified", rq->site,
-					  &cfg, err, sizeof(err)) != PT_OK) {
+	ready_load_source(s, rq);
+	if (policy_get_egress_path_config(s->policy, rq->routing_domain, rq->source, rq->site, &cfg,
+					  err, sizeof(err)) != PT_OK) {
 		pt_error("get_egress_path_config for %s: %s; using the defaults", rq->key, err);
 		policy_egress_path_defaults(&cfg);
 	}
@@ -77,19 +102,32 @@ static void ready_load(struct shard *s, struct shard_ready *rq)
 		rq->cfg.connection_limit = 1;
 	if (rq->cfg.max_recipients_per_batch == 0)
 		rq->cfg.max_recipients_per_batch = 1;
-	shard_rate_set(&rq->msg_rate, &cfg.max_message_rate);
-	shard_rate_set(&rq->conn_rate, &cfg.max_connection_rate);
+	shard_auto_apply_overrides(rq); /* automation's SetConfig wins while in force */
+	shard_rate_set(&rq->msg_rate, &rq->cfg.max_message_rate);
+	shard_rate_set(&rq->conn_rate, &rq->cfg.max_connection_rate);
 	rq->cfg_expires_ms = pt_monotonic_ms() + SHARD_CONFIG_TTL_MS;
+}
+
+void shard_ready_limits_changed(struct shard_ready *rq)
+{
+	if (rq->cfg.connection_limit == 0)
+		rq->cfg.connection_limit = 1;
+	shard_rate_set(&rq->msg_rate, &rq->cfg.max_message_rate);
+	shard_rate_set(&rq->conn_rate, &rq->cfg.max_connection_rate);
 }
 
 static void ready_free(struct shard_ready *rq)
 {
+	shard_auto_free(rq);
 	policy_egress_path_free(&rq->cfg);
+	policy_egress_source_free(&rq->src);
+	free(rq->src_error);
 	for (size_t i = 0; i < rq->n_mx_list; i++)
 		free(rq->mx_list[i]);
 	free(rq->mx_list);
 	free(rq->key);
 	free(rq->site);
+	free(rq->source);
 	free(rq->domain);
 	free(rq->routing_domain);
 	free(rq);
@@ -112,9 +150,10 @@ static struct shard_ready *ready_new(struct shard *s, struct shard_unit *u, cons
 	rq->shard = s;
 	rq->key = strdup(key);
 	rq->site = strdup(u->site);
+	rq->source = strdup(u->source);
 	rq->domain = strdup(u->domain);
 	rq->routing_domain = strdup(u->routing_domain ? u->routing_domain : u->domain);
-	if (!rq->key || !rq->site || !rq->domain || !rq->routing_domain)
+	if (!rq->key || !rq->site || !rq->source || !rq->domain || !rq->routing_domain)
 		goto fail;
 	if (qc->n_mx_list) {
 		rq->mx_list = calloc(qc->n_mx_list, sizeof(char *));
@@ -135,17 +174,58 @@ fail:
 	return NULL;
 }
 
-void shard_ready_add(struct shard *s, struct shard_unit *u)
+/* The queue's source could not be resolved: u waits for its retry. */
+static void ready_fail_source(struct shard *s, struct shard_ready *rq, struct shard_unit *u)
 {
-	char key[1024];
+	struct smtp_client_reply r;
+	struct shard_log_outcome lo = {.reply = &r};
+
+	smtp_client_local_reply(&r, 451, 3, 5, NULL, "egress source '%s' is not usable: %s",
+				rq->source, rq->src_error);
+	u->ready = NULL;
+	u->state = UNIT_SCHEDULED;
+	if (rq->n_ready == 0 && rq->n_conns == 0)
+		rq->idle_since_ms = pt_monotonic_ms();
+	shard_unit_failed(s, u, &lo);
+}
+
+/* The ready queue "source->site" of u, made on first use.  The key is as
+ * long as it needs to be: a smart-host site can run to kilobytes. */
+static struct shard_ready *ready_of(struct shard *s, struct shard_unit *u)
+{
+	char buf[512], *key = buf;
+	size_t n_source, n_site;
 	struct shard_ready *rq;
 
-	snprintf(key, sizeof(key), "unspecified->%s", u->site);
+	/* Routing chose the source (shard_source_pick) before it chose the site. */
+	if (!u->source)
+		pt_panic("unit %s for %s reached a ready queue without an egress source", u->id,
+			 u->recipient);
+	n_source = strlen(u->source);
+	n_site = strlen(u->site);
+	if (n_source + 2 + n_site + 1 > sizeof(buf) && !(key = malloc(n_source + 2 + n_site + 1)))
+		pt_panic("out of memory for a ready queue name");
+	memcpy(key, u->source, n_source);
+	memcpy(key + n_source, "->", 2);
+	memcpy(key + n_source + 2, u->site, n_site + 1);
 	rq = pt_strmap_get(&s->readies, key);
 	if (!rq && !(rq = ready_new(s, u, key)))
 		pt_panic("out of memory for ready queue %s", key);
+	if (key != buf)
+		free(key);
+	return rq;
+}
+
+void shard_ready_add(struct shard *s, struct shard_unit *u)
+{
+	struct shard_ready *rq = ready_of(s, u);
+
 	if (pt_monotonic_ms() >= rq->cfg_expires_ms && rq->n_conns == 0)
 		ready_load(s, rq);
+	if (rq->src_error) {
+		ready_fail_source(s, rq, u);
+		return;
+	}
 	u->state = UNIT_READY;
 	u->ready = rq;
 	u->next = NULL;
@@ -235,10 +315,15 @@ static bool ready_more_batches_than(const struct shard_ready *rq, unsigned k)
 
 void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 {
-	uint64_t wait_us;
+	uint64_t wait_us, until_ms;
 
 	if (!s || s->state != SHARD_RUNNING || rq->n_ready == 0)
 		return;
+	if (shard_auto_suspended(rq, pt_monotonic_ms(), &until_ms)) {
+		/* Shaping automation: nothing starts until then. */
+		pt_timer_add(&s->wheel, &rq->kick_timer, until_ms + 1);
+		return;
+	}
 	for (struct shard_out *o = rq->conns; o && rq->n_ready > 0; o = o->next)
 		if (o->ready && !o->waiting_rate && !o->closing)
 			shard_out_wake(o);
@@ -261,6 +346,7 @@ static void ready_defer_all(struct shard *s, struct shard_ready *rq, struct shar
 	struct smtp_client_reply r = o->fail;
 	struct shard_log_outcome lo = { .reply = &r };
 
+	shard_auto_observe(s, rq, &r);
 	if (o->cur) {
 		lo.peer_name = o->cur->name;
 		lo.peer_addr = o->cur->addr.text;
@@ -297,6 +383,10 @@ void shard_readies_housekeeping(struct shard *s)
 	size_t pos = 0, n_gone = 0;
 
 	while ((rq = pt_strmap_next(&s->readies, &pos))) {
+		uint64_t expiry = shard_auto_next_expiry(rq);
+
+		if (expiry && expiry <= now)
+			ready_load(s, rq); /* an automation override is over */
 		if (rq->n_ready == 0 && rq->n_conns == 0 && !pt_timer_armed(&rq->kick_timer) &&
 		    now - rq->idle_since_ms > SHARD_READY_IDLE_MS && n_gone < PT_ARRAY_LEN(gone))
 			gone[n_gone++] = rq;

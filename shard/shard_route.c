@@ -12,13 +12,16 @@
  *
  * Routing (DESIGN.md, Message life 2): the scheduled queue's config comes
  * from the policy's get_queue_config (cached per queue name for
- * SHARD_CONFIG_TTL_MS); a queue with protocol.smtp.mx_list goes to that
+ * SHARD_CONFIG_TTL_MS); its egress pool gives the unit's egress source
+ * (shard_source.c: weighted round robin, one pick per message); a queue
+ * with protocol.smtp.mx_list goes to that
  * fixed host list, whose site name is the list itself; otherwise the
  * recipient's domain is looked up (MX, then A/AAAA; dns.h) on this shard's
  * resolver and its site is the MX rollup name.  The site's owner is
- * pt_hash_str(site) % N.  When that is another shard the unit's pointer is
- * sent over the ring and the owner adopts it; every throttle therefore
- * lives on exactly one shard and needs no lock.
+ * pt_hash_str(site) % N, whatever the source: every ready queue of a site
+ * ("source->site") lives on that shard.  When that is another shard the
+ * unit's pointer is sent over the ring and the owner adopts it; every
+ * throttle therefore lives on exactly one shard and needs no lock.
  *
  * A unit is routed afresh every time it becomes due, so a retry follows
  * DNS changes (a site can move to another owner between attempts).
@@ -79,6 +82,7 @@ static void sched_free(struct shard_sched *sq)
 {
 	policy_queue_config_free(&sq->cfg);
 	free(sq->mx_site);
+	free(sq->wrr);
 	free(sq->name);
 	free(sq);
 }
@@ -195,6 +199,8 @@ void shard_unit_destroy(struct shard_unit *u)
 	free(u->campaign);
 	free(u->routing_domain);
 	free(u->site);
+	free(u->source);
+	free(u->pool);
 	free(u);
 }
 
@@ -450,6 +456,11 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 	u->at = s;
 	if (unit_expired_at(u, sq, pt_wall_us())) {
 		unit_expire(s, u, sq);
+		return;
+	}
+	/* The egress source, per message, from the queue's pool (shard_source.c). */
+	if (shard_source_pick(s, sq, u, &r) != PT_OK) {
+		unit_fail_local(s, u, &r);
 		return;
 	}
 	if (sq->mx_site) {

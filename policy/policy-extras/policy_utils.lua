@@ -86,9 +86,9 @@ function mod.check_record(tbl, spec, where)
   end
 end
 
--- Copy src's keys over dst (later files win, key by key).
+-- Copy src's keys over dst (later files win, key by key); src may be nil.
 function mod.merge_into(src, dst)
-  for k, v in pairs(src) do
+  for k, v in pairs(src or {}) do
     dst[k] = v
   end
 end

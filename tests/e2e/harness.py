@@ -78,6 +78,15 @@ def spool_tool_path():
 	return BUILD / "petrel-spool"
 
 
+def validate(policy, cwd, env=None):
+	"""`petreld --validate --policy policy` run in cwd: (exit status, stdout
+	and stderr as text)."""
+	p = subprocess.run([str(petreld_path()), "--validate", "--policy", str(policy)],
+			   capture_output=True, timeout=60, cwd=str(cwd), stdin=subprocess.DEVNULL,
+			   env=env)
+	return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+
 def note(text):
 	"""A line run.py shows under the test's name whether it passed or not."""
 	print("note: " + text, flush=True)

@@ -19,8 +19,9 @@ Both record, under one lock, what they saw:
   * connections  Conn(id, peer, local, opened, closed, tls, tls_version,
                  messages) -- local is the (address, port) the connection came
                  in on, which tells which MX host Petrel chose;
-  * delivered    Delivered(rcpt, message_id, mail_from, conn, local, tls, at)
-                 one per accepted recipient of an accepted message;
+  * delivered    Delivered(rcpt, message_id, mail_from, conn, local, tls, at,
+                 ehlo) one per accepted recipient of an accepted message
+                 (ehlo: the EHLO name of its session, SmtpReceiver only);
   * concurrent / max_concurrent connections.
 ScriptedReceiver also keeps every command line (commands) and every
 transaction with its replies (transactions).
@@ -91,6 +92,7 @@ class Conn:
 		self.tls = False
 		self.tls_version = None
 		self.tls_cipher = None
+		self.ehlo = None	# the EHLO/HELO name Petrel gave (SmtpReceiver), at its last message
 		self.messages = 0	# accepted messages (transactions) on this connection
 
 	def __repr__(self):
@@ -107,6 +109,7 @@ class Delivered:
 		self.conn = conn.id
 		self.local = conn.local[0]
 		self.peer = conn.peer[0]
+		self.ehlo = conn.ehlo
 		self.tls = tls
 		self.at = at		# time.monotonic() when the 2xx was sent
 
@@ -272,6 +275,7 @@ class SmtpReceiver(_Base):
 				if recv.delay:
 					await asyncio.sleep(recv.delay)
 				c = server.e2e_conn
+				c.ehlo = session.host_name
 				recv._deliver(c, envelope.mail_from, list(envelope.rcpt_tos),
 					      envelope.original_content or envelope.content,
 					      session.ssl is not None)

@@ -263,10 +263,7 @@ class DkimDataToml(DkimTest):
 	def _validate(self, data):
 		policy = self.env.write_delivery_policy(
 			self.dnsmasq.port, message_hook=SETUP_HOOK % harness.lua_str(data))
-		p = subprocess.run([str(harness.petreld_path()), "--validate", "--policy", str(policy)],
-				   capture_output=True, timeout=30, cwd=str(self.env.dir),
-				   stdin=subprocess.DEVNULL)
-		return p.returncode, (p.stdout + p.stderr).decode(errors="replace"), policy
+		return harness.validate(policy, self.env.dir) + (policy,)
 
 	@harness.bound(60)
 	def test_validate_reports_bad_dkim_data(self):

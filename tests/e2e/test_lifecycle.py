@@ -4,7 +4,6 @@
 import random
 import signal
 import socket
-import subprocess
 import time
 
 import harness
@@ -16,10 +15,7 @@ RCPT = "rcpt@example.com"
 
 class Validate(harness.PetrelTest):
 	def _validate(self, policy):
-		p = subprocess.run([str(harness.petreld_path()), "--validate", "--policy", str(policy)],
-				   capture_output=True, timeout=30, cwd=str(self.env.dir),
-				   stdin=subprocess.DEVNULL)
-		return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+		return harness.validate(policy, self.env.dir)
 
 	def test_validate_good_policy(self):
 		rc, out = self._validate(self.env.write_policy())

@@ -2,7 +2,6 @@
 shaping.toml with kumo.toml_load accepts a good file and refuses a broken
 one, naming the TOML file's line and column behind the policy's own line."""
 
-import subprocess
 
 import harness
 
@@ -44,10 +43,7 @@ assert(shaping['example.com'].automation[1].action == 'Suspend', 'automation')
 
 class TomlValidate(harness.PetrelTest):
 	def _validate(self, policy):
-		p = subprocess.run([str(harness.petreld_path()), "--validate", "--policy", str(policy)],
-				   capture_output=True, timeout=30, cwd=str(self.env.dir),
-				   stdin=subprocess.DEVNULL)
-		return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+		return harness.validate(policy, self.env.dir)
 
 	def test_good_toml_validates(self):
 		toml = self.env.dir / "shaping.toml"

@@ -1104,3 +1104,59 @@ Test(net_dns_offline, parse_ip_literals)
 	for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
 		cr_assert_eq(dns_parse_ip(bad[i], &a), PT_ERROR, "\"%s\"", bad[i]);
 }
+
+/* dns_sync_mx: several domains at once, each with the answer the async
+ * lookup gives (site, status), waiting inside the call. */
+Test(net_dns, sync_mx_answers_every_domain)
+{
+	NEED_DNSMASQ();
+	const char *servers[1];
+	char buf[64], err[256] = "";
+	struct dns_config cfg = config_for(&zone_server, servers, buf);
+	const char *domains[] = {"a.test", "aonly.test", "nullmx.test", "nope.test"};
+	struct dns_sync_mx out[4];
+
+	cr_assert_eq(dns_sync_mx(&cfg, domains, 4, 5000, out, err, sizeof(err)), PT_OK, "%s", err);
+	cr_assert_eq(out[0].status, DNS_OK);
+	cr_assert_str_eq(out[0].site, "(mx1|mx2).a.test");
+	cr_assert_str_eq(out[0].error, "");
+	cr_assert_eq(out[1].status, DNS_OK);
+	cr_assert(out[1].implicit_mx);
+	cr_assert_str_eq(out[1].site, "aonly.test");
+	cr_assert_eq(out[2].status, DNS_NULL_MX);
+	cr_assert_eq(out[3].status, DNS_NXDOMAIN);
+	cr_assert_neq(out[3].error[0], '\0');
+	dns_sync_mx_free(out, 4);
+}
+
+/* A server that never answers: the call returns by its deadline with
+ * every domain a temporary failure. */
+Test(net_dns, sync_mx_returns_by_its_deadline)
+{
+	NEED_DNSMASQ();
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int hole = socket(AF_INET, SOCK_DGRAM, 0);
+	struct server silent;
+	const char *servers[1], *domains[] = {"a.test", "b.test"};
+	char buf[64], err[256] = "";
+	struct dns_sync_mx out[2];
+	uint64_t start, took;
+
+	cr_assert_eq(bind(hole, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(hole, (struct sockaddr *)&sin, &len), 0);
+	silent.port = ntohs(sin.sin_port);
+	struct dns_config cfg = config_for(&silent, servers, buf);
+	cfg.timeout_ms = 5000;
+	start = mono_ms();
+	cr_assert_eq(dns_sync_mx(&cfg, domains, 2, 300, out, err, sizeof(err)), PT_OK, "%s", err);
+	took = mono_ms() - start;
+	cr_assert_geq(took, 250);
+	cr_assert_lt(took, 2000);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(out[i].status, DNS_TEMPFAIL);
+		cr_assert_str_eq(out[i].error, "DNS lookup timed out");
+	}
+	dns_sync_mx_free(out, 2);
+	close(hole);
+}

@@ -976,3 +976,79 @@ Test(session, policy_reply_code_out_of_range_becomes_451)
 	expect_output(&f, "451 4.3.0 internal error, try again later\r\n");
 	fixture_end(&f);
 }
+
+/* ---- the recipient hook -------------------------------------------------- */
+
+struct hook_log {
+	char calls[8][160]; /* "sender|rcpt|relay" per call */
+	int n;
+};
+
+/* Refuses "no@...", gives "bad@..." a reply code out of range, tags the rest
+ * with their position in the transaction plus 10. */
+static void test_rcpt_hook(void *ctx, const char *sender, const char *rcpt, bool relay_allowed,
+			   struct smtp_rcpt_verdict *out)
+{
+	struct hook_log *log = ctx;
+
+	cr_assert_eq(out->code, 0, "out is zeroed");
+	cr_assert_lt(log->n, 8);
+	snprintf(log->calls[log->n++], sizeof(log->calls[0]), "%s|%s|%d", sender, rcpt,
+		 relay_allowed);
+	if (strncmp(rcpt, "no@", 3) == 0) {
+		out->code = 550;
+		snprintf(out->text, sizeof(out->text), "5.7.1 relaying denied\r\nforged: line");
+	} else if (strncmp(rcpt, "bad@", 4) == 0) {
+		out->code = 250;
+	} else {
+		out->tag = 10 + (unsigned)log->n;
+	}
+}
+
+Test(session, rcpt_hook_decides_and_tags)
+{
+	struct fixture f;
+	struct hook_log log = {0};
+
+	fixture_defaults(&f);
+	f.relay = false;
+	fixture_start(&f);
+	smtp_session_set_rcpt_hook(f.s, test_rcpt_hook, &log);
+	feeds(&f, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<no@x.test>\r\n"
+		  "RCPT TO:<postmaster>\r\nRCPT TO:<bad@x.test>\r\nRCPT TO:<b@y.test>\r\n");
+	free(take_output(&f));
+	feeds(&f, "NOOP\r\n");
+	cr_assert_eq(log.n, 4, "postmaster without a domain is never put to the hook");
+	cr_assert_str_eq(log.calls[0], "|a@x.test|0");
+	cr_assert_str_eq(log.calls[3], "|b@y.test|0");
+	cr_assert_eq(smtp_session_message(f.s)->n_rcpts, 3);
+	cr_assert_eq(smtp_session_rcpt_tag(f.s, 0), 11);
+	cr_assert_eq(smtp_session_rcpt_tag(f.s, 1), 0, "postmaster: no tag");
+	cr_assert_eq(smtp_session_rcpt_tag(f.s, 2), 14);
+	cr_assert_eq(smtp_session_rcpt_tag(f.s, 3), 0, "past the end");
+	cr_assert_str_eq(smtp_session_ehlo(f.s), "c");
+	fixture_end(&f);
+}
+
+Test(session, rcpt_hook_replies)
+{
+	struct fixture f;
+	struct hook_log log = {0};
+
+	fixture_defaults(&f);
+	fixture_start(&f);
+	smtp_session_set_rcpt_hook(f.s, test_rcpt_hook, &log);
+	feeds(&f, "EHLO c\r\n");
+	free(take_output(&f));
+	feeds(&f, "MAIL FROM:<s@c.test>\r\nRCPT TO:<no@x.test>\r\nRCPT TO:<bad@x.test>\r\n"
+		  "RCPT TO:<ok@x.test>\r\n");
+	expect_output(&f, "250 2.1.0 OK\r\n"
+			  "550 5.7.1 relaying denied  forged: line\r\n"
+			  "451 4.3.0 internal error, try again later\r\n"
+			  "250 2.1.5 OK\r\n");
+	cr_assert_str_eq(log.calls[0], "s@c.test|no@x.test|1");
+	smtp_session_set_rcpt_hook(f.s, NULL, NULL);
+	feeds(&f, "RCPT TO:<no@x.test>\r\n");
+	expect_output(&f, "250 2.1.5 OK\r\n");
+	fixture_end(&f);
+}

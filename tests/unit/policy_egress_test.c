@@ -39,24 +39,6 @@ static void assert_defaults(const struct policy_egress_path *e)
 	cr_assert_eq(e->rset_timeout_ms, 5000);
 }
 
-/* get_egress_path_config on a policy whose handler returns `ret` (line 3). */
-static int path_for(const char *ret, struct policy_egress_path *e, char *err, size_t err_len)
-{
-	char text[4096];
-	struct policy *p;
-	int rc;
-
-	snprintf(text, sizeof(text),
-		 HEAD "kumo.on('get_egress_path_config', function(routing_domain, source, site)\n"
-		      "  return %s\n"
-		      "end)\n",
-		 ret);
-	p = load_ok(text);
-	rc = policy_get_egress_path_config(p, "example.com", "unspecified", "mx.example.com", e,
-					   err, err_len);
-	policy_free(p);
-	return rc;
-}
 
 static void path_fails_with(const char *ret, int line, const char *msg)
 {

@@ -56,4 +56,29 @@ static inline void load_fails_with(const char *text, int line, const char *msg)
 	cr_assert_str_eq(err, want);
 }
 
+/*
+ * get_egress_path_config on a policy whose handler returns `ret` (line 3),
+ * for ("example.com", "unspecified", "mx.example.com").  The policy is
+ * freed before returning, so e must not depend on its state.
+ */
+static inline int path_for(const char *ret, struct policy_egress_path *e, char *err,
+			   size_t err_len)
+{
+	char text[4096];
+	struct policy *p;
+	int rc;
+
+	snprintf(text, sizeof(text),
+		 "local kumo = require 'kumo'\n"
+		 "kumo.on('get_egress_path_config', function(routing_domain, source, site)\n"
+		 "  return %s\n"
+		 "end)\n",
+		 ret);
+	p = load_ok(text);
+	rc = policy_get_egress_path_config(p, "example.com", "unspecified", "mx.example.com", e,
+					   err, err_len);
+	policy_free(p);
+	return rc;
+}
+
 #endif

@@ -14,7 +14,7 @@
 
 BUILD	?= build
 CC	?= cc
-PKGS	:= liburing wolfssl libcares luajit jansson libpcre2-8
+PKGS	:= liburing wolfssl libcares luajit jansson libpcre2-8 libzstd
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 	       $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -25,7 +25,8 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 # mimalloc replaces malloc process-wide; the sanitizers bring their own allocator.
 MALLOC	:= $(if $(SAN),,-lmimalloc)
 ALL_CFLAGS += $(if $(SAN),,-DPT_MIMALLOC)
-LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(MALLOC) -lpthread -lm -lstdc++
+# libhttp-parser (net/http_server.c) ships no pkg-config file.
+LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser $(MALLOC) -lpthread -lm -lstdc++
 # C++ only for policy/toml_shim.cpp (toml++, header-only): same warnings, SAN and OPT.
 CXX	?= c++
 ALL_CXXFLAGS := -std=c++17 -g -Wall -Wextra -Werror -I. \
@@ -51,10 +52,13 @@ LIB_tools  := $(LIB_spool)
 
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
-TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-sink $(BUILD)/petrel-gen
+TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-logs $(BUILD)/petrel-sink \
+	      $(BUILD)/petrel-gen
 
 .PHONY: all test unit e2e run asan fuzz bench bench-reception bench-backlog deps clean
-all: $(TOOLS) $(UNIT_BIN)
+# Small programs the e2e suite runs (tests/tools/), not installed.
+TEST_TOOLS := $(BUILD)/tests/tools/metrics-sample
+all: $(TOOLS) $(UNIT_BIN) $(TEST_TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -84,12 +88,19 @@ $(BUILD)/petreld: $(BUILD)/shard/petreld.o $(LIB_shard)
 $(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
+# Reads log segments with libzstd and jansson; core only.
+$(BUILD)/petrel-logs: $(BUILD)/tools/petrel_logs.o $(LIB_core)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
 # The bench programs stand alone: core and net (TLS) only, no shard; bench/bench_*.c
 # holds what both of them use.
 $(BUILD)/petrel-sink: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/sink*.c bench/bench_*.c)) $(LIB_net)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/petrel-gen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gen*.c bench/bench_*.c)) $(LIB_net)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/tools/metrics-sample: $(BUILD)/tests/tools/metrics_sample.o $(LIB_shard)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:

@@ -17,6 +17,7 @@ local queue_module = require 'policy-extras.queue'
 
 local ETC = os.getenv 'PETREL_ETC' or 'examples'
 local SMTP_LISTEN = os.getenv 'PETREL_SMTP_LISTEN' or '0.0.0.0:25'
+local HTTP_LISTEN = os.getenv 'PETREL_HTTP_LISTEN' or '127.0.0.1:8000'
 local SPOOL = os.getenv 'PETREL_SPOOL' or '/var/spool/petrel'
 local LOG_DIR = os.getenv 'PETREL_LOG_DIR' or '/var/log/petrel'
 -- "ip:port,ip:port"; unset: the system's /etc/resolv.conf
@@ -53,8 +54,12 @@ kumo.on('init', function()
     -- Who may relay: the injecting applications.
     relay_hosts = { '127.0.0.1', '10.0.0.0/8' },
   }
-  -- The HTTP listener (kumo.start_http_listener, injection API, metrics)
-  -- comes with Petrel's HTTP server; until then this policy has none.
+  -- Injection API (POST /api/inject/v1) and metrics (GET /metrics) for
+  -- the applications and the monitoring on this host and the LAN.
+  kumo.start_http_listener {
+    listen = HTTP_LISTEN,
+    trusted_hosts = { '127.0.0.1', '::1', '10.0.0.0/8' },
+  }
   shaper.setup_publish()
 end)
 
@@ -64,6 +69,12 @@ kumo.on('get_listener_domain', listener_domains:setup { ETC .. '/listener_domain
 kumo.on('get_egress_path_config', shaper.get_egress_path_config)
 
 kumo.on('smtp_server_message_received', function(msg)
+  queue_helper:apply(msg)
+  dkim_signer(msg)
+end)
+
+-- Messages injected over HTTP get the same treatment.
+kumo.on('http_message_generated', function(msg)
   queue_helper:apply(msg)
   dkim_signer(msg)
 end)

@@ -36,7 +36,9 @@ petrel.on('init', function()
   -- one set of files per shard.
   petrel.configure_local_logs {
     log_dir = './var/log',
-    -- max_segment_duration = '1 hour',
+    -- max_segment_duration = '1 hour',  -- rotate by age (default: never)
+    -- max_file_size = 1000000000,       -- rotate by uncompressed size
+    -- compression_level = 0,            -- zstd level: 0 (default, 3) or 1-21
     -- headers = { 'Subject', 'X-Campaign' },
     -- meta = { 'tenant', 'campaign' },
   }

@@ -56,6 +56,7 @@
  * of memory is an error return, never LuaJIT's panic and exit.
  */
 #include "policy/policy_int.h"
+#include "core/ptime.h"
 #include "policy/dkim.h"
 #include "policy/toml.h"
 
@@ -71,8 +72,9 @@
 #define PETREL_POLICY_DIR "policy"
 #endif
 
-#define POLICY_REG_MSGH	       "petrel.msgh"
-#define EVENT_MESSAGE_RECEIVED "smtp_server_message_received"
+#define POLICY_REG_MSGH		     "petrel.msgh"
+#define EVENT_MESSAGE_RECEIVED	     "smtp_server_message_received"
+#define EVENT_HTTP_MESSAGE_GENERATED "http_message_generated"
 
 /* --- errors ------------------------------------------------------------ */
 
@@ -409,6 +411,7 @@ static void setup_module(lua_State *L, struct policy *p)
 	policy_egress_register(L);
 	policy_source_register(L, p);
 	policy_listener_register(L);
+	policy_http_register(L, p);
 	policy_dns_register(L, p);
 	policy_toml_register(L);
 	policy_dkim_register(L);
@@ -485,6 +488,21 @@ int policy_pcall(struct policy *p, int nargs, int nresults)
 	rc = lua_pcall(L, nargs, nresults, msgh);
 	lua_remove(L, msgh);
 	memcpy(p->fallback_where, saved, sizeof(saved));
+	return rc;
+}
+
+/* Two clock reads (vDSO, tens of ns) around a handler that costs
+ * microseconds at least. */
+int policy_event_pcall(struct policy *p, const char *event, int nargs, int nresults)
+{
+	uint64_t t0;
+	int rc;
+
+	if (!p->event_timing)
+		return policy_pcall(p, nargs, nresults);
+	t0 = pt_monotonic_ns();
+	rc = policy_pcall(p, nargs, nresults);
+	p->event_timing(p->event_timing_ctx, event, pt_monotonic_ns() - t0);
 	return rc;
 }
 
@@ -603,8 +621,12 @@ static void config_changes(const struct policy_config *a, const struct policy_co
 	if ((cond) && used < note_len)                                                             \
 		used += (size_t)snprintf(note + used, note_len - used, "%s%s", used ? ", " : "", what);
 	NOTE(listeners, "start_esmtp_listener");
+	NOTE(!policy_http_listeners_same(a, b), "start_http_listener");
 	NOTE(!str_same(a->spool_path, b->spool_path), "define_spool");
-	NOTE(!str_same(a->log_dir, b->log_dir), "configure_local_logs");
+	NOTE(!str_same(a->log_dir, b->log_dir) || a->log_max_file_size != b->log_max_file_size ||
+		 a->log_max_segment_duration_ms != b->log_max_segment_duration_ms ||
+		 a->log_compression_level != b->log_compression_level,
+	     "configure_local_logs");
 	NOTE(dns, "dns.configure_resolver");
 #undef NOTE
 }
@@ -630,6 +652,8 @@ int policy_reload(struct policy **pp, const char *path, char *err, size_t err_le
 	fresh->cap_listeners = cap;
 	fresh->mx_lookup = old->mx_lookup;
 	fresh->mx_ctx = old->mx_ctx;
+	fresh->event_timing = old->event_timing;
+	fresh->event_timing_ctx = old->event_timing_ctx;
 	policy_free(old);
 	*pp = fresh;
 	return PT_OK;
@@ -639,6 +663,12 @@ void policy_set_mx_lookup(struct policy *p, policy_mx_lookup_fn fn, void *ctx)
 {
 	p->mx_lookup = fn;
 	p->mx_ctx = ctx;
+}
+
+void policy_set_event_timing(struct policy *p, policy_event_timing_fn fn, void *ctx)
+{
+	p->event_timing = fn;
+	p->event_timing_ctx = ctx;
 }
 
 const struct policy_config *policy_config(const struct policy *p)
@@ -693,18 +723,19 @@ static int policy_event_message_received(lua_State *L)
 	slot = policy_message_push(L, ev->msg);
 	lua_pushvalue(L, -2);
 	lua_pushvalue(L, -2);
-	status = policy_pcall(ev->p, 1, 0);
+	status = policy_event_pcall(ev->p, ev->event, 1, 0);
 	*slot = NULL;
 	policy_event_outcome(L, ev, status);
 	return 0;
 }
 
-int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg,
-					struct policy_reply *reply)
+/* A message event (smtp_server_message_received, http_message_generated). */
+static int policy_message_event(struct policy *p, const char *event, struct pt_message *msg,
+				struct policy_reply *reply)
 {
 	struct policy_event ev = {
 	    .p = p,
-	    .event = EVENT_MESSAGE_RECEIVED,
+	    .event = event,
 	    .msg = msg,
 	    .reply = reply,
 	};
@@ -720,6 +751,18 @@ int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg
 		reply_internal_error(reply);
 	}
 	return ev.rc;
+}
+
+int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg,
+					struct policy_reply *reply)
+{
+	return policy_message_event(p, EVENT_MESSAGE_RECEIVED, msg, reply);
+}
+
+int policy_http_message_generated(struct policy *p, struct pt_message *msg,
+				  struct policy_reply *reply)
+{
+	return policy_message_event(p, EVENT_HTTP_MESSAGE_GENERATED, msg, reply);
 }
 
 /* --- configuration events ----------------------------------------------------- */
@@ -752,7 +795,7 @@ static int policy_config_event_call(lua_State *L)
 		else
 			lua_pushnil(L);
 	}
-	if (policy_pcall(c->p, c->n_args, 1) != 0) {
+	if (policy_event_pcall(c->p, k->event, c->n_args, 1) != 0) {
 		policy_error_text(L, c->error, sizeof(c->error));
 		c->rc = PT_ERROR;
 		return 0;

@@ -31,11 +31,28 @@ struct policy_listener {
 	uint64_t data_timeout_ms;   /* DATA inactivity, default 300 s */
 };
 
+/* kumo.start_http_listener{...} (policy_http.c).  Defaults are KumoMTA's. */
+struct policy_http_listener {
+	char *listen;	       /* default "127.0.0.1:8000" */
+	char *hostname;	       /* default: gethostname() */
+	bool use_tls;	       /* TLS from the first byte (HTTPS) */
+	char *tls_certificate; /* PEM path; NULL -> self-signed generated at start */
+	char *tls_private_key;
+	struct pt_cidr_list trusted_hosts; /* default 127.0.0.1 and ::1 */
+	uint64_t request_body_limit;	   /* octets, default 2 MiB; 413 past it */
+};
+
 struct policy_config {
 	struct policy_listener *listeners;
 	size_t n_listeners;
+	struct policy_http_listener *http_listeners;
+	size_t n_http_listeners;
 	char *spool_path; /* define_spool{name='data', path=...}; default "./var/spool" */
 	char *log_dir;	  /* configure_local_logs{log_dir=...}; NULL: no logs */
+	/* configure_local_logs rotation and compression (KumoMTA's names). */
+	uint64_t log_max_file_size;	      /* uncompressed bytes per segment, default 1e9 */
+	uint64_t log_max_segment_duration_ms; /* 0: no age limit (the default) */
+	int log_compression_level;	      /* 0: zstd's default (3), else 1 to 21 */
 	/* kumo.dns.configure_resolver{name_servers = {...}}: "ip:port" strings
 	 * (a {socket_addr = "ip:port"} table is accepted too).  0: the system's. */
 	char **dns_name_servers;
@@ -167,6 +184,12 @@ typedef void (*policy_mx_lookup_fn)(void *ctx, const char *const *domains, size_
 /* Give the state its MX lookup (the shard's, after load and after every
  * reload: policy_reload carries it over). */
 void policy_set_mx_lookup(struct policy *p, policy_mx_lookup_fn fn, void *ctx);
+/* Called after every event handler has run, with the event's name (a
+ * static string: compare pointers or text) and the handler's time in
+ * nanoseconds; for lua_event_latency.  Events without a handler are not
+ * reported.  Carried over by policy_reload, as the MX lookup is. */
+typedef void (*policy_event_timing_fn)(void *ctx, const char *event, uint64_t ns);
+void policy_set_event_timing(struct policy *p, policy_event_timing_fn fn, void *ctx);
 
 /*
  * Reload: load path into a new state (top-level code and init, as at
@@ -192,6 +215,18 @@ const struct policy_config *policy_config(const struct policy *p);
  */
 int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg,
 					struct policy_reply *reply);
+/* http_message_generated(msg) for a message made by the HTTP injection
+ * API: the same contract as policy_smtp_server_message_received. */
+int policy_http_message_generated(struct policy *p, struct pt_message *msg,
+				  struct policy_reply *reply);
+/*
+ * http_server_validate_auth_basic(user, password): password is NULL when
+ * the client sent none (passed as nil).  PT_OK with *valid the handler's
+ * boolean (false without a handler); PT_ERROR when it raised or returned
+ * anything but a boolean (logged with file:line).
+ */
+int policy_http_validate_auth_basic(struct policy *p, const char *user, const char *password,
+				    bool *valid);
 
 /*
  * get_queue_config(domain, tenant, campaign, routing_domain) -> make_queue_config.

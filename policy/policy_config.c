@@ -5,8 +5,8 @@
  *         max_message_size, max_recipients_per_message, max_connections,
  *         tls_certificate, tls_private_key, client_timeout, data_timeout}
  *     define_spool{name, path, kind, flush}
- *     configure_local_logs{log_dir, max_segment_duration, per_record, meta,
- *         headers}
+ *     configure_local_logs{log_dir, max_segment_duration, max_file_size,
+ *         compression_level, per_record, meta, headers}
  *
  * Names and shapes are KumoMTA's (docs/reference/kumo/...), so an init
  * event ports.  Like KumoMTA, which deserialises these tables into strict
@@ -33,7 +33,8 @@
  * Defaults (KumoMTA's where it has one): hostname gethostname(), relay_hosts
  * {127.0.0.1}, max_message_size 20 MiB, max_recipients_per_message 100,
  * max_connections 32768, client_timeout 60 s, data_timeout 300 s; spool
- * "./var/spool"; no local logs.
+ * "./var/spool"; no local logs; log segments of max_file_size 1,000,000,000
+ * uncompressed bytes, no age limit, compression_level 0 (zstd's default).
  */
 #include "policy/policy_int.h"
 
@@ -50,6 +51,8 @@
 #define LISTENER_CLIENT_TIMEOUT_MS (60 * 1000)
 #define LISTENER_DATA_TIMEOUT_MS   (300 * 1000)
 #define CONFIG_SPOOL_PATH	   "./var/spool"
+#define CONFIG_LOG_MAX_FILE_SIZE   1000000000u /* KumoMTA's default */
+#define CONFIG_LOG_MAX_LEVEL	   21	       /* KumoMTA documents 1 to 21 */
 
 enum field_kind { FIELD_STRING, FIELD_CIDRS, FIELD_SIZE, FIELD_UINT, FIELD_DURATION };
 
@@ -110,10 +113,11 @@ static const char *const spool_keys[] = {"name", "path", "kind", "flush", NULL};
 static const char *const spool_kumo_only[] = {"rocks_params", NULL};
 
 static const char *const logs_keys[] = {
-    "log_dir", "max_segment_duration", "per_record", "meta", "headers", NULL,
+    "log_dir", "max_segment_duration", "max_file_size", "compression_level",
+    "per_record", "meta", "headers", NULL,
 };
 static const char *const logs_kumo_only[] = {
-    "max_file_size", "compression_level", "back_pressure", "filter_event", NULL,
+    "back_pressure", "filter_event", NULL,
 };
 
 bool policy_config_name_in(const char *const *list, const char *name)
@@ -238,12 +242,12 @@ static void config_check_string_list(lua_State *L, int idx, const char *fn, cons
 	}
 }
 
-static void listener_set_relay_hosts(lua_State *L, int idx, struct pt_cidr_list *list)
+void policy_config_cidr_list(lua_State *L, int idx, const char *fn, const char *key,
+			     struct pt_cidr_list *list)
 {
-	const char *fn = "start_esmtp_listener";
 	size_t n;
 
-	config_check_string_list(L, idx, fn, "relay_hosts");
+	config_check_string_list(L, idx, fn, key);
 	pt_cidr_list_free(list);
 	*list = (struct pt_cidr_list){0};
 	n = lua_objlen(L, idx);
@@ -257,10 +261,8 @@ static void listener_set_relay_hosts(lua_State *L, int idx, struct pt_cidr_list 
 		if (rc == PT_NOMEM)
 			policy_raise(L, "%s: out of memory", fn);
 		if (rc != PT_OK)
-			policy_raise(L,
-				     "%s: relay_hosts[%zu]: '%s' is not an IP address or CIDR "
-				     "block",
-				     fn, i, s);
+			policy_raise(L, "%s: %s[%zu]: '%s' is not an IP address or CIDR block", fn,
+				     key, i, s);
 		lua_pop(L, 1);
 	}
 }
@@ -276,7 +278,7 @@ static void listener_set_field(lua_State *L, int idx, struct policy_listener *l,
 		config_set_string(L, idx, fn, f->name, (char **)base);
 		break;
 	case FIELD_CIDRS:
-		listener_set_relay_hosts(L, idx, (struct pt_cidr_list *)base);
+		policy_config_cidr_list(L, idx, fn, "relay_hosts", (struct pt_cidr_list *)base);
 		break;
 	case FIELD_SIZE:
 		*(uint64_t *)base =
@@ -293,7 +295,7 @@ static void listener_set_field(lua_State *L, int idx, struct policy_listener *l,
 }
 
 /* "host:port", "[v6]:port" (KumoMTA also allows the short "0:25"). */
-static bool listener_listen_valid(const char *s)
+bool policy_config_listen_valid(const char *s)
 {
 	const char *colon, *p;
 	unsigned long port = 0;
@@ -361,7 +363,7 @@ static int config_start_esmtp_listener(lua_State *L)
 	}
 	if (p->scratch.listen == NULL)
 		return policy_raise(L, "start_esmtp_listener: 'listen' is required");
-	if (!listener_listen_valid(p->scratch.listen))
+	if (!policy_config_listen_valid(p->scratch.listen))
 		return policy_raise(L,
 				    "start_esmtp_listener: 'listen' must be \"host:port\" or "
 				    "\"[ipv6]:port\" with a port from 1 to 65535, got '%s'",
@@ -433,6 +435,24 @@ static void logs_check_per_record(lua_State *L, int idx)
 	}
 }
 
+/* compression_level: 0 (zstd's default, 3) or 1 to 21, as KumoMTA documents. */
+static int logs_check_level(lua_State *L, int idx)
+{
+	lua_Number v;
+
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		policy_raise(L,
+			     "configure_local_logs: 'compression_level' must be a number, got %s",
+			     luaL_typename(L, idx));
+	v = lua_tonumber(L, idx);
+	if (v != floor(v) || v < 0 || v > CONFIG_LOG_MAX_LEVEL)
+		policy_raise(L,
+			     "configure_local_logs: 'compression_level' must be a whole number "
+			     "from 0 (zstd's default) to %d",
+			     CONFIG_LOG_MAX_LEVEL);
+	return (int)v;
+}
+
 static int config_configure_local_logs(lua_State *L)
 {
 	struct policy *p = policy_from_upvalue(L);
@@ -442,9 +462,14 @@ static int config_configure_local_logs(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	config_check_keys(L, fn, 1, logs_keys, logs_kumo_only);
+	/* A second call describes the whole log set again (Petrel keeps one). */
+	p->config.log_max_file_size = CONFIG_LOG_MAX_FILE_SIZE;
+	p->config.log_max_segment_duration_ms = 0;
+	p->config.log_compression_level = 0;
 	lua_getfield(L, 1, "max_segment_duration");
 	if (!lua_isnil(L, 2))
-		policy_check_duration(L, 2, "configure_local_logs: 'max_segment_duration'");
+		p->config.log_max_segment_duration_ms =
+		    policy_config_check_timeout(L, 2, fn, "max_segment_duration");
 	lua_getfield(L, 1, "per_record");
 	if (!lua_isnil(L, 3))
 		logs_check_per_record(L, 3);
@@ -458,6 +483,13 @@ static int config_configure_local_logs(lua_State *L)
 	if (lua_isnil(L, 6))
 		return policy_raise(L, "configure_local_logs: 'log_dir' is required");
 	config_set_string(L, 6, fn, "log_dir", &p->config.log_dir);
+	lua_getfield(L, 1, "max_file_size");
+	if (!lua_isnil(L, 7))
+		p->config.log_max_file_size =
+		    policy_config_check_count(L, 7, fn, "max_file_size", (uint64_t)1 << 53);
+	lua_getfield(L, 1, "compression_level");
+	if (!lua_isnil(L, 8))
+		p->config.log_compression_level = logs_check_level(L, 8);
 	return 0;
 }
 
@@ -478,6 +510,7 @@ int policy_config_init(struct policy_config *c)
 {
 	*c = (struct policy_config){0};
 	c->spool_path = strdup(CONFIG_SPOOL_PATH);
+	c->log_max_file_size = CONFIG_LOG_MAX_FILE_SIZE;
 	return c->spool_path != NULL ? PT_OK : PT_NOMEM;
 }
 
@@ -499,12 +532,16 @@ void policy_config_free(struct policy *p)
 	for (size_t i = 0; i < c->n_listeners; i++)
 		policy_listener_free(&c->listeners[i]);
 	free(c->listeners);
+	for (size_t i = 0; i < c->n_http_listeners; i++)
+		policy_http_listener_free(&c->http_listeners[i]);
+	free(c->http_listeners);
 	free(c->spool_path);
 	free(c->log_dir);
 	for (size_t i = 0; i < c->n_dns_name_servers; i++)
 		free(c->dns_name_servers[i]);
 	free(c->dns_name_servers);
 	policy_listener_free(&p->scratch);
+	policy_http_listener_free(&p->http_scratch);
 	*c = (struct policy_config){0};
 	p->cap_listeners = 0;
 }

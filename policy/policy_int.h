@@ -36,13 +36,19 @@ struct policy {
 	 * it (the next call, or policy_free).
 	 */
 	struct policy_listener scratch;
+	struct policy_http_listener http_scratch; /* the same for start_http_listener */
 	/* "file:line:" of the handler being run, for errors that have no Lua
 	 * frame left to point at (policy.c, policy_where). */
 	char fallback_where[LUA_IDSIZE + 32];
 	policy_mx_lookup_fn mx_lookup; /* kumo.dns.lookup_mx; NULL while loading */
 	void *mx_ctx;
+	policy_event_timing_fn event_timing; /* NULL: events are not timed */
+	void *event_timing_ctx;
 	bool has_listener_domain; /* a get_listener_domain handler is registered */
 };
+
+/* policy_pcall for an event's handler, timed for p->event_timing. */
+int policy_event_pcall(struct policy *p, const char *event, int nargs, int nresults);
 
 /* The policy a Lua C function belongs to (upvalue 1 of every API function). */
 static inline struct policy *policy_from_upvalue(lua_State *L)
@@ -67,6 +73,12 @@ void policy_listener_free(struct policy_listener *l);
 void policy_config_check_keys(lua_State *L, int idx, const char *fn, const char *what,
 			      const char *const *known, const char *const *kumo_only);
 bool policy_config_name_in(const char *const *list, const char *name);
+/* The list of IP addresses and CIDR blocks at idx into list (replaced);
+ * raises "<fn>: <key>[i]: 'x' is not an IP address or CIDR block". */
+void policy_config_cidr_list(lua_State *L, int idx, const char *fn, const char *key,
+			     struct pt_cidr_list *list);
+/* "host:port" or "[v6]:port" with a port from 1 to 65535. */
+bool policy_config_listen_valid(const char *s);
 /* A malloc'd copy of the string at idx (caller frees); raises unless it is a
  * string without NUL bytes. */
 char *policy_config_dup_string(lua_State *L, int idx, const char *fn, const char *key);
@@ -107,6 +119,12 @@ void policy_source_register(lua_State *L, struct policy *p);
 /* policy_listener.c: kumo.make_listener_domain into the table at the top,
  * and the metatables of its value and of conn_meta. */
 void policy_listener_register(lua_State *L);
+
+/* policy_http.c: start_http_listener into the table at the top (p as upvalue). */
+void policy_http_register(lua_State *L, struct policy *p);
+void policy_http_listener_free(struct policy_http_listener *l);
+/* Same HTTP listeners in a and b (for the reload note)? */
+bool policy_http_listeners_same(const struct policy_config *a, const struct policy_config *b);
 
 /* policy_dns.c */
 /* kumo.dns = { configure_resolver = ... } into the table at the top. */

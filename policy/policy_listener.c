@@ -250,7 +250,7 @@ static int ld_event_call(lua_State *L)
 	lua_pushstring(L, c->domain);
 	lua_pushstring(L, c->listener ? c->listener : "");
 	lua_pushvalue(L, -4);
-	status = policy_pcall(c->p, 3, 1);
+	status = policy_event_pcall(c->p, LD_EVENT, 3, 1);
 	*slot = NULL;
 	if (status != 0) {
 		if (policy_reject_reply(L, -1, c->reply)) {

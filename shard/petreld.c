@@ -270,6 +270,12 @@ static bool needs_self_signed(const struct policy_config *pc, const char **hostn
 			*hostname = pc->listeners[i].hostname;
 			return true;
 		}
+	/* An HTTPS listener without a certificate of its own. */
+	for (size_t i = 0; i < pc->n_http_listeners; i++)
+		if (pc->http_listeners[i].use_tls && !pc->http_listeners[i].tls_certificate) {
+			*hostname = pc->http_listeners[i].hostname;
+			return true;
+		}
 	return false;
 }
 
@@ -294,8 +300,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (o.validate) {
-		printf("%s: OK (%zu listener%s)\n", o.policy, policy_config(p)->n_listeners,
-		       policy_config(p)->n_listeners == 1 ? "" : "s");
+		const struct policy_config *pc = policy_config(p);
+
+		printf("%s: OK (%zu listener%s", o.policy, pc->n_listeners,
+		       pc->n_listeners == 1 ? "" : "s");
+		if (pc->n_http_listeners > 0)
+			printf(", %zu HTTP listener%s", pc->n_http_listeners,
+			       pc->n_http_listeners == 1 ? "" : "s");
+		printf(")\n");
 		policy_free(p);
 		return 0;
 	}
@@ -309,7 +321,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pt_info("generated a self-signed certificate for %s (set tls_certificate and "
-			"tls_private_key in start_esmtp_listener to use your own)",
+			"tls_private_key in start_esmtp_listener or start_http_listener to use "
+			"your own)",
 			hostname);
 	}
 	check_nofile(policy_config(p));

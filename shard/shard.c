@@ -4,7 +4,7 @@
  * A shard owns everything it touches: its ring, its receive buffers, its
  * listeners (each opened with SO_REUSEPORT, so the kernel spreads incoming
  * connections over the shards), its connections, its spool directory, its
- * Lua state and its log file.  Shards talk only through the SPSC rings of
+ * Lua state and its log segments.  Shards talk only through the SPSC rings of
  * the group (shard_mailbox.c).
  *
  * The loop, per iteration:
@@ -278,6 +278,16 @@ static void shard_handle_cqe(struct shard *s, struct io_uring_cqe *cqe)
 	case SHARD_OP_SEG_DONE:
 		shard_handle_janitor(s, op, cqe);
 		break;
+	case SHARD_OP_HTTP_ACCEPT:
+		shard_handle_http_accept(pt_container_of(op, struct shard_http_listener, accept_op),
+					 cqe);
+		break;
+	case SHARD_OP_HTTP_RECV:
+		shard_handle_http_recv(pt_container_of(op, struct shard_http_conn, recv_op), cqe);
+		break;
+	case SHARD_OP_HTTP_SEND:
+		shard_handle_http_send(pt_container_of(op, struct shard_http_conn, send_op), cqe);
+		break;
 	default:
 		pt_panic("unknown op kind %u", op->kind);
 	}
@@ -300,8 +310,8 @@ static unsigned shard_reap(struct shard *s)
 
 static bool shard_drained(struct shard *s)
 {
-	return s->n_conns == 0 && s->n_out == 0 && !spool_batch_busy(s->spool) &&
-	       !spool_batch_ready(s->spool) && !s->log_busy && s->log_pending.len == 0 &&
+	return s->n_conns == 0 && s->n_http_conns == 0 && s->n_out == 0 &&
+	       !spool_batch_busy(s->spool) && !spool_batch_ready(s->spool) && shard_log_idle(s) &&
 	       !shard_home_janitor_busy(s);
 }
 
@@ -347,14 +357,16 @@ static void shard_loop(struct shard *s)
 				break;
 			}
 			if (pt_monotonic_ms() >= s->drain_deadline_ms) {
-				pt_warn("drain deadline passed with %u connections in and %u out open; "
-					"closing them",
-					s->n_conns, s->n_out);
+				pt_warn("drain deadline passed with %u connections in (and %u HTTP) and "
+					"%u out open; closing them",
+					s->n_conns, s->n_http_conns, s->n_out);
 				shard_conns_abort(s);
+				shard_http_abort(s);
 				shard_outs_abort(s);
-				/* Wait for the in-flight spool batch: its clients get their answer. */
+				/* Wait for the in-flight spool batch: its clients get their answer.
+				 * And for a log write: its buffer must outlive it. */
 				s->drain_deadline_ms = pt_monotonic_ms() + 1000;
-				if (!spool_batch_busy(s->spool)) {
+				if (!spool_batch_busy(s->spool) && !shard_log_busy(s)) {
 					io_uring_submit(&s->ring);
 					break;
 				}
@@ -435,6 +447,7 @@ static void shard_housekeeping(struct pt_timer *t)
 	shard_home_housekeeping(s);
 	shard_routes_housekeeping(s);
 	shard_readies_housekeeping(s);
+	shard_metrics_tick(s);
 }
 
 static int shard_setup(struct shard *s)
@@ -451,6 +464,7 @@ static int shard_setup(struct shard *s)
 		pt_error("%s", err);
 		return PT_ERROR;
 	}
+	policy_set_event_timing(s->policy, shard_metrics_lua_event, s); /* lua_event_latency */
 	pc = policy_config(s->policy);
 	memset(&sc, 0, sizeof(sc));
 	sc.path = pc->spool_path;
@@ -481,7 +495,7 @@ static int shard_setup(struct shard *s)
 	s->mailbox_op.kind = SHARD_OP_MAILBOX;
 	s->msg_ring_op.kind = SHARD_OP_MSG_RING;
 	if (shard_log_open(s) != PT_OK || shard_signals_init(s) != PT_OK ||
-	    shard_listeners_open(s) != PT_OK)
+	    shard_listeners_open(s) != PT_OK || shard_http_open(s) != PT_OK)
 		return PT_ERROR;
 	shard_disk_watch_start(s);
 	return PT_OK;
@@ -515,6 +529,7 @@ static void shard_teardown(struct shard *s)
 	tls_ctx_free(s->tls_client_insecure);
 	tls_thread_cleanup();
 	shard_listeners_close(s);
+	shard_http_close(s);
 	shard_log_close(s);
 	if (s->spool)
 		spool_close(s->spool);
@@ -528,6 +543,8 @@ static void shard_teardown(struct shard *s)
 		policy_free(s->policy);
 	free(s->wake);
 	s->wake = NULL;
+	free(s->metric_rows);
+	s->metric_rows = NULL;
 }
 
 static void *shard_main(void *arg)
@@ -573,7 +590,8 @@ struct shard_group *shard_group_new(const struct shard_group_config *cfg)
 	g->n_joinable = n;
 	g->shards = calloc(n, sizeof(*g->shards));
 	g->rings = calloc((size_t)n * n, sizeof(*g->rings));
-	if (!g->shards || !g->rings)
+	g->metrics = shard_metrics_new(n);
+	if (!g->shards || !g->rings || !g->metrics)
 		goto fail;
 	for (unsigned from = 0; from < n; from++)
 		for (unsigned to = 0; to < n; to++)
@@ -584,7 +602,7 @@ struct shard_group *shard_group_new(const struct shard_group_config *cfg)
 
 		s->group = g;
 		s->id = i;
-		s->log_fd = -1;
+		s->metrics = pt_metrics_shard(g->metrics, i);
 		s->signal_fd = -1;
 		s->wake = calloc(n, sizeof(bool));
 		s->overflow_head = calloc(n, sizeof(*s->overflow_head));
@@ -687,5 +705,6 @@ void shard_group_free(struct shard_group *g)
 		free(s->overflow_tail);
 	}
 	free(g->shards);
+	pt_metrics_free(g->metrics);
 	free(g);
 }

@@ -50,6 +50,8 @@ static void shard_disk_check(struct pt_timer *t)
 		pt_warn("statvfs %s: %m", path);
 		return;
 	}
+	pt_metrics_set(s->metrics, SHARD_M_DISK_FREE_BYTES, (int64_t)(v.f_bavail * v.f_frsize));
+	pt_metrics_set(s->metrics, SHARD_M_DISK_FREE_INODES, (int64_t)v.f_favail);
 	full = (uint64_t)v.f_bavail * v.f_frsize < s->spool_floor_bytes ||
 	       (uint64_t)v.f_bavail * 100 < (uint64_t)v.f_blocks * SHARD_DISK_FLOOR_PERCENT ||
 	       (v.f_files > 0 &&
@@ -72,9 +74,9 @@ void shard_disk_watch_start(struct shard *s)
 	shard_disk_check(&s->disk_timer);
 }
 
-int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m)
+int shard_commit_message(struct shard *s, void *token, struct pt_message *m)
 {
-	int rc = spool_append_message(s->spool, m, c);
+	int rc = spool_append_message(s->spool, m, token);
 
 	if (rc == PT_OK)
 		s->n_commit_urgent++;
@@ -126,16 +128,20 @@ void shard_commit_kick(struct shard *s)
 	io_uring_prep_fsync(sqe, io.fd, IORING_FSYNC_DATASYNC);
 	shard_prep(sqe, &s->spool_sync_op);
 	s->spool_ops_pending = 2;
+	s->spool_batch_start_ns = pt_monotonic_ns();
 	s->spool_write_res = 0;
 	s->spool_sync_res = 0;
 }
 
-/* Tokens: a connection waiting for its 250 (a pointer), or a home-side
- * record (a tagged integer with the low bit set, see shard_home.c). */
+/* Tokens: a connection waiting for its 250 (a pointer), a home-side
+ * record (a tagged integer with the low bit set, see shard_home.c), or a
+ * message of an HTTP injection (a pointer with bit 1 set, shard_inject.c). */
 static void shard_commit_done_one(void *arg, void *token, int status, const struct spool_loc *loc)
 {
 	if ((uintptr_t)token & 1)
 		shard_home_spool_done(arg, (uintptr_t)token, status, loc);
+	else if ((uintptr_t)token & 2)
+		shard_inject_committed(token, status, loc);
 	else if (token)
 		shard_conn_commit_done(token, status, loc);
 }
@@ -148,6 +154,8 @@ void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cq
 		s->spool_sync_res = cqe->res;
 	if (--s->spool_ops_pending > 0)
 		return;
+	if (s->spool_write_res >= 0 && s->spool_sync_res >= 0)
+		shard_metrics_spool_synced(s, s->spool_batch_start_ns);
 	if (s->spool_write_res < 0 || s->spool_sync_res < 0)
 		pt_error(
 		    "spool batch failed: write %d, fdatasync %d: answering 451 to its messages",

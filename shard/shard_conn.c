@@ -347,18 +347,19 @@ static bool conn_message(struct shard_conn *c)
 
 	rc = policy_smtp_server_message_received(s->policy, m, &reply);
 	if (rc != PT_OK) {
-		s->n_rejected_msgs++;
+		shard_count(s, SHARD_M_REJECTED);
 		conn_message_reply(c, reply.code, reply.text);
 		return true;
 	}
 	/* Listener domains: reports logged, recipients not to relay removed. */
 	if (shard_relay_message(c, m, &reply) != PT_OK) {
 		if (reply.code >= 400)
-			s->n_rejected_msgs++;
+			shard_count(s, SHARD_M_REJECTED);
 		conn_message_reply(c, reply.code, reply.text);
 		return true;
 	}
 	if (shard_commit_message(s, c, m) != PT_OK) {
+		shard_count(s, SHARD_M_REJECTED);
 		shard_relay_committed(c, m, false);
 		conn_message_reply(c, 451, "4.3.0 out of memory, try again later");
 		return true;
@@ -375,7 +376,7 @@ void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool
 
 	c->commit_pending = false;
 	if (status == PT_OK) {
-		c->shard->n_accepted_msgs++;
+		shard_count(c->shard, SHARD_M_RECEIVED);
 		shard_log_reception(c->shard, m, c);
 		shard_relay_committed(c, m, true);
 		/* Durable: hand the recipients to delivery (the session reuses m after the reply). */
@@ -383,6 +384,7 @@ void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool
 		snprintf(text, sizeof(text), "2.0.0 OK id=%s", m->id);
 		conn_message_reply(c, 250, text);
 	} else {
+		shard_count(c->shard, SHARD_M_REJECTED);
 		shard_relay_committed(c, m, false);
 		conn_message_reply(c, 451, "4.3.0 spool write failed, try again later");
 	}
@@ -532,7 +534,7 @@ static void conn_open(struct shard_listener *l, int fd)
 	c->fd = fd;
 	c->listener = l;
 	l->n_conns++;
-	s->n_connections++;
+	shard_count(s, SHARD_M_CONN_TOTAL_IN);
 	/* Replies are written whole; Nagle would only delay pipelined answers. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -541,6 +543,7 @@ static void conn_open(struct shard_listener *l, int fd)
 	} else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
 	if (l->n_conns > l->max_conns || s->state != SHARD_RUNNING) {
+		shard_count(s, SHARD_M_CONN_DENIED);
 		pt_buf_printf(&c->out, "421 4.7.0 %s too many connections, try again later\r\n",
 			      l->smtp.hostname);
 		c->close_after_send = true;

@@ -23,11 +23,13 @@
 #include "core/strmap.h"
 #include "core/timer.h"
 #include "net/dns.h"
+#include "net/http_server.h"
 #include "net/smtp_client.h"
 #include "net/smtp_server.h"
 #include "net/tls.h"
 #include "policy/policy.h"
 #include "shard/shard.h"
+#include "shard/shard_metrics.h"
 #include "spool/spool.h"
 
 enum shard_op_kind {
@@ -48,6 +50,9 @@ enum shard_op_kind {
 	SHARD_OP_BODY_READ,
 	SHARD_OP_SEG_UNLINK, /* deleting a dead spool segment (shard_home.c) */
 	SHARD_OP_SEG_DONE,   /* closing it, syncing the directory */
+	SHARD_OP_HTTP_ACCEPT, /* shard_http.c */
+	SHARD_OP_HTTP_RECV,
+	SHARD_OP_HTTP_SEND,
 };
 
 struct shard_op {
@@ -106,6 +111,48 @@ struct shard_conn {
 	struct pt_timer timer;
 	struct shard_op recv_op, send_op;
 };
+
+/* ---- HTTP (shard_http.c, shard_inject.c) ---- */
+
+struct shard_http_listener {
+	struct shard *shard;
+	const struct policy_http_listener *config; /* in the shard's policy config */
+	struct http_server_config http;
+	struct tls_ctx *tls; /* use_tls: TLS from the first byte */
+	int fd;
+	bool accepting;
+	unsigned n_conns;
+	struct shard_op accept_op;
+};
+
+struct shard_inject;
+
+struct shard_http_conn {
+	struct shard *shard;
+	struct shard_http_listener *listener;
+	struct shard_http_conn *prev, *next; /* the shard's list of HTTP connections */
+	int fd;
+	unsigned n_inflight; /* ops in the ring that point at us */
+	bool recv_armed, send_busy, closing, close_after_send;
+	bool released;	      /* on the free list */
+	bool request_started; /* the pending request went to a handler, not answered yet */
+	bool dispatching;     /* inside the handler call (answers go on from there) */
+	bool trusted;	      /* the peer is in trusted_hosts */
+	enum conn_tls_state tls_state;
+	struct tls_conn *tls;
+	struct http_session *session;
+	struct pt_buf out, tx, plain;
+	char peer_ip[64];
+	struct sockaddr_storage peer_sa;
+	char auth[256]; /* KumoMTA's http_auth: the trusted peer's address, or the user */
+	struct shard_inject *inject; /* an injection in progress (keeps us alive) */
+	struct pt_timer timer;
+	struct shard_op recv_op, send_op;
+};
+
+/* Route flag: trusted hosts only, Basic credentials are not enough
+ * (KumoMTA's TrustedIpRequired: metrics, admin). */
+#define SHARD_HTTP_TRUSTED 0x01
 
 /* ---- Delivery (shard_home.c, shard_route.c, shard_ready.c, shard_out.c) ---- */
 
@@ -179,6 +226,7 @@ struct shard_sched {
 	uint64_t cfg_expires_ms;
 	uint64_t idle_since_ms;
 	size_t n_units;
+	size_t n_active; /* of them, READY or INFLIGHT (shard_unit_set_state) */
 	/* Source choice (shard_source.c): smooth weighted round robin scores,
 	 * one per entry of the pool of generation wrr_generation; the last
 	 * message's pick, reused for its other recipients. */
@@ -189,6 +237,23 @@ struct shard_sched {
 	char last_id[PT_ID_LEN + 1];
 	size_t last_pick;
 };
+
+/* Set u's state, keeping u->sched->n_active (units READY or INFLIGHT) in
+ * step: scheduled_count is a queue's units less its active ones.  Every
+ * change of a unit's state goes through here. */
+static inline void shard_unit_set_state(struct shard_unit *u, enum unit_state st)
+{
+	bool was = u->state == UNIT_READY || u->state == UNIT_INFLIGHT;
+	bool now = st == UNIT_READY || st == UNIT_INFLIGHT;
+
+	if (u->sched && was != now) {
+		if (now)
+			u->sched->n_active++;
+		else
+			u->sched->n_active--;
+	}
+	u->state = st;
+}
 
 /* A ready queue: per (egress source, site), with the site's shaping. */
 struct shard_ready {
@@ -337,6 +402,11 @@ struct shard {
 	struct shard_conn *conns;	 /* open connections */
 	struct shard_conn *free_conns; /* released ones, reused (linked by next) */
 	unsigned n_conns;
+	struct shard_http_listener *http_listeners;
+	size_t n_http_listeners;
+	struct shard_http_conn *http_conns;
+	struct shard_http_conn *http_free; /* released, reused (linked by next) */
+	unsigned n_http_conns;
 
 	/* Spool group commit in flight. */
 	struct shard_op spool_write_op, spool_sync_op;
@@ -346,11 +416,8 @@ struct shard {
 	bool commit_lazy_due;	      /* the lazy records have waited long enough */
 	struct pt_timer commit_lazy_timer;
 
-	/* Reception log. */
-	int log_fd;
-	struct pt_buf log_pending, log_tx;
-	struct pt_buf log_scratch; /* one record's queue name */
-	bool log_busy;
+	/* The JSON log (shard_log.c); NULL: no local logs. */
+	struct shard_log *log;
 	struct shard_op log_op;
 
 	/* Mailboxes: in[i] carries i -> us, out[i] us -> i (in the group). */
@@ -370,8 +437,12 @@ struct shard {
 	uint64_t spool_floor_bytes;
 	struct pt_timer disk_timer;
 
-	/* Counters (relaxed atomics later, for /metrics). */
-	uint64_t n_accepted_msgs, n_rejected_msgs, n_connections;
+	/* Metrics (shard_metrics.c): this shard's block, the rows of its queue
+	 * tables (scratch, kept between ticks), the spool batch's start. */
+	struct pt_metrics_shard *metrics;
+	struct pt_metrics_row *metric_rows;
+	size_t metric_rows_cap;
+	uint64_t spool_batch_start_ns;
 
 	/* Delivery. */
 	uint64_t compact_seq, compact_since_ms; /* oldest segment and since when */
@@ -394,7 +465,6 @@ struct shard {
 	struct pt_timer housekeeping_timer; /* once a second: spool collect, idle queues */
 	struct shard_janitor *janitor;	    /* dead segments being deleted, or NULL */
 	char hostname[256];
-	uint64_t n_delivered, n_bounced, n_transient, n_expired;
 };
 
 struct shard_group {
@@ -402,6 +472,7 @@ struct shard_group {
 	unsigned n;
 	struct shard *shards;
 	struct pt_spsc **rings; /* rings[from * n + to] */
+	struct pt_metrics *metrics; /* every shard's block (shard_metrics.c) */
 	pthread_mutex_t start_lock; /* start-up only, never on the hot path */
 	pthread_cond_t start_cond;
 	unsigned n_started, n_failed, n_launched, n_joinable;
@@ -440,17 +511,61 @@ int shard_relay_message(struct shard_conn *c, struct pt_message *m, struct polic
 void shard_relay_committed(struct shard_conn *c, const struct pt_message *m, bool ok);
 void shard_report_free(struct shard_report *r);
 
-/* shard_commit.c: spool group commit and the reception log. */
-int shard_commit_message(struct shard *s, struct shard_conn *c, struct pt_message *m);
+/* shard_http.c: HTTP listeners, connections, authorization, routes. */
+int shard_http_open(struct shard *s);
+void shard_http_close(struct shard *s); /* teardown */
+void shard_handle_http_accept(struct shard_http_listener *l, struct io_uring_cqe *cqe);
+void shard_handle_http_recv(struct shard_http_conn *c, struct io_uring_cqe *cqe);
+void shard_handle_http_send(struct shard_http_conn *c, struct io_uring_cqe *cqe);
+void shard_http_shutdown(struct shard *s); /* drain: stop accepting, close when idle */
+void shard_http_abort(struct shard *s);	   /* drain deadline: close them all */
+/*
+ * Answer the request a handler was given (exactly once, now or later): the
+ * status, a Content-Type (or NULL), the body (not kept).  After a late
+ * answer the connection goes on with any pipelined request.  A client
+ * that went away meanwhile is not answered.
+ */
+void shard_http_respond(struct shard_http_conn *c, int status, const char *content_type,
+			const char *body, size_t len);
+/* The same with extra header lines (each ending in CRLF), e.g. Allow. */
+void shard_http_respond_extra(struct shard_http_conn *c, int status, const char *extra,
+			      const char *content_type, const char *body, size_t len);
+/* An answer with the JSON body {"error": "<text>"}. */
+void shard_http_respond_error(struct shard_http_conn *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A handler's work that kept c alive ended: release c if it is closing. */
+void shard_http_release_if_done(struct shard_http_conn *c);
+
+/* shard_inject.c: POST /api/inject/v1. */
+void shard_inject_v1(struct shard_http_conn *c, const struct http_request *r);
+/* The spool's answer for one generated message (token: see shard_inject.c). */
+void shard_inject_committed(void *token, int status, const struct spool_loc *loc);
+/* No further batch: the connection closes or the shard stops. */
+void shard_inject_abort(struct shard_inject *j);
+void shard_inject_free(struct shard_inject *j);
+
+/* shard_commit.c: spool group commit and the reception log.  token is
+ * what the spool hands back: a struct shard_conn, or a tagged value (see
+ * shard_commit_done_one). */
+int shard_commit_message(struct shard *s, void *token, struct pt_message *m);
 void shard_commit_kick(struct shard *s);
 void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cqe *cqe);
 int shard_log_open(struct shard *s);
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c);
+/* The same for a message that came another way (HTTP): the peer's address
+ * and its TLS connection (NULL: plain). */
+void shard_log_reception_from(struct shard *s, const struct pt_message *m, const char *peer_ip,
+			      struct tls_conn *tls);
 /* OOB records (one per failed recipient) or a Feedback record for a report. */
 void shard_log_report(struct shard *s, const struct pt_message *m, const struct shard_conn *c,
 		      const struct shard_report *rep);
 void shard_log_kick(struct shard *s);
 void shard_handle_log(struct shard *s, struct io_uring_cqe *cqe);
+/* Busy: a log write is in the ring.  Idle: not busy, and no record waits
+ * (or those waiting are held back after a failed write). */
+bool shard_log_busy(const struct shard *s);
+bool shard_log_idle(const struct shard *s);
+/* Write what waits, close the open segment's frame, free the log. */
 void shard_log_close(struct shard *s);
 void shard_disk_watch_start(struct shard *s);
 

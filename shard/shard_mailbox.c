@@ -86,6 +86,7 @@ void shard_begin_drain(struct shard *s)
 	s->state = SHARD_DRAINING;
 	s->drain_deadline_ms = pt_monotonic_ms() + s->group->cfg.drain_ms;
 	shard_conns_shutdown(s);
+	shard_http_shutdown(s);
 	shard_readies_shutdown(s);
 }
 

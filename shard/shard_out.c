@@ -892,6 +892,7 @@ struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq)
 	rq->n_connecting++;
 	o->connecting = true;
 	s->n_out++;
+	shard_count(s, SHARD_M_CONN_TOTAL_OUT);
 	out_plan(o);
 	return o;
 }

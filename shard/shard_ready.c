@@ -183,7 +183,7 @@ static void ready_fail_source(struct shard *s, struct shard_ready *rq, struct sh
 	smtp_client_local_reply(&r, 451, 3, 5, NULL, "egress source '%s' is not usable: %s",
 				rq->source, rq->src_error);
 	u->ready = NULL;
-	u->state = UNIT_SCHEDULED;
+	shard_unit_set_state(u, UNIT_SCHEDULED);
 	if (rq->n_ready == 0 && rq->n_conns == 0)
 		rq->idle_since_ms = pt_monotonic_ms();
 	shard_unit_failed(s, u, &lo);
@@ -226,7 +226,7 @@ void shard_ready_add(struct shard *s, struct shard_unit *u)
 		ready_fail_source(s, rq, u);
 		return;
 	}
-	u->state = UNIT_READY;
+	shard_unit_set_state(u, UNIT_READY);
 	u->ready = rq;
 	u->next = NULL;
 	u->prev = rq->tail;
@@ -256,7 +256,7 @@ static void ready_unlink(struct shard_ready *rq, struct shard_unit *u)
 void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_unit *u)
 {
 	(void)s;
-	u->state = UNIT_READY;
+	shard_unit_set_state(u, UNIT_READY);
 	u->ready = rq;
 	u->prev = NULL;
 	u->next = rq->head;
@@ -286,7 +286,7 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 			continue;
 		}
 		ready_unlink(rq, u);
-		u->state = UNIT_INFLIGHT;
+		shard_unit_set_state(u, UNIT_INFLIGHT);
 		out[n++] = u;
 	}
 	return n;

@@ -131,26 +131,42 @@ static void sched_load(struct shard *s, struct shard_sched *sq, const struct sha
 	sq->cfg_expires_ms = pt_monotonic_ms() + SHARD_CONFIG_TTL_MS;
 }
 
-/* This shard's scheduled queue for u (made and configured on first use);
- * u is counted in it.  Never NULL: without memory we panic (a unit must
+static bool unit_active(const struct shard_unit *u)
+{
+	return u->state == UNIT_READY || u->state == UNIT_INFLIGHT;
+}
+
+/* Count u in this shard's scheduled queue for it, made on first use with
+ * its config not loaded yet (cfg_expires_ms 0: the next shard_sched_get
+ * asks the policy).  Never fails: without memory we panic (a unit must
  * not be dropped silently, and it cannot be kept without its queue). */
-struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u)
+static struct shard_sched *sched_attach(struct shard *s, struct shard_unit *u)
 {
 	struct shard_sched *sq = u->sched;
 
+	if (sq)
+		return sq;
+	sq = pt_strmap_get(&s->scheds, u->queue);
 	if (!sq) {
-		sq = pt_strmap_get(&s->scheds, u->queue);
-		if (!sq) {
-			sq = calloc(1, sizeof(*sq));
-			if (!sq || !(sq->name = strdup(u->queue)) ||
-			    pt_strmap_put(&s->scheds, sq->name, sq) != PT_OK)
-				pt_panic("out of memory for scheduled queue %s", u->queue);
-			policy_queue_config_defaults(&sq->cfg);
-			sched_load(s, sq, u);
-		}
-		u->sched = sq;
-		sq->n_units++;
+		sq = calloc(1, sizeof(*sq));
+		if (!sq || !(sq->name = strdup(u->queue)) ||
+		    pt_strmap_put(&s->scheds, sq->name, sq) != PT_OK)
+			pt_panic("out of memory for scheduled queue %s", u->queue);
+		policy_queue_config_defaults(&sq->cfg);
 	}
+	u->sched = sq;
+	sq->n_units++;
+	if (unit_active(u))
+		sq->n_active++;
+	return sq;
+}
+
+/* This shard's scheduled queue for u, its config loaded or refreshed when
+ * due; u is counted in it.  Never NULL (sched_attach). */
+struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u)
+{
+	struct shard_sched *sq = sched_attach(s, u);
+
 	if (pt_monotonic_ms() >= sq->cfg_expires_ms)
 		sched_load(s, sq, u);
 	return sq;
@@ -160,6 +176,8 @@ static void sched_release(struct shard *s, struct shard_unit *u)
 {
 	if (!u->sched)
 		return;
+	if (unit_active(u))
+		u->sched->n_active--;
 	if (--u->sched->n_units == 0)
 		u->sched->idle_since_ms = pt_monotonic_ms();
 	u->sched = NULL;
@@ -257,7 +275,7 @@ void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct sh
 
 	lo.type = "Delivery";
 	shard_log_delivery(s, u, &lo);
-	s->n_delivered++;
+	shard_count(s, SHARD_M_DELIVERED);
 	unit_done(s, u);
 }
 
@@ -270,7 +288,7 @@ static void unit_expire(struct shard *s, struct shard_unit *u, const struct shar
 				"message expired: max_age of %llu seconds passed after %u attempts",
 				(unsigned long long)(sq->cfg.max_age_ms / 1000), u->num_attempts);
 	shard_log_delivery(s, u, &o);
-	s->n_expired++;
+	shard_count(s, SHARD_M_EXPIRED);
 	unit_done(s, u);
 }
 
@@ -301,13 +319,13 @@ void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard
 	if (o->reply->code >= 500) {
 		lo.type = "Bounce";
 		shard_log_delivery(s, u, &lo);
-		s->n_bounced++;
+		shard_count(s, SHARD_M_FAIL);
 		unit_done(s, u);
 		return;
 	}
 	lo.type = "TransientFailure";
 	shard_log_delivery(s, u, &lo);
-	s->n_transient++;
+	shard_count(s, SHARD_M_TRANSFAIL);
 	sq = shard_sched_get(s, u);
 	u->num_attempts++;
 	u->due_us = now_us + unit_retry_delay_ms(u, sq) * 1000;
@@ -343,8 +361,12 @@ void shard_unit_schedule(struct shard *s, struct shard_unit *u)
 	uint64_t delay_ms = u->due_us > now_us ? (u->due_us - now_us + 999) / 1000 : 0;
 
 	u->at = s;
-	u->state = UNIT_SCHEDULED;
+	shard_unit_set_state(u, UNIT_SCHEDULED);
 	u->ready = NULL;
+	/* Counted in its queue while it waits (scheduled_count), also a unit
+	 * recovered from the spool that has not been routed yet; the queue's
+	 * config is asked for when the unit is due. */
+	sched_attach(s, u);
 	pt_timer_init(&u->timer, unit_timer_fn);
 	pt_timer_add(&s->wheel, &u->timer, pt_monotonic_ms() + delay_ms);
 }
@@ -378,7 +400,7 @@ static void unit_enter_ready(struct shard *s, struct shard_unit *u)
 		shard_ready_add(s, u);
 		return;
 	}
-	u->state = UNIT_SCHEDULED;
+	shard_unit_set_state(u, UNIT_SCHEDULED);
 	pt_timer_init(&u->timer, unit_release_fn);
 	pt_timer_add(&s->wheel, &u->timer, pt_monotonic_ms() + (slot_us - now_us + 999) / 1000);
 }
@@ -412,7 +434,7 @@ static void unit_route_dns(struct shard *s, struct shard_unit *u, const struct d
 {
 	struct smtp_client_reply r;
 
-	u->state = UNIT_SCHEDULED;
+	shard_unit_set_state(u, UNIT_SCHEDULED);
 	switch (res->status) {
 	case DNS_OK:
 		unit_route_to_site(s, u, res->site);
@@ -467,12 +489,12 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 		unit_route_to_site(s, u, sq->mx_site);
 		return;
 	}
-	u->state = UNIT_ROUTING;
+	shard_unit_set_state(u, UNIT_ROUTING);
 	rc = dns_lookup_mx(s->dns, u->domain, pt_monotonic_ms(), unit_dns_cb, u, &res);
 	if (rc == PT_OK) {
 		unit_route_dns(s, u, res);
 	} else if (rc != PT_AGAIN) {
-		u->state = UNIT_SCHEDULED;
+		shard_unit_set_state(u, UNIT_SCHEDULED);
 		smtp_client_local_reply(&r, 451, 3, 0, NULL, "out of memory looking up %s",
 					u->domain);
 		unit_fail_local(s, u, &r);

@@ -20,14 +20,16 @@ What lives here, and why it is shared:
   * spool_ls / spool_verify / spool_cat / spool_envelope   petrel-spool;
                  spool_segment_bytes, the size of each shard's segments.
   * reception_records / wait_for   the reception log, polled with a bound;
-                 log_records / wait_records, any record type of the log.
+                 log_records / wait_records, any record type of the log;
+                 log_segment_text, one zstd segment decoded (open or not).
   * delivery_policy_source   the delivering policy (KumoMTA names: queue
                  config, egress path, resolver) of the delivery suites, whose
                  fixtures live in dns.py (dnsmasq) and receivers.py.
 
 Processes are only ever signalled by the pid of a Popen this module made.
-Only the Python standard library is used: the suite runs under Debian's
-/usr/bin/python3.
+Only the Python standard library and Debian's python3-zstandard (the log
+segments are zstd frames; without the module, petrel-logs decodes them) are
+used: the suite runs under Debian's /usr/bin/python3.
 """
 
 import atexit
@@ -76,6 +78,10 @@ def petreld_path():
 
 def spool_tool_path():
 	return BUILD / "petrel-spool"
+
+
+def logs_tool_path():
+	return BUILD / "petrel-logs"
 
 
 def validate(policy, cwd, env=None):
@@ -259,7 +265,7 @@ DELIVERY_EGRESS = {"enable_tls": "OpportunisticInsecure"}
 def delivery_policy_source(*, listen, spool, log_dir, dns_port, queue=None, egress=None,
 			   queue_by_domain=None, egress_by_site=None, hostname=HOSTNAME,
 			   relay_hosts=("127.0.0.1",), max_recipients=1000, listener=None,
-			   message_hook=""):
+			   message_hook="", http_listener=None):
 	"""A delivering policy in KumoMTA's names (require 'kumo'):
 
 	  * init: spool, local logs, an ESMTP listener on `listen` relaying for
@@ -272,7 +278,8 @@ def delivery_policy_source(*, listen, spool, log_dir, dns_port, queue=None, egre
 	    site_name in egress_by_site, the same updated by its dict.
 
 	Values are Python values rendered with lua_value; `listener` adds fields
-	to start_esmtp_listener."""
+	to start_esmtp_listener; `http_listener` (a dict) adds
+	kumo.start_http_listener{...} to init."""
 	q = dict(DELIVERY_QUEUE, **(queue or {}))
 	e = dict(DELIVERY_EGRESS, **(egress or {}))
 	lst = {"listen": listen, "relay_hosts": list(relay_hosts), "hostname": hostname,
@@ -292,7 +299,7 @@ kumo.on('init', function()
   kumo.define_spool{name='data', path=%(spool)s}
   kumo.configure_local_logs{log_dir=%(log)s}
   kumo.start_esmtp_listener%(listener)s
-  kumo.dns.configure_resolver{name_servers={%(ns)s}}
+%(http)s  kumo.dns.configure_resolver{name_servers={%(ns)s}}
 end)
 
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
@@ -307,6 +314,8 @@ end)
 		"ns": lua_str("127.0.0.1:%d" % dns_port), "queue_cases": queue_cases,
 		"queue": lua_value(q), "egress_cases": egress_cases, "egress": lua_value(e),
 		"hook": message_hook,
+		"http": ("  kumo.start_http_listener%s\n" % lua_value(http_listener)
+			 if http_listener is not None else ""),
 	}
 
 
@@ -708,17 +717,48 @@ def header_block(message):
 	return re.sub(r"\r\n[ \t]+", " ", head).split("\r\n")
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+SEGMENT_NAME_RE = re.compile(r"^\d{8}-\d{6}")
+
+
+def log_segment_text(path, data=None):
+	"""The JSON lines of one log segment (bytes).  A segment is a zstd frame;
+	the one being written has no frame end yet but ends on a block boundary,
+	so it decodes up to petreld's last write.  Decoded by python3-zstandard
+	when it is there, else by petrel-logs cat.  Plain files (no zstd magic)
+	are returned as they are."""
+	if data is None:
+		data = Path(path).read_bytes()
+	if not data.startswith(ZSTD_MAGIC):
+		return data
+	try:
+		import zstandard
+	except ImportError:
+		zstandard = None
+	if zstandard is not None:
+		return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+	p = subprocess.run([str(logs_tool_path()), "cat", str(path)], capture_output=True,
+			   timeout=60, stdin=subprocess.DEVNULL)
+	if p.returncode != 0:
+		raise AssertionError("petrel-logs cat %s: exit %d: %s" %
+				     (path, p.returncode, p.stderr.decode(errors="replace")))
+	return p.stdout
+
+
 def reception_records(log_dir):
-	"""Every JSON record in every file under <log_dir>/<shard>/ (plain files
-	only; a line still being written is skipped)."""
+	"""Every JSON record in every segment under <log_dir>/<shard>/ (zstd
+	segments, open or finished; a line still being written is skipped)."""
 	recs = []
 	root = Path(log_dir)
 	if not root.is_dir():
 		return recs
 	for f in sorted(root.glob("*/*")):
-		if not f.is_file() or f.suffix in (".zst", ".gz"):
+		if not f.is_file() or not SEGMENT_NAME_RE.match(f.name):
 			continue
-		data = f.read_bytes()
+		try:
+			data = log_segment_text(f)
+		except FileNotFoundError:	# removed at start-up (held no record)
+			continue
 		for raw in data.split(b"\n"):
 			if not raw.strip():
 				continue

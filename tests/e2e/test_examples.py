@@ -12,6 +12,7 @@ resolver come from the PETREL_* variables init.lua reads."""
 
 import base64
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -46,7 +47,7 @@ class Examples(DeliveryTest):
 	def test_validates_as_shipped(self):
 		rc, out = harness.validate(self.copy / "init.lua", harness.REPO)
 		self.assertEqual(rc, 0, out)
-		self.assertIn("init.lua: OK (1 listener)", out)
+		self.assertIn("init.lua: OK (1 listener, 1 HTTP listener)", out)
 
 	@harness.bound(90)
 	def test_runs_signs_and_routes(self):
@@ -55,6 +56,8 @@ class Examples(DeliveryTest):
 		import dkim
 		self.start_dns(dns.Zone().mx("dest.test", 10, "mx.dest.test").a("mx.dest.test", MX_ADDR))
 		r = self.receiver(receivers.SmtpReceiver, MX_ADDR)
+		curl = harness.require_tool("curl")
+		http_port = harness.free_port()
 		shaping = self.copy / "shaping.toml"
 		shaping.write_text(shaping.read_text().replace(
 			'["default"]\n', '["default"]\nsmtp_port = %d\n' % self.rport, 1))
@@ -63,6 +66,7 @@ class Examples(DeliveryTest):
 			"PETREL_SPOOL": str(self.env.spool),
 			"PETREL_LOG_DIR": str(self.env.log_dir),
 			"PETREL_NAME_SERVERS": "127.0.0.1:%d" % self.dnsmasq.port,
+			"PETREL_HTTP_LISTEN": "127.0.0.1:%d" % http_port,
 		}
 		for k, v in env.items():
 			self.addCleanup(os.environ.pop, k, None)
@@ -79,12 +83,37 @@ class Examples(DeliveryTest):
 		c.ehlo()
 		c.send_message("bounces@bounce.example.com", [RCPT], msg)
 		c.close()
-		self.wait_for(lambda: r.count() == 1, 30, what="the relayed message")
-		got = r.deliveries()[0]
+		# The same through the HTTP listener (builder form, curl).
+		body = json.dumps({"envelope_sender": "bounces@bounce.example.com",
+				   "recipients": [{"email": RCPT, "substitutions": {"name": "Ann"}}],
+				   "content": {"from": {"email": "news@example.com", "name": "Example News"},
+					       "subject": "hello {{ name }}",
+					       "text_body": "Dear {{ name }}, this came over HTTP.\n",
+					       "headers": {"X-Tenant": "marketing"}}})
+		p = subprocess.run([curl, "-sS", "-H", "Content-Type: application/json", "--data-binary",
+				    "@-", "http://127.0.0.1:%d/api/inject/v1" % http_port],
+				   input=body.encode(), capture_output=True, timeout=30)
+		self.assertEqual(p.returncode, 0, p.stderr)
+		self.assertEqual(json.loads(p.stdout)["success_count"], 1, p.stdout)
+		self.wait_for(lambda: r.count() == 2, 30, what="the relayed messages")
+		by_subject = {re.search(rb"^Subject: (.*?)\r?$", d.content, re.M).group(1): d
+			      for d in r.deliveries()}
+		self.assertEqual(set(by_subject), {b"example relay", b"hello Ann"})
+		self.check_signed(dkim, by_subject[b"hello Ann"])
+		got = by_subject[b"example relay"]
 		self.assertNotIn(b"\nX-Tenant:", got.content)
 		self.assertEqual(got.peer, "127.0.0.2", "the marketing pool has only ip-2")
 		self.assertEqual(got.ehlo, "mta2.example.com")
 
+		self.check_signed(dkim, got)
+		recs = self.wait_records("Delivery", 2)
+		self.assertEqual({(x["egress_pool"], x["egress_source"]) for x in recs},
+				 {("marketing", "ip-2")})
+		self.assertEqual({x["queue"] for x in recs}, {"marketing@dest.test"})
+
+	def check_signed(self, dkim, got):
+		"""Two signatures, RSA-2048 by example.com and Ed25519 by the ESP,
+		both verified by dkimpy."""
 		txt = {b"s2048._domainkey.example.com.": public_txt(
 			       self.copy / "dkim/example.com/s2048.key", False),
 		       b"ed1._domainkey.esp.example.net.": public_txt(
@@ -99,6 +128,3 @@ class Examples(DeliveryTest):
 			algos = [(a.decode(), dd.decode()) for a, dd in m]
 		self.assertEqual(sorted(algos), [("ed25519-sha256", "esp.example.net"),
 						 ("rsa-sha256", "example.com")])
-		rec = self.wait_records("Delivery", 1)[0]
-		self.assertEqual((rec["egress_pool"], rec["egress_source"]), ("marketing", "ip-2"))
-		self.assertEqual(rec["queue"], "marketing@dest.test")

@@ -156,7 +156,39 @@ Test(policy_config, spool_and_logs)
 
 	cr_assert_str_eq(c->spool_path, "/var/spool/petrel/data");
 	cr_assert_str_eq(c->log_dir, "/var/log/petrel");
+	cr_assert_eq(c->log_max_segment_duration_ms, 3600 * 1000);
+	cr_assert_eq(c->log_max_file_size, 1000000000); /* KumoMTA's defaults */
+	cr_assert_eq(c->log_compression_level, 0);
 	cr_assert_eq(c->n_listeners, 0);
+	policy_free(p);
+}
+
+Test(policy_config, log_rotation_and_compression)
+{
+	struct policy *p =
+	    load_ok("local kumo = require 'kumo'\n"
+		    "kumo.on('init', function()\n"
+		    "  kumo.configure_local_logs { log_dir = '/a', max_file_size = 4096,"
+		    "    compression_level = 19, max_segment_duration = '10 seconds' }\n"
+		    "  kumo.configure_local_logs { log_dir = '/b', compression_level = 1 }\n"
+		    "end)\n");
+	const struct policy_config *c = policy_config(p);
+
+	/* The second call describes the log set whole: what it omits is default. */
+	cr_assert_str_eq(c->log_dir, "/b");
+	cr_assert_eq(c->log_max_file_size, 1000000000);
+	cr_assert_eq(c->log_max_segment_duration_ms, 0);
+	cr_assert_eq(c->log_compression_level, 1);
+	policy_free(p);
+	p = load_ok("local kumo = require 'kumo'\n"
+		    "kumo.on('init', function()\n"
+		    "  kumo.configure_local_logs { log_dir = '/a', max_file_size = 4096,"
+		    "    compression_level = 19, max_segment_duration = '10 seconds' }\n"
+		    "end)\n");
+	c = policy_config(p);
+	cr_assert_eq(c->log_max_file_size, 4096);
+	cr_assert_eq(c->log_compression_level, 19);
+	cr_assert_eq(c->log_max_segment_duration_ms, 10000);
 	policy_free(p);
 }
 
@@ -247,6 +279,24 @@ Test(policy_config, bad_values_are_errors_with_line)
 	     "seconds or a string like \"60s\", got boolean"},
 	    {"petrel.configure_local_logs { log_dir = 7 }",
 	     "configure_local_logs: 'log_dir' must be a string, got number"},
+	    {"petrel.configure_local_logs { log_dir = '/l', max_file_size = 0 }",
+	     "configure_local_logs: 'max_file_size' must be a whole number from 1 to "
+	     "9007199254740992"},
+	    {"petrel.configure_local_logs { log_dir = '/l', max_file_size = '1GB' }",
+	     "configure_local_logs: 'max_file_size' must be a number, got string"},
+	    {"petrel.configure_local_logs { log_dir = '/l', compression_level = 22 }",
+	     "configure_local_logs: 'compression_level' must be a whole number from 0 "
+	     "(zstd's default) to 21"},
+	    {"petrel.configure_local_logs { log_dir = '/l', compression_level = 2.5 }",
+	     "configure_local_logs: 'compression_level' must be a whole number from 0 "
+	     "(zstd's default) to 21"},
+	    {"petrel.configure_local_logs { log_dir = '/l', compression_level = 'max' }",
+	     "configure_local_logs: 'compression_level' must be a number, got string"},
+	    {"petrel.configure_local_logs { log_dir = '/l', max_segment_duration = 0 }",
+	     "configure_local_logs: 'max_segment_duration' must be longer than zero"},
+	    {"petrel.configure_local_logs { log_dir = '/l', back_pressure = 10 }",
+	     "configure_local_logs: 'back_pressure' is a KumoMTA option Petrel does not "
+	     "support yet"},
 	    {"petrel.start_esmtp_listener('0:1')",
 	     "bad argument #1 to 'start_esmtp_listener' (table expected, got string)"},
 	};

@@ -52,7 +52,7 @@ LIB_tools  := $(LIB_spool)
 
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
-TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-logs $(BUILD)/petrel-sink \
+TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-logs $(BUILD)/petrelctl $(BUILD)/petrel-sink \
 	      $(BUILD)/petrel-gen
 
 .PHONY: all test unit e2e run asan fuzz bench bench-reception bench-backlog deps clean
@@ -90,6 +90,10 @@ $(BUILD)/petrel-spool: $(BUILD)/tools/petrel_spool.o $(LIB_tools)
 
 # Reads log segments with libzstd and jansson; core only.
 $(BUILD)/petrel-logs: $(BUILD)/tools/petrel_logs.o $(LIB_core)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+# The admin API client: a blocking HTTP/1.1 exchange, jansson; core only.
+$(BUILD)/petrelctl: $(BUILD)/tools/petrelctl.o $(LIB_core)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 # The bench programs stand alone: core and net (TLS) only, no shard; bench/bench_*.c

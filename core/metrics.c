@@ -478,10 +478,7 @@ uint64_t pt_metrics_read(const struct pt_metrics *m, unsigned i, unsigned id)
 	return atomic_load_explicit(&m->blocks[i]->v[id], memory_order_relaxed);
 }
 
-struct trow {
-	char label[PT_METRICS_LABEL_MAX];
-	uint64_t v[PT_METRICS_COLS_MAX];
-};
+#define trow pt_metrics_trow /* the public row type (metrics.h) */
 
 /* One shard's rows of t into out (room for t->cap).  The number read; 0
  * when the copy never held still (see the top of the file). */
@@ -549,6 +546,15 @@ static struct trow *table_merge(const struct pt_metrics *m, const struct table *
 	}
 	*n_out = k;
 	return rows;
+}
+
+struct pt_metrics_trow *pt_metrics_table_rows(const struct pt_metrics *m, unsigned id,
+					      size_t *n_out)
+{
+	*n_out = 0;
+	if (id >= m->n_tables)
+		return NULL;
+	return table_merge(m, &m->tables[id], n_out);
 }
 
 /* ---- Text ---- */

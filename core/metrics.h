@@ -163,6 +163,18 @@ void pt_metrics_publish(struct pt_metrics_shard *b, unsigned id, struct pt_metri
 
 /* Shard i's current value of scalar slot id (a relaxed load). */
 uint64_t pt_metrics_read(const struct pt_metrics *m, unsigned i, unsigned id);
+/* A table row read back: its label and columns, summed over shards. */
+struct pt_metrics_trow {
+	char label[PT_METRICS_LABEL_MAX];
+	uint64_t v[PT_METRICS_COLS_MAX];
+};
+/*
+ * Table id's rows of every shard (as last published), equal labels added
+ * up, sorted by label: an array the caller frees, its length in *n_out.
+ * NULL when out of memory or id is no table.  Any thread, like render.
+ */
+struct pt_metrics_trow *pt_metrics_table_rows(const struct pt_metrics *m, unsigned id,
+					      size_t *n_out);
 /* Append the exposition text of every family to out.  PT_OK or PT_NOMEM
  * (out then holds a prefix of it). */
 int pt_metrics_render(const struct pt_metrics *m, struct pt_buf *out);

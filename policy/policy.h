@@ -169,6 +169,12 @@ struct policy_reply {
  */
 int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len);
 void policy_free(struct policy *p);
+/*
+ * Parse a KumoMTA-style duration ("60s", "5m", "1 hour", "2 days", "500ms")
+ * of n bytes into *out_ms.  PT_OK, or PT_ERROR with *why a sentence
+ * (static).  (policy_duration.c; also used by the admin API.)
+ */
+int policy_duration_parse(const char *s, size_t n, uint64_t *out_ms, const char **why);
 /* An MX answer for kumo.dns.lookup_mx; site and error are malloc'd by the
  * lookup function and freed by the policy. */
 enum policy_mx_status { POLICY_MX_OK, POLICY_MX_NULL, POLICY_MX_FAIL };

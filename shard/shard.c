@@ -521,6 +521,7 @@ static void shard_teardown(struct shard *s)
 	shard_outs_free(s);
 	shard_readies_free(s);
 	shard_units_free(s);
+	shard_admin_free(s);
 	shard_route_free(s);
 	shard_sources_free(s);
 	shard_dns_free(s);
@@ -669,6 +670,9 @@ static void shard_msg_destroy(void *p)
 	if (m->kind == SHARD_MSG_BODY && m->body) {
 		pt_message_clear(m->body);
 		free(m->body);
+	}
+	if (m->kind == SHARD_MSG_ADMIN && m->admin) {
+		shard_admin_entry_free(m->admin);
 	}
 	free(m);
 }

@@ -84,6 +84,12 @@ static const struct shard_http_route {
 } shard_http_routes[] = {
     {"POST", "/api/inject/v1", 0, shard_inject_v1},
     {"GET", "/metrics", SHARD_HTTP_TRUSTED, http_metrics},
+    {"POST", "/api/admin/suspend/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_v1},
+    {"GET", "/api/admin/suspend/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_v1},
+    {"DELETE", "/api/admin/suspend/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_v1},
+    {"POST", "/api/admin/bounce/v1", SHARD_HTTP_TRUSTED, shard_admin_bounce_v1},
+    {"GET", "/api/admin/bounce/v1", SHARD_HTTP_TRUSTED, shard_admin_bounce_v1},
+    {"GET", "/api/admin/queue-summary/v1", SHARD_HTTP_TRUSTED, shard_admin_queue_summary_v1},
 };
 
 static void http_after_session(struct shard_http_conn *c);

@@ -360,6 +360,17 @@ enum shard_msg_kind {
 	SHARD_MSG_BODY_REQ, /* home: read a message body for a connection */
 	SHARD_MSG_BODY,	    /* the body (or NULL after a failed read) */
 	SHARD_MSG_RELOAD,   /* reload the policy (shard 0 has loaded it already) */
+	SHARD_MSG_ADMIN,    /* apply an admin entry (shard_admin.c) */
+};
+
+/* An admin API rule over units (shard_admin.c); every shard has a copy. */
+enum shard_admin_kind { SHARD_ADMIN_SUSPEND = 1, SHARD_ADMIN_BOUNCE, SHARD_ADMIN_RESUME };
+struct shard_admin_entry {
+	enum shard_admin_kind kind;
+	char id[PT_ID_LEN + 1];
+	char *domain, *campaign, *tenant; /* NULL: any */
+	char *reason;
+	uint64_t created_us, until_us; /* wall clock; until 0: a bounce's sweep only */
 };
 
 struct shard_msg {
@@ -373,6 +384,7 @@ struct shard_msg {
 	uint64_t due_us;	  /* OUTCOME */
 	void *token;		  /* BODY_REQ, BODY: the requesting connection */
 	struct pt_message *body;  /* BODY: owned by the receiver */
+	struct shard_admin_entry *admin; /* ADMIN: owned by the receiver */
 };
 
 enum shard_state { SHARD_STARTING, SHARD_RUNNING, SHARD_DRAINING, SHARD_DONE };
@@ -464,6 +476,8 @@ struct shard {
 	struct tls_ctx *tls_client_verify, *tls_client_insecure;
 	struct pt_timer housekeeping_timer; /* once a second: spool collect, idle queues */
 	struct shard_janitor *janitor;	    /* dead segments being deleted, or NULL */
+	struct shard_admin_entry *admin;    /* suspensions and bounces in force */
+	size_t n_admin;
 	char hostname[256];
 };
 
@@ -535,6 +549,18 @@ void shard_http_respond_error(struct shard_http_conn *c, int status, const char 
 	__attribute__((format(printf, 3, 4)));
 /* A handler's work that kept c alive ended: release c if it is closing. */
 void shard_http_release_if_done(struct shard_http_conn *c);
+
+/* shard_admin.c: the admin API (suspend, bounce, queue summary). */
+void shard_admin_suspend_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_admin_bounce_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_admin_queue_summary_v1(struct shard_http_conn *c, const struct http_request *r);
+/* SHARD_MSG_ADMIN arrived: apply e, free it. */
+void shard_admin_handle(struct shard *s, struct shard_admin_entry *e);
+/* u is due: true when an entry took it (rescheduled while suspended, or
+ * bounced and freed); false: route it. */
+bool shard_admin_hold(struct shard *s, struct shard_unit *u);
+void shard_admin_free(struct shard *s); /* teardown */
+void shard_admin_entry_free(struct shard_admin_entry *e); /* one left in a ring at exit */
 
 /* shard_inject.c: POST /api/inject/v1. */
 void shard_inject_v1(struct shard_http_conn *c, const struct http_request *r);
@@ -616,6 +642,8 @@ void shard_unit_destroy(struct shard_unit *u);
 /* The outcome of an attempt: logs, tells home, frees or reschedules u. */
 void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
 void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
+/* Bounce u by an admin request: an AdminBounce record, done at home, freed. */
+void shard_unit_admin_bounce(struct shard *s, struct shard_unit *u, const char *reason);
 void shard_routes_housekeeping(struct shard *s);
 struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u);
 

@@ -111,6 +111,9 @@ static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
 	case SHARD_MSG_RELOAD:
 		shard_reload(s);
 		break;
+	case SHARD_MSG_ADMIN:
+		shard_admin_handle(s, m->admin);
+		break;
 	default:
 		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);
 	}

@@ -292,6 +292,18 @@ static void unit_expire(struct shard *s, struct shard_unit *u, const struct shar
 	unit_done(s, u);
 }
 
+void shard_unit_admin_bounce(struct shard *s, struct shard_unit *u, const char *reason)
+{
+	struct smtp_client_reply r;
+	struct shard_log_outcome o = {.type = "AdminBounce", .reply = &r};
+
+	/* KumoMTA's AdminBounce response: 551 5.6.0 Administrator bounced: reason. */
+	smtp_client_local_reply(&r, 551, 6, 0, NULL, "Administrator bounced: %s",
+				reason ? reason : "no reason given");
+	shard_log_delivery(s, u, &o);
+	unit_done(s, u);
+}
+
 static bool unit_expired_at(const struct shard_unit *u, const struct shard_sched *sq,
 			    uint64_t at_us)
 {
@@ -480,6 +492,9 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 		unit_expire(s, u, sq);
 		return;
 	}
+	/* An admin suspension holds it, an admin bounce ends it (shard_admin.c). */
+	if (shard_admin_hold(s, u))
+		return;
 	/* The egress source, per message, from the queue's pool (shard_source.c). */
 	if (shard_source_pick(s, sq, u, &r) != PT_OK) {
 		unit_fail_local(s, u, &r);

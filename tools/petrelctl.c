@@ -1,0 +1,548 @@
+/*
+ * petrelctl.c -- petrelctl, the admin API at a terminal.
+ *
+ *     petrelctl [--url URL] [--json] queue-summary
+ *     petrelctl [--url URL] [--json] suspend --domain D [--campaign C] [--tenant T]
+ *                                          [--duration 1h] [--reason R]
+ *     petrelctl [--url URL] [--json] suspend-list
+ *     petrelctl [--url URL] [--json] resume ID | --domain D
+ *     petrelctl [--url URL] [--json] bounce (--domain D | --campaign C | --tenant T)
+ *                                         [--reason R] [--duration 10m]
+ *
+ * Each sub-command is one request (resume --domain: the list, then one
+ * DELETE per suspension of that domain) to petreld's HTTP listener
+ * (shard/shard_admin.c has the endpoints, KumoMTA's paths).  The admin
+ * endpoints answer trusted hosts only, so petrelctl sends no credentials:
+ * run it where petreld trusts (loopback by default).
+ *
+ * The HTTP client is a plain blocking HTTP/1.1 exchange over one socket
+ * (Connection: close, the body read to EOF): a CLI does one request at a
+ * time, and this keeps petrelctl free of libcurl.  http:// only.
+ *
+ * Output: a table for people by default; --json prints the server's JSON
+ * answer as is, for scripts.  Errors go to stderr with what was asked of
+ * whom.  Exit status: 0 fine, 1 an error (petreld unreachable or it
+ * refused), 2 bad usage.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+
+#define TOOL	     "petrelctl"
+#define DEFAULT_URL  "http://127.0.0.1:8000"
+#define IO_TIMEOUT_S 30
+#define MAX_RESPONSE (64u << 20)
+
+static const char *opt_url = DEFAULT_URL;
+static bool opt_json;
+
+/* ---- usage ---------------------------------------------------------------------- */
+
+static const struct command_help {
+	const char *name, *usage, *text;
+} helps[] = {
+    {"queue-summary", "queue-summary",
+     "List the scheduled queues (campaign:tenant@domain) with the messages waiting\n"
+     "in them, and the ready queues (source->site) with their messages and\n"
+     "connections.  Counts are summed over shards, at most a second old.\n"},
+    {"suspend", "suspend --domain D [--campaign C] [--tenant T] [--duration 1h] [--reason R]",
+     "Stop delivery to domain D (optionally only campaign C / tenant T) for the\n"
+     "duration (default 1 day; \"30s\", \"10m\", \"2 hours\"...).  Messages stay\n"
+     "queued.  Prints the suspension's id (for resume).\n"},
+    {"suspend-list", "suspend-list", "List the suspensions in force with the seconds left.\n"},
+    {"resume", "resume ID | --domain D",
+     "End suspension ID, or every suspension of domain D.  Held messages are\n"
+     "delivered within a second.\n"},
+    {"bounce", "bounce (--domain D | --campaign C | --tenant T)... [--reason R] [--duration 10m]",
+     "Bounce every queued message that matches (an AdminBounce log record each; never\n"
+     "retried).  With --duration, messages that match and become due during that\n"
+     "time are bounced too.  Messages in a transaction at that moment finish it.\n"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: " TOOL " [--url URL] [--json] COMMAND [ARGS]\n\n"
+		   "Talk to petreld's admin API.  URL defaults to " DEFAULT_URL
+		   " (an HTTP listener\nwhere this host is in trusted_hosts).  --json prints the "
+		   "server's JSON answer.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+		fprintf(f, "  %s\n", helps[i].usage);
+	fprintf(f, "\n" TOOL " COMMAND --help describes one command.\n");
+}
+
+static int command_help(const char *name, FILE *f)
+{
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		if (strcmp(helps[i].name, name) != 0)
+			continue;
+		fprintf(f, "usage: " TOOL " [--url URL] [--json] %s\n\n%s", helps[i].usage,
+			helps[i].text);
+		return f == stdout ? 0 : 2;
+	}
+	fprintf(stderr, TOOL ": no command '%s' (" TOOL " --help lists them)\n", name);
+	return 2;
+}
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, TOOL ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	if (cmd)
+		command_help(cmd, stderr);
+	else
+		usage(stderr);
+	return 2;
+}
+
+/* ---- HTTP ----------------------------------------------------------------------- */
+
+struct http_answer {
+	int status;
+	struct pt_buf body;
+};
+
+/* Split http://host[:port][/prefix] into host and port; false on a bad URL. */
+static bool url_split(const char *url, char *host, size_t host_len, char *port, size_t port_len)
+{
+	const char *p, *end, *colon;
+
+	if (strncasecmp(url, "http://", 7) != 0)
+		return false;
+	p = url + 7;
+	end = p + strcspn(p, "/");
+	if (*p == '[') { /* [v6]:port */
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (!close || (size_t)(close - p - 1) >= host_len)
+			return false;
+		snprintf(host, host_len, "%.*s", (int)(close - p - 1), p + 1);
+		colon = close[1] == ':' ? close + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		if ((size_t)((colon ? colon : end) - p) >= host_len || (colon ? colon : end) == p)
+			return false;
+		snprintf(host, host_len, "%.*s", (int)((colon ? colon : end) - p), p);
+	}
+	if (colon && end - colon - 1 > 0 && (size_t)(end - colon - 1) < port_len)
+		snprintf(port, port_len, "%.*s", (int)(end - colon - 1), colon + 1);
+	else if (colon)
+		return false;
+	else
+		snprintf(port, port_len, "80");
+	return true;
+}
+
+static int http_connect(const char *host, const char *port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+	int fd = -1, rc, err = 0;
+
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, TOOL ": %s: cannot resolve %s: %s\n", opt_url, host,
+			gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		fprintf(stderr, TOOL ": cannot connect to petreld at %s: %s\n", opt_url,
+			strerror(err));
+	return fd;
+}
+
+static bool write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* Parse raw (a whole HTTP/1.1 response) into a. */
+static bool http_parse(struct pt_buf *raw, struct http_answer *a)
+{
+	char *hdr_end, *p;
+	size_t hlen;
+
+	pt_buf_cstr(raw);
+	if (raw->len < 12 || strncmp(raw->data, "HTTP/1.", 7) != 0 ||
+	    sscanf(raw->data + 9, "%3d", &a->status) != 1)
+		return false;
+	hdr_end = strstr(raw->data, "\r\n\r\n");
+	if (!hdr_end)
+		return false;
+	hlen = (size_t)(hdr_end - raw->data) + 4;
+	for (p = raw->data; p < hdr_end; p = strstr(p, "\r\n") + 2)
+		if (strncasecmp(p, "Transfer-Encoding:", 18) == 0)
+			return false; /* petreld sends Content-Length; chunked is not expected */
+	pt_buf_append(&a->body, raw->data + hlen, raw->len - hlen);
+	pt_buf_cstr(&a->body);
+	return true;
+}
+
+/* One request; false after saying why on stderr. */
+static bool http_call(const char *method, const char *path, const char *body, struct http_answer *a)
+{
+	char host[256], port[16];
+	struct pt_buf req = PT_BUF_INIT, raw = PT_BUF_INIT;
+	char chunk[16384];
+	bool ok = false;
+	int fd;
+
+	memset(a, 0, sizeof(*a));
+	if (!url_split(opt_url, host, sizeof(host), port, sizeof(port))) {
+		fprintf(stderr, TOOL ": bad --url %s: expected http://HOST:PORT\n", opt_url);
+		return false;
+	}
+	if ((fd = http_connect(host, port)) < 0)
+		return false;
+	pt_buf_printf(&req,
+		      "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: " TOOL "\r\n"
+		      "Accept: application/json\r\nConnection: close\r\n",
+		      method, path, host, port);
+	if (body)
+		pt_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+			      strlen(body));
+	pt_buf_append_str(&req, "\r\n");
+	if (body)
+		pt_buf_append_str(&req, body);
+	if (!write_all(fd, req.data, req.len)) {
+		fprintf(stderr, TOOL ": %s %s%s: send failed: %s\n", method, opt_url, path,
+			strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, TOOL ": %s %s%s: %s\n", method, opt_url, path,
+				errno == EAGAIN ? "no answer within 30 s" : strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (raw.len + (size_t)n > MAX_RESPONSE) {
+			fprintf(stderr, TOOL ": %s %s%s: answer too large\n", method, opt_url,
+				path);
+			goto out;
+		}
+		pt_buf_append(&raw, chunk, (size_t)n);
+	}
+	if (!(ok = http_parse(&raw, a)))
+		fprintf(stderr, TOOL ": %s %s%s: not an HTTP answer petrelctl understands\n",
+			method, opt_url, path);
+out:
+	close(fd);
+	pt_buf_free(&req);
+	pt_buf_free(&raw);
+	return ok;
+}
+
+/* The answer's JSON, or NULL after an error message (HTTP error or bad JSON). */
+static json_t *http_json(const char *method, const char *path, const char *body,
+			 struct http_answer *a)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (!http_call(method, path, body, a))
+		return NULL;
+	j = json_loadb(a->body.data ? a->body.data : "", a->body.len, 0, &err);
+	if (a->status < 200 || a->status > 299) {
+		const char *msg = json_string_value(json_object_get(j, "error"));
+
+		fprintf(stderr, TOOL ": %s %s%s: HTTP %d: %s\n", method, opt_url, path, a->status,
+			msg	       ? msg
+			: a->body.data ? a->body.data
+				       : "");
+		json_decref(j);
+		return NULL;
+	}
+	if (!j)
+		fprintf(stderr, TOOL ": %s %s%s: the answer is not JSON: %s\n", method, opt_url,
+			path, err.text);
+	return j;
+}
+
+/* Run a request whose answer prints as JSON with --json or via table(). */
+static int run(const char *method, const char *path, json_t *req, void (*table)(json_t *))
+{
+	struct http_answer a;
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_t *j;
+	int rc = 1;
+
+	if (req && !body) {
+		fprintf(stderr, TOOL ": out of memory\n");
+		return 1;
+	}
+	j = http_json(method, path, body, &a);
+	if (j) {
+		if (opt_json)
+			printf("%s\n", a.body.data);
+		else
+			table(j);
+		rc = 0;
+	}
+	json_decref(j);
+	free(body);
+	pt_buf_free(&a.body);
+	return rc;
+}
+
+/* ---- output --------------------------------------------------------------------- */
+
+static const char *str_or(json_t *o, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : def;
+}
+
+static void table_summary(json_t *j)
+{
+	json_t *row;
+	size_t i;
+
+	printf("%-50s %10s\n", "SCHEDULED QUEUE", "COUNT");
+	json_array_foreach(json_object_get(j, "scheduled"), i, row)
+	{
+		printf("%-50s %10lld\n", str_or(row, "queue", "?"),
+		       (long long)json_integer_value(json_object_get(row, "count")));
+	}
+	printf("\n%-50s %10s %12s\n", "READY QUEUE (SOURCE->SITE)", "COUNT", "CONNECTIONS");
+	json_array_foreach(json_object_get(j, "ready"), i, row)
+	{
+		printf("%-50s %10lld %12lld\n", str_or(row, "path", "?"),
+		       (long long)json_integer_value(json_object_get(row, "count")),
+		       (long long)json_integer_value(json_object_get(row, "connections")));
+	}
+}
+
+static void table_suspensions(json_t *j)
+{
+	json_t *row;
+	size_t i;
+
+	printf("%-32s  %-24s %-12s %-12s %9s  %s\n", "ID", "DOMAIN", "CAMPAIGN", "TENANT",
+	       "SECS LEFT", "REASON");
+	json_array_foreach(j, i, row)
+	{
+		printf("%-32s  %-24s %-12s %-12s %9lld  %s\n", str_or(row, "id", "?"),
+		       str_or(row, "domain", "*"), str_or(row, "campaign", "*"),
+		       str_or(row, "tenant", "*"),
+		       (long long)json_integer_value(json_object_get(row, "duration")),
+		       str_or(row, "reason", ""));
+	}
+}
+
+static void table_id(json_t *j)
+{
+	printf("%s\n", str_or(j, "id", "?"));
+}
+
+static void table_resumed(json_t *j)
+{
+	(void)j;
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+/* --name VALUE options of a sub-command into obj; false after a usage error. */
+static int parse_opts(const char *cmd, int argc, char **argv, const char *const *allowed,
+		      json_t *obj, const char **positional)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		bool ok = false;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+			return -1;
+		if (strncmp(a, "--", 2) != 0) {
+			if (!positional || *positional)
+				return usage_error(cmd, "unexpected argument '%s'", a);
+			*positional = a;
+			continue;
+		}
+		for (size_t k = 0; allowed[k]; k++)
+			ok |= strcmp(a + 2, allowed[k]) == 0;
+		if (!ok)
+			return usage_error(cmd, "%s: unknown option %s", cmd, a);
+		if (i + 1 >= argc || !argv[i + 1][0])
+			return usage_error(cmd, "%s: %s needs a value", cmd, a);
+		json_object_set_new(obj, a + 2, json_string(argv[++i]));
+	}
+	return 0;
+}
+
+static int cmd_queue_summary(int argc, char **argv)
+{
+	static const char *const none[] = {NULL};
+	json_t *o = json_object();
+	int rc = parse_opts("queue-summary", argc, argv, none, o, NULL);
+
+	json_decref(o);
+	if (rc)
+		return rc < 0 ? command_help("queue-summary", stdout) : rc;
+	return run("GET", "/api/admin/queue-summary/v1", NULL, table_summary);
+}
+
+static int cmd_suspend_list(int argc, char **argv)
+{
+	static const char *const none[] = {NULL};
+	json_t *o = json_object();
+	int rc = parse_opts("suspend-list", argc, argv, none, o, NULL);
+
+	json_decref(o);
+	if (rc)
+		return rc < 0 ? command_help("suspend-list", stdout) : rc;
+	return run("GET", "/api/admin/suspend/v1", NULL, table_suspensions);
+}
+
+static int cmd_post(const char *cmd, const char *path, int argc, char **argv, bool need_domain)
+{
+	static const char *const opts[] = {"domain",   "campaign", "tenant",
+					   "duration", "reason",   NULL};
+	json_t *o = json_object();
+	int rc = parse_opts(cmd, argc, argv, opts, o, NULL);
+
+	if (rc == 0 && need_domain && !json_object_get(o, "domain"))
+		rc = usage_error(cmd, "%s: --domain is required", cmd);
+	if (rc == 0 && !json_object_get(o, "domain") && !json_object_get(o, "campaign") &&
+	    !json_object_get(o, "tenant"))
+		rc = usage_error(cmd, "%s: name --domain, --campaign or --tenant", cmd);
+	if (rc) {
+		json_decref(o);
+		return rc < 0 ? command_help(cmd, stdout) : rc;
+	}
+	if (!json_object_get(o, "reason"))
+		json_object_set_new(o, "reason", json_string("petrelctl"));
+	rc = run("POST", path, o, table_id);
+	json_decref(o);
+	return rc;
+}
+
+static int resume_one(const char *id)
+{
+	json_t *o = json_pack("{s:s}", "id", id);
+	int rc = run("DELETE", "/api/admin/suspend/v1", o, table_resumed);
+
+	if (rc == 0 && !opt_json)
+		printf("resumed %s\n", id);
+	json_decref(o);
+	return rc;
+}
+
+static int cmd_resume(int argc, char **argv)
+{
+	static const char *const opts[] = {"domain", NULL};
+	const char *id = NULL, *domain;
+	struct http_answer a;
+	json_t *o = json_object(), *list, *row;
+	size_t i, n = 0;
+	int rc = parse_opts("resume", argc, argv, opts, o, &id);
+
+	domain = json_string_value(json_object_get(o, "domain"));
+	if (rc == 0 && !id == !domain)
+		rc = usage_error("resume", "resume: give an ID or --domain D (one of them)");
+	if (rc || id) {
+		json_decref(o);
+		return rc < 0 ? command_help("resume", stdout) : rc ? rc : resume_one(id);
+	}
+	list = http_json("GET", "/api/admin/suspend/v1", NULL, &a);
+	pt_buf_free(&a.body);
+	json_array_foreach(list, i, row)
+	{
+		const char *d = str_or(row, "domain", "");
+
+		if (strcasecmp(d, domain) != 0)
+			continue;
+		n++;
+		rc |= resume_one(str_or(row, "id", ""));
+	}
+	if (list && n == 0) {
+		fprintf(stderr, TOOL ": resume: no suspension of %s in force\n", domain);
+		rc = 1;
+	}
+	json_decref(list);
+	json_decref(o);
+	return list ? rc : 1;
+}
+
+int main(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			opt_json = true;
+		} else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
+			opt_url = argv[++i];
+		} else if (strncmp(argv[i], "--url=", 6) == 0) {
+			opt_url = argv[i] + 6;
+		} else if (strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			return usage_error(NULL, "unknown option %s", argv[i]);
+		}
+	}
+	if (i >= argc)
+		return usage_error(NULL, "no command given");
+	argc -= i + 1;
+	const char *cmd = argv[i];
+	argv += i + 1;
+	if (strcmp(cmd, "queue-summary") == 0)
+		return cmd_queue_summary(argc, argv);
+	if (strcmp(cmd, "suspend") == 0)
+		return cmd_post("suspend", "/api/admin/suspend/v1", argc, argv, true);
+	if (strcmp(cmd, "suspend-list") == 0)
+		return cmd_suspend_list(argc, argv);
+	if (strcmp(cmd, "resume") == 0)
+		return cmd_resume(argc, argv);
+	if (strcmp(cmd, "bounce") == 0)
+		return cmd_post("bounce", "/api/admin/bounce/v1", argc, argv, false);
+	if (strcmp(cmd, "help") == 0)
+		return argc > 0 ? command_help(argv[0], stdout) : (usage(stdout), 0);
+	return usage_error(NULL, "unknown command '%s'", cmd);
+}

@@ -232,13 +232,13 @@ static void shard_handle_cqe(struct shard *s, struct io_uring_cqe *cqe)
 		return;
 	switch (op->kind) {
 	case SHARD_OP_ACCEPT:
-		shard_handle_accept(pt_container_of(op, struct shard_listener, accept_op), cqe);
+		shard_acceptor_handle(pt_container_of(op, struct shard_acceptor, accept_op), cqe);
 		break;
 	case SHARD_OP_RECV:
-		shard_handle_recv(pt_container_of(op, struct shard_conn, recv_op), cqe);
+		shard_stream_handle_recv(pt_container_of(op, struct shard_stream, recv_op), cqe);
 		break;
 	case SHARD_OP_SEND:
-		shard_handle_send(pt_container_of(op, struct shard_conn, send_op), cqe);
+		shard_stream_handle_send(pt_container_of(op, struct shard_stream, send_op), cqe);
 		break;
 	case SHARD_OP_SPOOL_WRITE:
 	case SHARD_OP_SPOOL_SYNC:
@@ -279,14 +279,13 @@ static void shard_handle_cqe(struct shard *s, struct io_uring_cqe *cqe)
 		shard_handle_janitor(s, op, cqe);
 		break;
 	case SHARD_OP_HTTP_ACCEPT:
-		shard_handle_http_accept(pt_container_of(op, struct shard_http_listener, accept_op),
-					 cqe);
+		shard_acceptor_handle(pt_container_of(op, struct shard_acceptor, accept_op), cqe);
 		break;
 	case SHARD_OP_HTTP_RECV:
-		shard_handle_http_recv(pt_container_of(op, struct shard_http_conn, recv_op), cqe);
+		shard_stream_handle_recv(pt_container_of(op, struct shard_stream, recv_op), cqe);
 		break;
 	case SHARD_OP_HTTP_SEND:
-		shard_handle_http_send(pt_container_of(op, struct shard_http_conn, send_op), cqe);
+		shard_stream_handle_send(pt_container_of(op, struct shard_stream, send_op), cqe);
 		break;
 	default:
 		pt_panic("unknown op kind %u", op->kind);

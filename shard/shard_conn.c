@@ -2,7 +2,8 @@
  * shard_conn.c -- listeners and SMTP connections on a shard's ring.
  *
  * The SMTP session (net/smtp_server.c) is a pure state machine; this file
- * is the glue between it and io_uring:
+ * is the glue between it and io_uring, through the stream plumbing it
+ * shares with HTTP (shard_stream.c):
  *
  *   multishot accept  -> conn_open: session created, greeting queued
  *   multishot recv    -> conn_input: (TLS decrypt) -> smtp_session_feed
@@ -12,17 +13,15 @@
  *
  * Closing: conn_close() shuts the socket down, which ends the multishot
  * receive with EOF; the connection is released only when no operation that
- * points at it is left in the ring (n_inflight == 0) and the spool is done
- * with its message (commit_pending), so a completion never finds freed
- * memory.
+ * points at it is left in the ring (st.n_inflight == 0) and the spool is
+ * done with its message (commit_pending), so a completion never finds
+ * freed memory.
  *
  * STARTTLS: when the session raises SMTP_EV_STARTTLS its plaintext 220 is
  * moved to the wire first; from then on every received byte is TLS
  * ciphertext.  Plaintext that was pipelined after STARTTLS was discarded
  * by the session (RFC 3207 section 6).
  */
-#include <errno.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +30,12 @@
 
 #include "core/cidr.h"
 #include "core/ptime.h"
-#include "net/ring.h"
 #include "net/addr.h"
 #include "shard/shard_int.h"
 
 
 static void conn_after_session(struct shard_conn *c);
-static void conn_close(struct shard_conn *c, const char *reason);
+static void conn_open(struct shard_acceptor *a, int fd);
 
 static int shard_listen_socket(const char *addr)
 {
@@ -92,10 +90,12 @@ int shard_listeners_open(struct shard *s)
 		const struct policy_listener *pl = &pc->listeners[i];
 		struct shard_listener *l = &s->listeners[i];
 
-		l->shard = s;
+		l->acc.shard = s;
+		l->acc.listen = pl->listen;
+		l->acc.fd = -1;
+		l->acc.accept_op.kind = SHARD_OP_ACCEPT;
+		l->acc.open = conn_open;
 		l->config = pl;
-		l->fd = -1;
-		l->accept_op.kind = SHARD_OP_ACCEPT;
 		s->n_listeners++;
 		l->tls = shard_listener_tls(s, pl);
 		if ((pl->tls_certificate || s->group->cfg.tls_cert_pem) && !l->tls)
@@ -110,10 +110,10 @@ int shard_listeners_open(struct shard *s)
 		s->spool_floor_bytes = PT_MAX(s->spool_floor_bytes, pl->max_message_size);
 		/* Each shard takes its share of the listener's connection limit. */
 		l->max_conns = (pl->max_connections + n - 1) / n;
-		l->fd = shard_listen_socket(pl->listen);
-		if (l->fd < 0)
+		l->acc.fd = shard_listen_socket(pl->listen);
+		if (l->acc.fd < 0)
 			return PT_ERROR;
-		shard_accept_arm(s, l);
+		shard_acceptor_arm(&l->acc);
 		if (s->id == 0)
 			pt_info("listening on %s (SMTP%s)", pl->listen, l->tls ? ", STARTTLS" : "");
 	}
@@ -123,8 +123,8 @@ int shard_listeners_open(struct shard *s)
 void shard_listeners_close(struct shard *s)
 {
 	for (size_t i = 0; i < s->n_listeners; i++) {
-		if (s->listeners[i].fd >= 0)
-			close(s->listeners[i].fd);
+		if (s->listeners[i].acc.fd >= 0)
+			close(s->listeners[i].acc.fd);
 		tls_ctx_free(s->listeners[i].tls);
 	}
 	free(s->listeners);
@@ -134,40 +134,16 @@ void shard_listeners_close(struct shard *s)
 		struct shard_conn *c = s->free_conns;
 
 		s->free_conns = c->next;
-		pt_buf_free(&c->out);
-		pt_buf_free(&c->tx);
-		pt_buf_free(&c->plain);
+		shard_stream_free_bufs(&c->st);
 		free(c);
 	}
-}
-
-void shard_accept_arm(struct shard *s, struct shard_listener *l)
-{
-	struct io_uring_sqe *sqe = shard_sqe(s);
-
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-	shard_prep(sqe, &l->accept_op);
-	l->accepting = true;
-}
-
-/* Stop accepting: cancel the multishot accept; its last completion closes the socket. */
-static void shard_listener_stop(struct shard *s, struct shard_listener *l)
-{
-	struct io_uring_sqe *sqe;
-	static struct shard_op ignore = { SHARD_OP_IGNORE };
-
-	if (!l->accepting)
-		return;
-	sqe = shard_sqe(s);
-	io_uring_prep_cancel(sqe, &l->accept_op, 0);
-	shard_prep(sqe, &ignore);
 }
 
 static void conn_timer_fn(struct pt_timer *t)
 {
 	struct shard_conn *c = pt_container_of(t, struct shard_conn, timer);
 
-	if (c->closing || c->commit_pending)
+	if (c->st.closing || c->commit_pending)
 		return;
 	pt_info("%s: timeout", c->peer_ip);
 	smtp_session_timeout(c->session);
@@ -182,21 +158,17 @@ static void conn_timer_arm(struct shard_conn *c)
 	pt_timer_add(&c->shard->wheel, &c->timer, pt_monotonic_ms() + ms);
 }
 
-static void conn_recv_arm(struct shard_conn *c)
+static void conn_close(struct shard_conn *c, const char *reason)
 {
-	struct io_uring_sqe *sqe = shard_sqe(c->shard);
-
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = 0;
-	shard_prep(sqe, &c->recv_op);
-	c->recv_armed = true;
-	c->n_inflight++;
+	shard_stream_close(&c->st, reason);
 }
+
+static const struct shard_stream_ops conn_ops;
 
 static struct shard_conn *conn_alloc(struct shard *s)
 {
 	struct shard_conn *c = s->free_conns;
+	struct shard_stream old;
 
 	if (c) {
 		s->free_conns = c->next;
@@ -206,16 +178,10 @@ static struct shard_conn *conn_alloc(struct shard *s)
 			return NULL;
 	}
 	/* Keep the buffers' memory across reuse; reset everything else. */
-	struct pt_buf out = c->out, tx = c->tx, plain = c->plain;
-
+	old = c->st;
 	memset(c, 0, sizeof(*c));
-	c->out = out;
-	c->tx = tx;
-	c->plain = plain;
-	c->out.len = c->tx.len = c->plain.len = 0;
+	shard_stream_init(&c->st, s, &conn_ops, &old, c->peer_ip);
 	c->shard = s;
-	c->recv_op.kind = SHARD_OP_RECV;
-	c->send_op.kind = SHARD_OP_SEND;
 	pt_timer_init(&c->timer, conn_timer_fn);
 	c->next = s->conns;
 	if (s->conns)
@@ -237,98 +203,29 @@ static void conn_release(struct shard_conn *c)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	c->listener->n_conns--;
-	close(c->fd);
+	close(c->st.fd);
 	shard_report_free(c->report);
 	c->report = NULL;
 	if (c->session)
 		smtp_session_free(c->session, "connection closed");
-	tls_conn_free(c->tls);
-	c->released = true;
+	tls_conn_free(c->st.tls);
+	c->st.released = true;
 	c->session = NULL;
-	c->tls = NULL;
+	c->st.tls = NULL;
 	c->next = s->free_conns;
 	s->free_conns = c;
 }
 
 static void conn_maybe_release(struct shard_conn *c)
 {
-	if (c->closing && !c->released && c->n_inflight == 0 && !c->commit_pending)
+	if (c->st.closing && !c->st.released && c->st.n_inflight == 0 && !c->commit_pending)
 		conn_release(c);
-}
-
-static void conn_flush(struct shard_conn *c)
-{
-	struct io_uring_sqe *sqe;
-	struct pt_buf t;
-
-	if (c->send_busy || c->closing)
-		return;
-	if (c->out.len == 0) {
-		if (c->close_after_send)
-			conn_close(c, "closed by the session");
-		return;
-	}
-	t = c->tx; /* empty: swap so the send's bytes never move */
-	c->tx = c->out;
-	c->out = t;
-	c->out.len = 0;
-	sqe = shard_sqe(c->shard);
-	io_uring_prep_send(sqe, c->fd, c->tx.data, c->tx.len, MSG_NOSIGNAL);
-	shard_prep(sqe, &c->send_op);
-	c->send_busy = true;
-	c->n_inflight++;
-}
-
-void shard_handle_send(struct shard_conn *c, struct io_uring_cqe *cqe)
-{
-	struct io_uring_sqe *sqe;
-
-	c->n_inflight--;
-	c->send_busy = false;
-	if (cqe->res < 0) {
-		c->tx.len = 0;
-		conn_close(c, "send failed");
-	} else if ((size_t)cqe->res < c->tx.len && !c->closing) {
-		/* Short send: the rest goes first, before anything queued since. */
-		pt_buf_consume(&c->tx, (size_t)cqe->res);
-		sqe = shard_sqe(c->shard);
-		io_uring_prep_send(sqe, c->fd, c->tx.data, c->tx.len, MSG_NOSIGNAL);
-		shard_prep(sqe, &c->send_op);
-		c->send_busy = true;
-		c->n_inflight++;
-	} else {
-		c->tx.len = 0;
-		conn_flush(c);
-	}
-	conn_maybe_release(c);
 }
 
 /* Move what the session wrote to the wire buffer, through TLS when it is on. */
 static void conn_pump_output(struct shard_conn *c)
 {
-	struct pt_buf *so = smtp_session_output(c->session);
-	struct pt_buf *co;
-
-	if (so->len > 0) {
-		if (c->tls_state == CONN_TLS_ON) {
-			if (tls_conn_write(c->tls, so->data, so->len) != PT_OK) {
-				pt_warn("%s: TLS write: %s", c->peer_ip, tls_conn_error(c->tls));
-				so->len = 0;
-				conn_close(c, "TLS write failed");
-				return;
-			}
-		} else if (pt_buf_append(&c->out, so->data, so->len) != PT_OK) {
-			pt_error("%s: out of memory for replies", c->peer_ip);
-		}
-		so->len = 0;
-	}
-	if (c->tls) {
-		co = tls_conn_output(c->tls);
-		if (co->len > 0) {
-			pt_buf_append(&c->out, co->data, co->len);
-			co->len = 0;
-		}
-	}
+	shard_stream_write(&c->st, smtp_session_output(c->session));
 }
 
 static void conn_message_reply(struct shard_conn *c, int code, const char *text)
@@ -388,7 +285,7 @@ void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool
 		shard_relay_committed(c, m, false);
 		conn_message_reply(c, 451, "4.3.0 spool write failed, try again later");
 	}
-	if (c->closing) {
+	if (c->st.closing) {
 		conn_maybe_release(c);
 		return;
 	}
@@ -398,12 +295,12 @@ void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool
 
 static void conn_start_tls(struct shard_conn *c)
 {
-	c->tls = tls_conn_new(c->listener->tls);
-	if (!c->tls) {
+	c->st.tls = tls_conn_new(c->listener->tls);
+	if (!c->st.tls) {
 		conn_close(c, "out of memory for TLS");
 		return;
 	}
-	c->tls_state = CONN_TLS_HANDSHAKE;
+	c->st.tls_state = CONN_TLS_HANDSHAKE;
 }
 
 /* Act on the session's pending event; loop while answers come synchronously. */
@@ -418,112 +315,77 @@ static void conn_after_session(struct shard_conn *c)
 			c->message_started = true;
 			if (conn_message(c))
 				continue;
-		} else if (ev == SMTP_EV_STARTTLS && c->tls_state == CONN_TLS_NONE) {
+		} else if (ev == SMTP_EV_STARTTLS && c->st.tls_state == CONN_TLS_NONE) {
 			conn_start_tls(c);
 		} else if (ev == SMTP_EV_CLOSE) {
-			c->close_after_send = true;
+			c->st.close_after_send = true;
 		}
 		break;
 	}
-	conn_flush(c);
+	shard_stream_flush(&c->st);
 }
 
-static void conn_tls_input(struct shard_conn *c, const char *data, size_t len)
+/* Plaintext for the session (len 0: a TLS record that carried none). */
+static void conn_plain(struct shard_stream *st, const char *data, size_t len)
 {
-	int rc;
+	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
-	if (tls_conn_feed(c->tls, data, len) != PT_OK) {
-		conn_close(c, "out of memory");
-		return;
-	}
-	if (c->tls_state == CONN_TLS_HANDSHAKE) {
-		rc = tls_conn_handshake(c->tls);
-		if (rc == PT_AGAIN) {
-			conn_pump_output(c);
-			conn_flush(c);
-			return;
-		}
-		if (rc != PT_OK) {
-			pt_info("%s: TLS handshake failed: %s", c->peer_ip, tls_conn_error(c->tls));
-			conn_close(c, "TLS handshake failed");
-			return;
-		}
-		c->tls_state = CONN_TLS_ON;
-		smtp_session_tls_done(c->session, tls_conn_version(c->tls),
-				      tls_conn_cipher(c->tls));
-	}
-	c->plain.len = 0;
-	rc = tls_conn_read(c->tls, &c->plain);
-	if (c->plain.len > 0)
-		smtp_session_feed(c->session, c->plain.data, c->plain.len);
+	if (len > 0)
+		smtp_session_feed(c->session, data, len);
 	conn_after_session(c);
-	if (rc != PT_OK) {
-		/* close_notify or a fatal alert: send what is queued, then close. */
-		c->close_after_send = true;
-		conn_flush(c);
-	}
 }
 
-static void conn_input(struct shard_conn *c, const char *data, size_t len)
+static void conn_input(struct shard_stream *st, const char *data, size_t len)
 {
+	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
+
 	if (!c->session)
 		return; /* a refused connection: its 421 is on the way */
-	if (c->tls_state != CONN_TLS_NONE) {
-		conn_tls_input(c, data, len);
-	} else {
-		smtp_session_feed(c->session, data, len);
-		conn_after_session(c);
-	}
-	if (!c->closing && !c->commit_pending)
+	if (st->tls_state != CONN_TLS_NONE)
+		shard_stream_tls_input(st, data, len);
+	else
+		conn_plain(st, data, len);
+	if (!st->closing && !c->commit_pending)
 		conn_timer_arm(c);
 }
 
-void shard_handle_recv(struct shard_conn *c, struct io_uring_cqe *cqe)
+static void conn_tls_done(struct shard_stream *st)
 {
-	struct shard *s = c->shard;
-	int res = cqe->res;
+	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		c->recv_armed = false;
-		c->n_inflight--;
-	}
-	if (cqe->flags & IORING_CQE_F_BUFFER) {
-		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		char *buf = net_ring_bufs_get(s->buf_base, s->buf_size, bid);
-
-		if (res > 0 && !c->closing)
-			conn_input(c, buf, (size_t)res);
-		/* The session copied what it needs: give the buffer straight back. */
-		net_ring_bufs_put(s->buf_ring, s->n_bufs, buf, s->buf_size, bid);
-	}
-	if (res == 0)
-		conn_close(c, "peer closed the connection");
-	else if (res < 0 && res != -ENOBUFS)
-		conn_close(c, strerror(-res));
-	else if (!c->recv_armed && !c->closing)
-		conn_recv_arm(c);
-	conn_maybe_release(c);
+	smtp_session_tls_done(c->session, tls_conn_version(st->tls), tls_conn_cipher(st->tls));
 }
 
-static void conn_close(struct shard_conn *c, const char *reason)
+static void conn_closing(struct shard_stream *st)
 {
-	if (c->closing)
-		return;
-	pt_debug("%s: closing: %s", c->peer_ip, reason);
-	c->closing = true;
+	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
+
 	pt_timer_del(&c->shard->wheel, &c->timer);
-	/* Ends the multishot receive (EOF) and any send; the last completion releases us. */
-	shutdown(c->fd, SHUT_RDWR);
-	conn_maybe_release(c);
 }
 
-static void conn_open(struct shard_listener *l, int fd)
+static void conn_stream_maybe_release(struct shard_stream *st)
 {
-	struct shard *s = l->shard;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
+	conn_maybe_release(pt_container_of(st, struct shard_conn, st));
+}
+
+static const struct shard_stream_ops conn_ops = {
+    .tag = "",
+    .output_name = "replies",
+    .recv_kind = SHARD_OP_RECV,
+    .send_kind = SHARD_OP_SEND,
+    .alert_on_handshake_failure = false,
+    .input = conn_input,
+    .plain = conn_plain,
+    .tls_done = conn_tls_done,
+    .closing = conn_closing,
+    .maybe_release = conn_stream_maybe_release,
+};
+
+static void conn_open(struct shard_acceptor *a, int fd)
+{
+	struct shard_listener *l = pt_container_of(a, struct shard_listener, acc);
+	struct shard *s = a->shard;
 	struct shard_conn *c;
-	int one = 1;
 
 	c = conn_alloc(s);
 	if (!c) {
@@ -531,70 +393,39 @@ static void conn_open(struct shard_listener *l, int fd)
 		close(fd);
 		return;
 	}
-	c->fd = fd;
 	c->listener = l;
 	l->n_conns++;
 	shard_count(s, SHARD_M_CONN_TOTAL_IN);
-	/* Replies are written whole; Nagle would only delay pipelined answers. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-		pt_sockaddr_ip((struct sockaddr *)&ss, c->peer_ip);
-		c->peer_sa = ss;
-	} else
-		snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
+	shard_stream_accepted(&c->st, fd, &c->peer_sa, c->peer_ip);
 	if (l->n_conns > l->max_conns || s->state != SHARD_RUNNING) {
 		shard_count(s, SHARD_M_CONN_DENIED);
-		pt_buf_printf(&c->out, "421 4.7.0 %s too many connections, try again later\r\n",
+		pt_buf_printf(&c->st.out, "421 4.7.0 %s too many connections, try again later\r\n",
 			      l->smtp.hostname);
-		c->close_after_send = true;
-		conn_flush(c);
+		c->st.close_after_send = true;
+		shard_stream_flush(&c->st);
 		return;
 	}
 	c->session = smtp_session_new(&l->smtp, &s->idgen, c->peer_ip,
 				      pt_cidr_list_match(&l->config->relay_hosts,
-							 (struct sockaddr *)&ss));
+							 (struct sockaddr *)&c->peer_sa));
 	if (!c->session) {
 		conn_close(c, "out of memory for a session");
 		return;
 	}
 	/* Who may send to whom: relay_hosts and the policy's listener domains. */
 	smtp_session_set_rcpt_hook(c->session, shard_relay_rcpt, c);
-	conn_recv_arm(c);
+	shard_stream_recv_arm(&c->st);
 	conn_timer_arm(c);
 	conn_after_session(c);
-}
-
-void shard_handle_accept(struct shard_listener *l, struct io_uring_cqe *cqe)
-{
-	struct shard *s = l->shard;
-
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		l->accepting = false;
-	if (cqe->res >= 0) {
-		if (s->state == SHARD_RUNNING)
-			conn_open(l, cqe->res);
-		else
-			close(cqe->res);
-	} else if (cqe->res != -ECANCELED) {
-		pt_warn("accept on %s: %s", l->config->listen, strerror(-cqe->res));
-	}
-	if (!l->accepting) {
-		if (s->state == SHARD_RUNNING)
-			shard_accept_arm(s, l);
-		else if (l->fd >= 0) {
-			close(l->fd);
-			l->fd = -1;
-		}
-	}
 }
 
 void shard_conns_shutdown(struct shard *s)
 {
 	for (size_t i = 0; i < s->n_listeners; i++)
-		shard_listener_stop(s, &s->listeners[i]);
+		shard_acceptor_stop(&s->listeners[i].acc);
 	for (struct shard_conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->closing || !c->session)
+		if (c->st.closing || !c->session)
 			continue;
 		smtp_session_shutdown(c->session);
 		conn_after_session(c);

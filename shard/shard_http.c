@@ -6,7 +6,8 @@
  * with SO_REUSEPORT, like the SMTP listeners (shard_conn.c), and accepted
  * with a multishot accept; the kernel spreads connections.  A connection
  * is the HTTP session (net/http_server.c, a pure state machine) glued to
- * the ring exactly as an SMTP one: multishot receive -> (TLS decrypt) ->
+ * the ring exactly as an SMTP one, through the same stream plumbing
+ * (shard_stream.c): multishot receive -> (TLS decrypt) ->
  * http_session_feed -> act on the session's event; one send at a time
  * with double buffering; closing is shutdown(2), and the connection is
  * released once no operation in the ring points at it and no handler's
@@ -37,8 +38,6 @@
  * read (then 408); none while a handler works.  On drain, idle
  * connections close, busy ones close after their answer.
  */
-#include <errno.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +51,6 @@
 #include "core/ptime.h"
 #include "net/addr.h"
 #include "net/inject.h"
-#include "net/ring.h"
 #include "shard/shard_int.h"
 #include "shard/shard_metrics.h"
 
@@ -93,7 +91,7 @@ static const struct shard_http_route {
 };
 
 static void http_after_session(struct shard_http_conn *c);
-static void http_close(struct shard_http_conn *c, const char *reason);
+static void http_open(struct shard_acceptor *a, int fd);
 
 /* ---- listeners ------------------------------------------------------------- */
 
@@ -116,15 +114,6 @@ static struct tls_ctx *http_listener_tls(struct shard *s, const struct policy_ht
 	return ctx;
 }
 
-static void http_accept_arm(struct shard *s, struct shard_http_listener *l)
-{
-	struct io_uring_sqe *sqe = shard_sqe(s);
-
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-	shard_prep(sqe, &l->accept_op);
-	l->accepting = true;
-}
-
 int shard_http_open(struct shard *s)
 {
 	const struct policy_config *pc = policy_config(s->policy);
@@ -141,10 +130,12 @@ int shard_http_open(struct shard *s)
 		struct sockaddr_storage ss;
 		socklen_t len;
 
-		l->shard = s;
+		l->acc.shard = s;
+		l->acc.listen = pl->listen;
+		l->acc.fd = -1;
+		l->acc.accept_op.kind = SHARD_OP_HTTP_ACCEPT;
+		l->acc.open = http_open;
 		l->config = pl;
-		l->fd = -1;
-		l->accept_op.kind = SHARD_OP_HTTP_ACCEPT;
 		l->http.max_body = pl->request_body_limit;
 		s->n_http_listeners++;
 		if (pl->use_tls && !(l->tls = http_listener_tls(s, pl)))
@@ -157,29 +148,16 @@ int shard_http_open(struct shard *s)
 		}
 		/* SO_REUSEPORT: every shard binds the same address; the kernel spreads connections.
 		 */
-		l->fd = net_addr_listen(&ss, len, SHARD_LISTEN_BACKLOG, err, sizeof(err));
-		if (l->fd < 0) {
+		l->acc.fd = net_addr_listen(&ss, len, SHARD_LISTEN_BACKLOG, err, sizeof(err));
+		if (l->acc.fd < 0) {
 			pt_error("HTTP listener %s: %s", pl->listen, err);
 			return PT_ERROR;
 		}
-		http_accept_arm(s, l);
+		shard_acceptor_arm(&l->acc);
 		if (s->id == 0)
 			pt_info("listening on %s (HTTP%s)", pl->listen, l->tls ? "S" : "");
 	}
 	return PT_OK;
-}
-
-/* Stop accepting: cancel the multishot accept; its last completion closes the socket. */
-static void http_listener_stop(struct shard *s, struct shard_http_listener *l)
-{
-	static struct shard_op ignore = {SHARD_OP_IGNORE};
-	struct io_uring_sqe *sqe;
-
-	if (!l->accepting)
-		return;
-	sqe = shard_sqe(s);
-	io_uring_prep_cancel(sqe, &l->accept_op, 0);
-	shard_prep(sqe, &ignore);
 }
 
 /* ---- connections ------------------------------------------------------------- */
@@ -188,7 +166,7 @@ static void http_timer_fn(struct pt_timer *t)
 {
 	struct shard_http_conn *c = pt_container_of(t, struct shard_http_conn, timer);
 
-	if (c->closing || c->request_started)
+	if (c->st.closing || c->request_started)
 		return;
 	pt_debug("http %s: timeout", c->peer_ip);
 	http_session_timeout(c->session);
@@ -200,37 +178,29 @@ static void http_timer_arm(struct shard_http_conn *c)
 	pt_timer_add(&c->shard->wheel, &c->timer, pt_monotonic_ms() + SHARD_HTTP_IDLE_MS);
 }
 
-static void http_recv_arm(struct shard_http_conn *c)
+static void http_close(struct shard_http_conn *c, const char *reason)
 {
-	struct io_uring_sqe *sqe = shard_sqe(c->shard);
-
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = 0;
-	shard_prep(sqe, &c->recv_op);
-	c->recv_armed = true;
-	c->n_inflight++;
+	shard_stream_close(&c->st, reason);
 }
+
+static const struct shard_stream_ops http_ops;
 
 /* A connection object: a released one again (its buffers' memory kept), or a new one. */
 static struct shard_http_conn *http_conn_alloc(struct shard *s)
 {
 	struct shard_http_conn *c = s->http_free;
-	struct pt_buf out, tx, plain;
+	struct shard_stream old;
 
 	if (c) {
 		s->http_free = c->next;
 	} else if (!(c = calloc(1, sizeof(*c)))) {
 		return NULL;
 	}
-	out = c->out, tx = c->tx, plain = c->plain;
+	old = c->st;
 	memset(c, 0, sizeof(*c));
-	c->out = out, c->tx = tx, c->plain = plain;
-	c->out.len = c->tx.len = c->plain.len = 0;
+	shard_stream_init(&c->st, s, &http_ops, &old, c->peer_ip);
 	c->shard = s;
-	c->fd = -1;
-	c->recv_op.kind = SHARD_OP_HTTP_RECV;
-	c->send_op.kind = SHARD_OP_HTTP_SEND;
+	c->st.fd = -1;
 	pt_timer_init(&c->timer, http_timer_fn);
 	c->next = s->http_conns;
 	if (s->http_conns)
@@ -244,17 +214,15 @@ static void http_conn_free(struct shard_http_conn *c)
 {
 	if (c->session)
 		http_session_free(c->session, "connection closed");
-	tls_conn_free(c->tls);
-	pt_buf_free(&c->out);
-	pt_buf_free(&c->tx);
-	pt_buf_free(&c->plain);
+	tls_conn_free(c->st.tls);
+	shard_stream_free_bufs(&c->st);
 	free(c);
 }
 
 /*
  * Off the open list onto the free list: the object itself stays valid, so
  * a caller further up the stack (a completion handler that closed it) can
- * still look at c->released.
+ * still look at c->st.released.
  */
 static void http_release(struct shard_http_conn *c)
 {
@@ -268,20 +236,20 @@ static void http_release(struct shard_http_conn *c)
 		c->next->prev = c->prev;
 	s->n_http_conns--;
 	c->listener->n_conns--;
-	close(c->fd);
+	close(c->st.fd);
 	if (c->session)
 		http_session_free(c->session, "connection closed");
-	tls_conn_free(c->tls);
+	tls_conn_free(c->st.tls);
 	c->session = NULL;
-	c->tls = NULL;
-	c->released = true;
+	c->st.tls = NULL;
+	c->st.released = true;
 	c->next = s->http_free;
 	s->http_free = c;
 }
 
 static void http_maybe_release(struct shard_http_conn *c)
 {
-	if (c->closing && !c->released && c->n_inflight == 0 && c->inject == NULL)
+	if (c->st.closing && !c->st.released && c->st.n_inflight == 0 && c->inject == NULL)
 		http_release(c);
 }
 
@@ -290,94 +258,10 @@ void shard_http_release_if_done(struct shard_http_conn *c)
 	http_maybe_release(c);
 }
 
-static void http_close(struct shard_http_conn *c, const char *reason)
-{
-	if (c->closing)
-		return;
-	pt_debug("http %s: closing: %s", c->peer_ip, reason);
-	c->closing = true;
-	pt_timer_del(&c->shard->wheel, &c->timer);
-	/* The injection in progress finishes its batch in flight and starts no other. */
-	if (c->inject)
-		shard_inject_abort(c->inject);
-	/* Ends the multishot receive (EOF) and any send; the last completion releases us. */
-	shutdown(c->fd, SHUT_RDWR);
-	http_maybe_release(c);
-}
-
-static void http_send(struct shard_http_conn *c)
-{
-	struct io_uring_sqe *sqe = shard_sqe(c->shard);
-
-	io_uring_prep_send(sqe, c->fd, c->tx.data, c->tx.len, MSG_NOSIGNAL);
-	shard_prep(sqe, &c->send_op);
-	c->send_busy = true;
-	c->n_inflight++;
-}
-
-static void http_flush(struct shard_http_conn *c)
-{
-	struct pt_buf t;
-
-	if (c->send_busy || c->closing)
-		return;
-	if (c->out.len == 0) {
-		if (c->close_after_send)
-			http_close(c, "closed by the session");
-		return;
-	}
-	t = c->tx; /* empty: swap so the send's bytes never move */
-	c->tx = c->out;
-	c->out = t;
-	c->out.len = 0;
-	http_send(c);
-}
-
-void shard_handle_http_send(struct shard_http_conn *c, struct io_uring_cqe *cqe)
-{
-	c->n_inflight--;
-	c->send_busy = false;
-	if (cqe->res < 0) {
-		c->tx.len = 0;
-		http_close(c, "send failed");
-	} else if ((size_t)cqe->res < c->tx.len && !c->closing) {
-		/* Short send: the rest goes first, before anything queued since. */
-		pt_buf_consume(&c->tx, (size_t)cqe->res);
-		http_send(c);
-	} else {
-		c->tx.len = 0;
-		http_flush(c);
-	}
-	http_maybe_release(c);
-}
-
 /* Move what the session wrote to the wire buffer, through TLS when it is on. */
 static void http_pump_output(struct shard_http_conn *c)
 {
-	struct pt_buf *so = http_session_output(c->session);
-	struct pt_buf *co;
-
-	if (so->len > 0) {
-		if (c->tls_state == CONN_TLS_ON) {
-			if (tls_conn_write(c->tls, so->data, so->len) != PT_OK) {
-				pt_warn("http %s: TLS write: %s", c->peer_ip,
-					tls_conn_error(c->tls));
-				so->len = 0;
-				http_close(c, "TLS write failed");
-				return;
-			}
-		} else if (pt_buf_append(&c->out, so->data, so->len) != PT_OK) {
-			pt_error("http %s: out of memory for an answer", c->peer_ip);
-		}
-		so->len = 0;
-	}
-	if (c->tls) {
-		co = tls_conn_output(c->tls);
-		if (co->len > 0) {
-			pt_buf_append(&c->out, co->data, co->len);
-			co->len = 0;
-		}
-	}
+	shard_stream_write(&c->st, http_session_output(c->session));
 }
 
 /* ---- answering ------------------------------------------------------------------ */
@@ -390,13 +274,13 @@ void shard_http_respond_extra(struct shard_http_conn *c, int status, const char 
 		return;
 	}
 	c->request_started = false;
-	if (c->session == NULL || c->closing)
+	if (c->session == NULL || c->st.closing)
 		return; /* the client is gone: nobody to answer */
 	http_session_respond(c->session, status, extra, content_type, body, len);
 	/* Answered later than the dispatch (an injection): go on with the session here. */
 	if (!c->dispatching) {
 		http_after_session(c);
-		if (!c->closing)
+		if (!c->st.closing)
 			http_timer_arm(c);
 	}
 }
@@ -555,7 +439,7 @@ static void http_after_session(struct shard_http_conn *c)
 		enum http_event ev;
 
 		http_pump_output(c);
-		if (c->closing)
+		if (c->st.closing)
 			return;
 		ev = http_session_event(c->session);
 		if (ev == HTTP_EV_REQUEST && !c->request_started) {
@@ -563,113 +447,81 @@ static void http_after_session(struct shard_http_conn *c)
 			if (!c->request_started)
 				continue;
 		} else if (ev == HTTP_EV_CLOSE) {
-			c->close_after_send = true;
+			c->st.close_after_send = true;
 		}
 		break;
 	}
-	http_flush(c);
+	shard_stream_flush(&c->st);
 }
 
 /* ---- input ------------------------------------------------------------------------ */
 
-static void http_tls_input(struct shard_http_conn *c, const char *data, size_t len)
+/* Plaintext for the session (len 0: a TLS record that carried none). */
+static void http_plain(struct shard_stream *st, const char *data, size_t len)
 {
-	int rc;
+	struct shard_http_conn *c = pt_container_of(st, struct shard_http_conn, st);
 
-	if (tls_conn_feed(c->tls, data, len) != PT_OK) {
-		http_close(c, "out of memory");
-		return;
-	}
-	if (c->tls_state == CONN_TLS_HANDSHAKE) {
-		rc = tls_conn_handshake(c->tls);
-		if (rc == PT_AGAIN) {
-			http_pump_output(c);
-			http_flush(c);
-			return;
-		}
-		if (rc != PT_OK) {
-			pt_info("http %s: TLS handshake failed: %s", c->peer_ip,
-				tls_conn_error(c->tls));
-			http_pump_output(c); /* the alert, if any */
-			c->close_after_send = true;
-			http_flush(c);
-			return;
-		}
-		c->tls_state = CONN_TLS_ON;
-	}
-	c->plain.len = 0;
-	rc = tls_conn_read(c->tls, &c->plain);
-	if (c->plain.len > 0)
-		http_session_feed(c->session, c->plain.data, c->plain.len);
+	if (len > 0)
+		http_session_feed(c->session, data, len);
 	http_after_session(c);
-	if (rc != PT_OK && !c->closing) {
-		/* close_notify or a fatal alert: send what is queued, then close. */
-		c->close_after_send = true;
-		http_flush(c);
-	}
 }
 
-static void http_input(struct shard_http_conn *c, const char *data, size_t len)
+static void http_input(struct shard_stream *st, const char *data, size_t len)
 {
+	struct shard_http_conn *c = pt_container_of(st, struct shard_http_conn, st);
+
 	if (c->session == NULL)
 		return; /* a refused connection: its 503 is on the way */
-	if (c->tls_state != CONN_TLS_NONE) {
-		http_tls_input(c, data, len);
-	} else {
-		http_session_feed(c->session, data, len);
-		http_after_session(c);
-	}
-	if (!c->closing && !c->request_started)
+	if (st->tls_state != CONN_TLS_NONE)
+		shard_stream_tls_input(st, data, len);
+	else
+		http_plain(st, data, len);
+	if (!st->closing && !c->request_started)
 		http_timer_arm(c);
 }
 
-void shard_handle_http_recv(struct shard_http_conn *c, struct io_uring_cqe *cqe)
+static void http_closing(struct shard_stream *st)
 {
-	struct shard *s = c->shard;
-	int res = cqe->res;
+	struct shard_http_conn *c = pt_container_of(st, struct shard_http_conn, st);
 
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		c->recv_armed = false;
-		c->n_inflight--;
-	}
-	if (cqe->flags & IORING_CQE_F_BUFFER) {
-		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		char *buf = net_ring_bufs_get(s->buf_base, s->buf_size, bid);
-
-		if (res > 0 && !c->closing)
-			http_input(c, buf, (size_t)res);
-		/* The session copied what it needs: give the buffer straight back. */
-		net_ring_bufs_put(s->buf_ring, s->n_bufs, buf, s->buf_size, bid);
-	}
-	if (res == 0)
-		http_close(c, "peer closed the connection");
-	else if (res < 0 && res != -ENOBUFS)
-		http_close(c, strerror(-res));
-	else if (!c->recv_armed && !c->closing)
-		http_recv_arm(c);
-	http_maybe_release(c);
+	pt_timer_del(&c->shard->wheel, &c->timer);
+	/* The injection in progress finishes its batch in flight and starts no other. */
+	if (c->inject)
+		shard_inject_abort(c->inject);
 }
 
-static void http_open(struct shard_http_listener *l, int fd)
+static void http_stream_maybe_release(struct shard_stream *st)
 {
-	struct shard *s = l->shard;
-	socklen_t len = sizeof(struct sockaddr_storage);
+	http_maybe_release(pt_container_of(st, struct shard_http_conn, st));
+}
+
+static const struct shard_stream_ops http_ops = {
+    .tag = "http ",
+    .output_name = "an answer",
+    .recv_kind = SHARD_OP_HTTP_RECV,
+    .send_kind = SHARD_OP_HTTP_SEND,
+    .alert_on_handshake_failure = true,
+    .input = http_input,
+    .plain = http_plain,
+    .tls_done = NULL,
+    .closing = http_closing,
+    .maybe_release = http_stream_maybe_release,
+};
+
+static void http_open(struct shard_acceptor *a, int fd)
+{
+	struct shard_http_listener *l = pt_container_of(a, struct shard_http_listener, acc);
+	struct shard *s = a->shard;
 	struct shard_http_conn *c = http_conn_alloc(s);
-	int one = 1;
 
 	if (!c) {
 		pt_error("out of memory for an HTTP connection");
 		close(fd);
 		return;
 	}
-	c->fd = fd;
 	c->listener = l;
 	l->n_conns++;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&c->peer_sa, &len) == 0)
-		pt_sockaddr_ip((struct sockaddr *)&c->peer_sa, c->peer_ip);
-	else
-		snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
+	shard_stream_accepted(&c->st, fd, &c->peer_sa, c->peer_ip);
 	if (l->n_conns > SHARD_HTTP_MAX_CONNS && !l->tls) {
 		static const char busy[] =
 		    "HTTP/1.1 503 Service Unavailable\r\n"
@@ -677,9 +529,9 @@ static void http_open(struct shard_http_listener *l, int fd)
 		    "Connection: close\r\n\r\n"
 		    "{\"error\":\"too many HTTP connections\"}";
 
-		pt_buf_append(&c->out, busy, sizeof(busy) - 1);
-		c->close_after_send = true;
-		http_flush(c);
+		pt_buf_append(&c->st.out, busy, sizeof(busy) - 1);
+		c->st.close_after_send = true;
+		shard_stream_flush(&c->st);
 		return;
 	}
 	if (l->n_conns > SHARD_HTTP_MAX_CONNS) {
@@ -688,39 +540,15 @@ static void http_open(struct shard_http_listener *l, int fd)
 	}
 	c->session = http_session_new(&l->http, c->peer_ip);
 	if (l->tls && c->session) {
-		c->tls = tls_conn_new(l->tls);
-		c->tls_state = CONN_TLS_HANDSHAKE;
+		c->st.tls = tls_conn_new(l->tls);
+		c->st.tls_state = CONN_TLS_HANDSHAKE;
 	}
-	if (!c->session || (l->tls && !c->tls)) {
+	if (!c->session || (l->tls && !c->st.tls)) {
 		http_close(c, "out of memory for a session");
 		return;
 	}
-	http_recv_arm(c);
+	shard_stream_recv_arm(&c->st);
 	http_timer_arm(c);
-}
-
-void shard_handle_http_accept(struct shard_http_listener *l, struct io_uring_cqe *cqe)
-{
-	struct shard *s = l->shard;
-
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		l->accepting = false;
-	if (cqe->res >= 0) {
-		if (s->state == SHARD_RUNNING)
-			http_open(l, cqe->res);
-		else
-			close(cqe->res);
-	} else if (cqe->res != -ECANCELED) {
-		pt_warn("accept on %s: %s", l->config->listen, strerror(-cqe->res));
-	}
-	if (!l->accepting) {
-		if (s->state == SHARD_RUNNING)
-			http_accept_arm(s, l);
-		else if (l->fd >= 0) {
-			close(l->fd);
-			l->fd = -1;
-		}
-	}
 }
 
 /* ---- drain and teardown ------------------------------------------------------------ */
@@ -728,10 +556,10 @@ void shard_handle_http_accept(struct shard_http_listener *l, struct io_uring_cqe
 void shard_http_shutdown(struct shard *s)
 {
 	for (size_t i = 0; i < s->n_http_listeners; i++)
-		http_listener_stop(s, &s->http_listeners[i]);
+		shard_acceptor_stop(&s->http_listeners[i].acc);
 	for (struct shard_http_conn *c = s->http_conns, *next; c; c = next) {
 		next = c->next;
-		if (c->closing || !c->session)
+		if (c->st.closing || !c->session)
 			continue;
 		http_session_shutdown(c->session);
 		if (!c->request_started)
@@ -756,7 +584,7 @@ void shard_http_close(struct shard *s)
 		s->http_conns = c->next;
 		if (c->inject)
 			shard_inject_free(c->inject);
-		close(c->fd);
+		close(c->st.fd);
 		http_conn_free(c);
 	}
 	s->n_http_conns = 0;
@@ -767,8 +595,8 @@ void shard_http_close(struct shard *s)
 		http_conn_free(c);
 	}
 	for (size_t i = 0; i < s->n_http_listeners; i++) {
-		if (s->http_listeners[i].fd >= 0)
-			close(s->http_listeners[i].fd);
+		if (s->http_listeners[i].acc.fd >= 0)
+			close(s->http_listeners[i].acc.fd);
 		tls_ctx_free(s->http_listeners[i].tls);
 	}
 	free(s->http_listeners);

@@ -192,7 +192,7 @@ static void inject_finish(struct shard_inject *j)
 		j->n_success == 1 ? "" : "s", j->n_fail);
 	c->inject = NULL;
 	shard_inject_free(j);
-	if (c->closing)
+	if (c->st.closing)
 		shard_http_release_if_done(c); /* nobody to answer */
 	else if (text != NULL)
 		shard_http_respond(c, 200, "application/json", text, strlen(text));
@@ -258,7 +258,7 @@ void shard_inject_committed(void *token, int status, const struct spool_loc *loc
 		j->n_success++;
 		shard_count(s, SHARD_M_RECEIVED_HTTP);
 		shard_log_reception_from(s, &slot->m, j->conn->peer_ip,
-					 j->conn->tls_state == CONN_TLS_ON ? j->conn->tls : NULL);
+					 j->conn->st.tls_state == CONN_TLS_ON ? j->conn->st.tls : NULL);
 		/* Durable: hand the recipient to delivery, as an SMTP message after its 250. */
 		shard_home_accepted(s, &slot->m, loc);
 	} else {

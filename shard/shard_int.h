@@ -61,19 +61,93 @@ struct shard_op {
 
 struct shard;
 
-struct shard_listener {
+/* ---- streams: listener and connection plumbing shared by SMTP and HTTP (shard_stream.c) ---- */
+
+struct shard_acceptor {
 	struct shard *shard;
-	const struct policy_listener *config; /* in the shard's policy config */
-	struct smtp_server_config smtp;
-	struct tls_ctx *tls;
+	const char *listen; /* the address, for log lines */
 	int fd;
 	bool accepting; /* multishot accept armed */
-	unsigned n_conns;
-	unsigned max_conns; /* this shard's share of max_connections */
 	struct shard_op accept_op;
+	void (*open)(struct shard_acceptor *a, int fd); /* a connection accepted */
 };
 
 enum conn_tls_state { CONN_TLS_NONE, CONN_TLS_HANDSHAKE, CONN_TLS_ON };
+
+struct shard_stream;
+
+/* The protocol's glue (one static table per protocol). */
+struct shard_stream_ops {
+	const char *tag;	 /* log line prefix: "" or "http " */
+	const char *output_name; /* "out of memory for <output_name>" */
+	uint8_t recv_kind, send_kind;
+	bool alert_on_handshake_failure; /* send the TLS alert, else close at once */
+	void (*input)(struct shard_stream *st, const char *data, size_t len); /* received */
+	void (*plain)(struct shard_stream *st, const char *data, size_t len); /* decrypted */
+	void (*tls_done)(struct shard_stream *st);			      /* or NULL */
+	void (*closing)(struct shard_stream *st); /* closing began: stop timers, work */
+	void (*maybe_release)(struct shard_stream *st);
+};
+
+struct shard_stream {
+	struct shard *shard;
+	const struct shard_stream_ops *ops;
+	const char *peer_ip; /* the connection's, for log lines */
+	int fd;
+	unsigned n_inflight; /* ops in the ring that point at us */
+	bool recv_armed;
+	bool send_busy;
+	bool closing;	       /* no more input processing; close when drained */
+	bool released;	       /* back on the free list */
+	bool close_after_send; /* close once output is flushed */
+	enum conn_tls_state tls_state;
+	struct tls_conn *tls;
+	struct pt_buf out;   /* bytes for the wire, not yet handed to a send */
+	struct pt_buf tx;    /* bytes of the send in flight */
+	struct pt_buf plain; /* scratch: decrypted input */
+	struct shard_op recv_op, send_op;
+};
+
+/* Arm the multishot accept on a->fd (set up shard, listen, fd, accept_op, open first). */
+void shard_acceptor_arm(struct shard_acceptor *a);
+/* Cancel the accept; its last completion closes a->fd.  No-op when not armed. */
+void shard_acceptor_stop(struct shard_acceptor *a);
+/* An accept completion: a->open(fd) while the shard runs, re-arm or close the socket. */
+void shard_acceptor_handle(struct shard_acceptor *a, struct io_uring_cqe *cqe);
+/* Set up st after the connection object was zeroed; `old` is its previous
+ * content, whose buffers' memory is kept.  peer_ip (not copied) is for logs. */
+void shard_stream_init(struct shard_stream *st, struct shard *s, const struct shard_stream_ops *ops,
+		       const struct shard_stream *old, const char *peer_ip);
+/* A connection just accepted on fd: TCP_NODELAY, the peer's address into
+ * peer_sa (left as is when unknown) and peer_ip ("unknown"). */
+void shard_stream_accepted(struct shard_stream *st, int fd, struct sockaddr_storage *peer_sa,
+			   char peer_ip[64]);
+/* Free the buffers (teardown of a released or never-used object). */
+void shard_stream_free_bufs(struct shard_stream *st);
+/* Arm the multishot receive on st->fd (buffer group 0). */
+void shard_stream_recv_arm(struct shard_stream *st);
+/* Begin closing (once; the reason is logged at debug): ops->closing, shutdown(2), maybe release. */
+void shard_stream_close(struct shard_stream *st, const char *reason);
+/* Send st->out if no send is in flight; with nothing left and close_after_send, close. */
+void shard_stream_flush(struct shard_stream *st);
+/* Move the session's output `so` (emptied) to st->out, through TLS when it is on,
+ * and any TLS bytes pending.  A TLS write failure closes the stream. */
+void shard_stream_write(struct shard_stream *st, struct pt_buf *so);
+/* Received ciphertext: handshake, then decrypted bytes to ops->plain (called
+ * with len 0 too); close_notify or an alert closes after what is queued. */
+void shard_stream_tls_input(struct shard_stream *st, const char *data, size_t len);
+/* Completions of st->recv_op and st->send_op (from shard_handle_cqe). */
+void shard_stream_handle_recv(struct shard_stream *st, struct io_uring_cqe *cqe);
+void shard_stream_handle_send(struct shard_stream *st, struct io_uring_cqe *cqe);
+
+struct shard_listener {
+	struct shard_acceptor acc;
+	const struct policy_listener *config; /* in the shard's policy config */
+	struct smtp_server_config smtp;
+	struct tls_ctx *tls;
+	unsigned n_conns;
+	unsigned max_conns; /* this shard's share of max_connections */
+};
 
 /* A report sent to a listener domain (shard_relay.c), kept from the end
  * of DATA until its records are logged. */
@@ -89,40 +163,25 @@ struct shard_conn {
 	struct shard *shard;
 	struct shard_listener *listener;
 	struct shard_conn *prev, *next; /* the shard's list of open connections */
-	int fd;
-	unsigned n_inflight;	/* ops in the ring that point at us */
-	bool recv_armed;
-	bool send_busy;
-	bool closing;		/* no more input processing; close when drained */
-	bool released;		/* back on the free list */
-	bool close_after_send;	/* close once output is flushed */
+	struct shard_stream st;		/* socket, send/receive, TLS */
 	bool commit_pending;	/* a message is in the spool's hands */
 	bool message_started;	/* SMTP_EV_MESSAGE already acted on */
-	enum conn_tls_state tls_state;
-	struct tls_conn *tls;
 	struct smtp_session *session;
-	struct pt_buf out;	/* bytes for the wire, not yet handed to a send */
-	struct pt_buf tx;	/* bytes of the send in flight */
-	struct pt_buf plain;	/* scratch: decrypted input */
 	char peer_ip[64];
 	struct sockaddr_storage peer_sa;
 	char local_addr[72];	/* "ip:port" we were reached at, "" until asked for */
 	struct shard_report *report; /* logged when the message is durable */
 	struct pt_timer timer;
-	struct shard_op recv_op, send_op;
 };
 
 /* ---- HTTP (shard_http.c, shard_inject.c) ---- */
 
 struct shard_http_listener {
-	struct shard *shard;
+	struct shard_acceptor acc;
 	const struct policy_http_listener *config; /* in the shard's policy config */
 	struct http_server_config http;
 	struct tls_ctx *tls; /* use_tls: TLS from the first byte */
-	int fd;
-	bool accepting;
 	unsigned n_conns;
-	struct shard_op accept_op;
 };
 
 struct shard_inject;
@@ -131,23 +190,16 @@ struct shard_http_conn {
 	struct shard *shard;
 	struct shard_http_listener *listener;
 	struct shard_http_conn *prev, *next; /* the shard's list of HTTP connections */
-	int fd;
-	unsigned n_inflight; /* ops in the ring that point at us */
-	bool recv_armed, send_busy, closing, close_after_send;
-	bool released;	      /* on the free list */
+	struct shard_stream st;		     /* socket, send/receive, TLS */
 	bool request_started; /* the pending request went to a handler, not answered yet */
 	bool dispatching;     /* inside the handler call (answers go on from there) */
 	bool trusted;	      /* the peer is in trusted_hosts */
-	enum conn_tls_state tls_state;
-	struct tls_conn *tls;
 	struct http_session *session;
-	struct pt_buf out, tx, plain;
 	char peer_ip[64];
 	struct sockaddr_storage peer_sa;
 	char auth[256]; /* KumoMTA's http_auth: the trusted peer's address, or the user */
 	struct shard_inject *inject; /* an injection in progress (keeps us alive) */
 	struct pt_timer timer;
-	struct shard_op recv_op, send_op;
 };
 
 /* Route flag: trusted hosts only, Basic credentials are not enough
@@ -500,10 +552,6 @@ void shard_prep(struct io_uring_sqe *sqe, struct shard_op *op);
 /* shard_conn.c */
 int shard_listeners_open(struct shard *s);
 void shard_listeners_close(struct shard *s);
-void shard_accept_arm(struct shard *s, struct shard_listener *l);
-void shard_handle_accept(struct shard_listener *l, struct io_uring_cqe *cqe);
-void shard_handle_recv(struct shard_conn *c, struct io_uring_cqe *cqe);
-void shard_handle_send(struct shard_conn *c, struct io_uring_cqe *cqe);
 void shard_conns_shutdown(struct shard *s);
 void shard_conns_abort(struct shard *s);
 void shard_conn_commit_done(struct shard_conn *c, int status, const struct spool_loc *loc);
@@ -528,9 +576,6 @@ void shard_report_free(struct shard_report *r);
 /* shard_http.c: HTTP listeners, connections, authorization, routes. */
 int shard_http_open(struct shard *s);
 void shard_http_close(struct shard *s); /* teardown */
-void shard_handle_http_accept(struct shard_http_listener *l, struct io_uring_cqe *cqe);
-void shard_handle_http_recv(struct shard_http_conn *c, struct io_uring_cqe *cqe);
-void shard_handle_http_send(struct shard_http_conn *c, struct io_uring_cqe *cqe);
 void shard_http_shutdown(struct shard *s); /* drain: stop accepting, close when idle */
 void shard_http_abort(struct shard *s);	   /* drain deadline: close them all */
 /*

@@ -526,7 +526,7 @@ static void shard_log_received(struct shard *s, const struct pt_message *m, cons
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
 {
 	if (s->log != NULL)
-		shard_log_received(s, m, c->peer_ip, c->tls_state == CONN_TLS_ON ? c->tls : NULL,
+		shard_log_received(s, m, c->peer_ip, c->st.tls_state == CONN_TLS_ON ? c->st.tls : NULL,
 				   m->rcpts, m->n_rcpts, NULL);
 }
 
@@ -632,7 +632,7 @@ void shard_log_report(struct shard *s, const struct pt_message *m, const struct 
 	if (s->log == NULL)
 		return;
 	if (rep->is_arf) {
-		shard_log_received(s, m, c->peer_ip, c->tls_state == CONN_TLS_ON ? c->tls : NULL,
+		shard_log_received(s, m, c->peer_ip, c->st.tls_state == CONN_TLS_ON ? c->st.tls : NULL,
 				   rep->rcpts, rep->n_rcpts, &rep->arf);
 		return;
 	}

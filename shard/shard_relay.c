@@ -86,7 +86,7 @@ static const char *relay_local_addr(struct shard_conn *c)
 
 	if (c->local_addr[0] != '\0')
 		return c->local_addr;
-	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0)
+	if (getsockname(c->st.fd, (struct sockaddr *)&ss, &len) == 0)
 		relay_format_addr(&ss, c->local_addr, sizeof(c->local_addr));
 	else
 		snprintf(c->local_addr, sizeof(c->local_addr), "%s", c->listener->config->listen);
@@ -107,15 +107,15 @@ static int relay_lookup(struct shard_conn *c, const char *domain, struct policy_
 	const struct policy_listener *pl = c->listener->config;
 	char from[80], err[1024];
 	struct policy_reply reply;
-	bool tls = c->tls_state == CONN_TLS_ON;
+	bool tls = c->st.tls_state == CONN_TLS_ON;
 	struct policy_conn_meta meta = {
 	    .received_from = from,
 	    .received_via = relay_local_addr(c),
 	    .hostname = pl->hostname,
 	    .reception_protocol = "ESMTP",
 	    .ehlo_domain = smtp_session_ehlo(c->session),
-	    .tls_cipher = tls ? tls_conn_cipher(c->tls) : NULL,
-	    .tls_protocol_version = tls ? tls_conn_version(c->tls) : NULL,
+	    .tls_cipher = tls ? tls_conn_cipher(c->st.tls) : NULL,
+	    .tls_protocol_version = tls ? tls_conn_version(c->st.tls) : NULL,
 	    .peer = (const struct sockaddr *)&c->peer_sa,
 	};
 	int rc;

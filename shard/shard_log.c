@@ -475,12 +475,45 @@ static const char *shard_log_queue(struct shard *s, const struct pt_message *m, 
  * filled, and Petrel's original_id.  rcpts are the envelope recipients
  * as received.
  */
+/*
+ * The fields every inbound record (Reception, Feedback, OOB) ends with, from
+ * "timestamp" (at, wall clock us) to the closing brace and the line end.
+ * arf fills feedback_report (else null); tls the TLS fields (else null).
+ */
+static void shard_log_inbound_tail(struct shard *s, struct pt_json *j, const struct pt_message *m,
+				   uint64_t at, const struct pt_arf *arf, struct tls_conn *tls)
+{
+	char when[32], created[32];
+
+	pt_json_key_str(j, "timestamp", pt_time_rfc3339(at, when));
+	pt_json_key_str(j, "created", pt_time_rfc3339(m->created_us, created));
+	pt_json_key_int(j, "num_attempts", 0);
+	pt_json_key_str(j, "bounce_classification", "Uncategorized");
+	pt_json_key_null(j, "egress_pool");
+	pt_json_key_null(j, "egress_source");
+	pt_json_key(j, "feedback_report");
+	if (arf)
+		pt_arf_json(arf, j);
+	else
+		pt_json_raw(j, "null", 4);
+	shard_log_meta(j, m);
+	pt_json_key(j, "headers");
+	pt_json_obj_begin(j);
+	pt_json_obj_end(j);
+	pt_json_key_null(j, "delivery_protocol");
+	pt_json_key_str(j, "reception_protocol", m->reception_protocol);
+	pt_json_key_str(j, "nodeid", s->group->cfg.nodeid);
+	pt_json_key_str(j, "tls_cipher", tls ? tls_conn_cipher(tls) : NULL);
+	pt_json_key_str(j, "tls_protocol_version", tls ? tls_conn_version(tls) : NULL);
+	pt_json_obj_end(j);
+	pt_buf_append(&s->log->pending, "\n", 1);
+}
+
 static void shard_log_received(struct shard *s, const struct pt_message *m, const char *peer_ip,
 			       struct tls_conn *tls, char *const *rcpts, size_t n_rcpts,
 			       const struct pt_arf *arf)
 {
 	struct pt_json j;
-	char now[32], created[32];
 
 	pt_json_init(&j, &s->log->pending);
 	pt_json_obj_begin(&j);
@@ -499,28 +532,7 @@ static void shard_log_received(struct shard *s, const struct pt_message *m, cons
 	pt_json_key_str(&j, "name", m->ehlo ? m->ehlo : "");
 	pt_json_key_str(&j, "addr", peer_ip);
 	pt_json_obj_end(&j);
-	pt_json_key_str(&j, "timestamp", pt_time_rfc3339(pt_wall_us(), now));
-	pt_json_key_str(&j, "created", pt_time_rfc3339(m->created_us, created));
-	pt_json_key_int(&j, "num_attempts", 0);
-	pt_json_key_str(&j, "bounce_classification", "Uncategorized");
-	pt_json_key_null(&j, "egress_pool");
-	pt_json_key_null(&j, "egress_source");
-	pt_json_key(&j, "feedback_report");
-	if (arf)
-		pt_arf_json(arf, &j);
-	else
-		pt_json_raw(&j, "null", 4);
-	shard_log_meta(&j, m);
-	pt_json_key(&j, "headers");
-	pt_json_obj_begin(&j);
-	pt_json_obj_end(&j);
-	pt_json_key_null(&j, "delivery_protocol");
-	pt_json_key_str(&j, "reception_protocol", m->reception_protocol);
-	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
-	pt_json_key_str(&j, "tls_cipher", tls ? tls_conn_cipher(tls) : NULL);
-	pt_json_key_str(&j, "tls_protocol_version", tls ? tls_conn_version(tls) : NULL);
-	pt_json_obj_end(&j);
-	pt_buf_append(&s->log->pending, "\n", 1);
+	shard_log_inbound_tail(s, &j, m, pt_wall_us(), arf, tls);
 }
 
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
@@ -586,7 +598,6 @@ static void shard_log_oob(struct shard *s, const struct pt_message *m, const str
 			  const struct shard_report *rep, const struct pt_dsn_rcpt *r)
 {
 	struct pt_json j;
-	char when[32], created[32];
 	uint64_t at = r->last_attempt_us >= 0 ? (uint64_t)r->last_attempt_us : pt_wall_us();
 
 	pt_json_init(&j, &s->log->pending);
@@ -606,24 +617,7 @@ static void shard_log_oob(struct shard *s, const struct pt_message *m, const str
 	pt_json_key_str(&j, "name", rep->dsn.reporting_mta);
 	pt_json_key_str(&j, "addr", c->peer_ip);
 	pt_json_obj_end(&j);
-	pt_json_key_str(&j, "timestamp", pt_time_rfc3339(at, when));
-	pt_json_key_str(&j, "created", pt_time_rfc3339(m->created_us, created));
-	pt_json_key_int(&j, "num_attempts", 0);
-	pt_json_key_str(&j, "bounce_classification", "Uncategorized");
-	pt_json_key_null(&j, "egress_pool");
-	pt_json_key_null(&j, "egress_source");
-	pt_json_key_null(&j, "feedback_report");
-	shard_log_meta(&j, m);
-	pt_json_key(&j, "headers");
-	pt_json_obj_begin(&j);
-	pt_json_obj_end(&j);
-	pt_json_key_null(&j, "delivery_protocol");
-	pt_json_key_str(&j, "reception_protocol", m->reception_protocol);
-	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
-	pt_json_key_null(&j, "tls_cipher");
-	pt_json_key_null(&j, "tls_protocol_version");
-	pt_json_obj_end(&j);
-	pt_buf_append(&s->log->pending, "\n", 1);
+	shard_log_inbound_tail(s, &j, m, at, NULL, NULL);
 }
 
 void shard_log_report(struct shard *s, const struct pt_message *m, const struct shard_conn *c,

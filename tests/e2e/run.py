@@ -38,6 +38,7 @@ DEFAULT_BOUND = 60
 
 # Exit statuses of a child running one test.
 RC_PASS, RC_FAIL, RC_SKIP_DEP, RC_SKIP = 0, 1, 3, 4
+FAIL_TAIL = 6	# lines of each failure's output repeated in the closing summary
 
 
 def discover():
@@ -146,7 +147,7 @@ def main():
 
 	env = dict(os.environ)
 	env["PYTHONDONTWRITEBYTECODE"] = "1"
-	passed, failed, dep_skips = 0, 0, []
+	passed, failed, dep_skips, failures = 0, 0, [], []
 	t_all = time.monotonic()
 	print("e2e: %d tests, build %s" % (len(tests), build), flush=True)
 	for test_id, bound in tests:
@@ -164,12 +165,18 @@ def main():
 					print("    " + l)
 		else:
 			failed += 1
-			for l in text.rstrip().splitlines():
-				if not l.startswith("note: "):
-					print("    | " + l)
+			lines = [l for l in text.rstrip().splitlines() if not l.startswith("note: ")]
+			for l in lines:
+				print("    | " + l)
+			failures.append((test_id, status, lines[-FAIL_TAIL:]))
 		sys.stdout.flush()
 	if dep_skips:
 		print("e2e: %d skipped for a missing dependency: %s" % (len(dep_skips), " ".join(dep_skips)))
+	# Failures again at the end, briefly: a CI log is often read from its tail.
+	for test_id, status, tail in failures:
+		print("e2e: %s %s" % (status, test_id))
+		for l in tail:
+			print("    | " + l)
 	print("e2e: total %.1fs" % (time.monotonic() - t_all))
 	print("e2e: %d passed, %d failed" % (passed, failed), flush=True)
 	return 0 if failed == 0 else 1

@@ -189,7 +189,10 @@ static int policy_msgh(lua_State *L)
  * error.
  */
 static const char *const policy_multi_events[] = {
-    "pre_init", "get_queue_config", "should_enqueue_log_record", NULL,
+    "pre_init",
+    "get_queue_config",
+    "should_enqueue_log_record",
+    NULL,
 };
 
 /*
@@ -771,14 +774,15 @@ struct policy_event {
 	char error[1024];
 };
 
-/* Classify the pcall outcome at the top of the stack into ev->rc. */
+/* Classify the pcall outcome at the top of the stack into ev->rc (a reject
+ * is PT_DECLINED only for events that answer with a reply). */
 static void policy_event_outcome(lua_State *L, struct policy_event *ev, int status)
 {
 	if (status == 0) {
 		ev->rc = PT_OK;
 		return;
 	}
-	if (policy_is_reject(L, -1)) {
+	if (ev->reply != NULL && policy_is_reject(L, -1)) {
 		lua_getfield(L, -1, "code");
 		lua_getfield(L, -2, "text");
 		reply_set(ev->reply, (int)lua_tointeger(L, -2), lua_tostring(L, -1));
@@ -790,51 +794,11 @@ static void policy_event_outcome(lua_State *L, struct policy_event *ev, int stat
 	ev->rc = PT_ERROR;
 }
 
-/*
- * Runs under lua_cpcall.  The message userdata stays on the stack below the
- * call, so it is still alive when its pointer is cleared afterwards (after
- * which a policy that kept it gets an error, not freed memory).
- */
-static int policy_event_message_received(lua_State *L)
+/* should_enqueue_log_record's answer at the top of the stack into ev
+ * (where: the handler's definition, for a wrong type). */
+static void policy_event_enqueue_answer(lua_State *L, struct policy_event *ev, const char *where)
 {
-	struct policy_event *ev = lua_touserdata(L, 1);
-	struct pt_message **slot;
-	int status;
-
-	ev->rc = PT_OK;
-	if (!policy_push_handler(L, ev->event))
-		return 0;
-	slot = policy_message_push(L, ev->msg);
-	lua_pushvalue(L, -2);
-	lua_pushvalue(L, -2);
-	status = policy_event_pcall(ev->p, ev->event, 1, 0);
-	*slot = NULL;
-	policy_event_outcome(L, ev, status);
-	return 0;
-}
-
-/* Runs under lua_cpcall: should_enqueue_log_record(msg, hook_name). */
-static int policy_event_log_record(lua_State *L)
-{
-	struct policy_event *ev = lua_touserdata(L, 1);
-	struct pt_message **slot;
-	char where[LUA_IDSIZE + 32];
-	int status;
-
-	ev->rc = PT_OK;
-	if (!policy_push_handler(L, EVENT_SHOULD_ENQUEUE_LOG_RECORD))
-		return 0;
-	policy_where_defined(L, where, sizeof(where));
-	slot = policy_message_push(L, ev->msg);
-	lua_pushvalue(L, -2);
-	lua_pushvalue(L, -2);
-	lua_pushstring(L, ev->hook);
-	status = policy_event_pcall(ev->p, ev->event, 2, 1);
-	*slot = NULL;
-	if (status != 0) {
-		policy_error_text(L, ev->error, sizeof(ev->error));
-		ev->rc = PT_ERROR;
-	} else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+	if (lua_type(L, -1) == LUA_TBOOLEAN) {
 		ev->enqueue = lua_toboolean(L, -1);
 	} else if (!lua_isnil(L, -1)) {
 		snprintf(ev->error, sizeof(ev->error),
@@ -842,7 +806,52 @@ static int policy_event_log_record(lua_State *L)
 			 where, where[0] ? " " : "", luaL_typename(L, -1));
 		ev->rc = PT_ERROR;
 	}
+}
+
+/*
+ * Runs under lua_cpcall: the handler of ev->event with the message (and,
+ * for should_enqueue_log_record, the hook's name; its answer is read).
+ * The message userdata stays on the stack below the call, so it is still
+ * alive when its pointer is cleared afterwards (after which a policy that
+ * kept it gets an error, not freed memory).
+ */
+static int policy_event_message(lua_State *L)
+{
+	struct policy_event *ev = lua_touserdata(L, 1);
+	struct pt_message **slot;
+	char where[LUA_IDSIZE + 32];
+	int status;
+
+	ev->rc = PT_OK;
+	if (!policy_push_handler(L, ev->event))
+		return 0;
+	where[0] = '\0';
+	if (ev->hook != NULL) /* only its answer is checked: no lookup per message */
+		policy_where_defined(L, where, sizeof(where));
+	slot = policy_message_push(L, ev->msg);
+	lua_pushvalue(L, -2);
+	lua_pushvalue(L, -2);
+	if (ev->hook != NULL)
+		lua_pushstring(L, ev->hook);
+	status = policy_event_pcall(ev->p, ev->event, ev->hook ? 2 : 1, ev->hook ? 1 : 0);
+	*slot = NULL;
+	policy_event_outcome(L, ev, status);
+	if (status == 0 && ev->hook != NULL)
+		policy_event_enqueue_answer(L, ev, where);
 	return 0;
+}
+
+/* Run a message event (ev filled) under lua_cpcall, so even running out of
+ * memory is an error return; the stack is left as it was. */
+static void policy_event_run(struct policy *p, struct policy_event *ev)
+{
+	int top = lua_gettop(p->L);
+
+	if (lua_cpcall(p->L, policy_event_message, ev) != 0) {
+		snprintf(ev->error, sizeof(ev->error), "%s", lua_tostring(p->L, -1));
+		ev->rc = PT_ERROR;
+	}
+	lua_settop(p->L, top);
 }
 
 int policy_should_enqueue_log_record(struct policy *p, struct pt_message *msg, const char *hook,
@@ -854,13 +863,8 @@ int policy_should_enqueue_log_record(struct policy *p, struct pt_message *msg, c
 	    .msg = msg,
 	    .hook = hook,
 	};
-	int top = lua_gettop(p->L);
 
-	if (lua_cpcall(p->L, policy_event_log_record, &ev) != 0) {
-		snprintf(ev.error, sizeof(ev.error), "%s", lua_tostring(p->L, -1));
-		ev.rc = PT_ERROR;
-	}
-	lua_settop(p->L, top);
+	policy_event_run(p, &ev);
 	*enqueue = ev.rc == PT_OK && ev.enqueue;
 	if (ev.rc != PT_OK)
 		pt_error("policy error in %s (hook %s): %s", ev.event, hook, ev.error);
@@ -877,13 +881,8 @@ static int policy_message_event(struct policy *p, const char *event, struct pt_m
 	    .msg = msg,
 	    .reply = reply,
 	};
-	int top = lua_gettop(p->L);
 
-	if (lua_cpcall(p->L, policy_event_message_received, &ev) != 0) {
-		snprintf(ev.error, sizeof(ev.error), "%s", lua_tostring(p->L, -1));
-		ev.rc = PT_ERROR;
-	}
-	lua_settop(p->L, top);
+	policy_event_run(p, &ev);
 	if (ev.rc == PT_ERROR) {
 		pt_error("policy error in %s: %s", ev.event, ev.error);
 		reply_internal_error(reply);

@@ -33,6 +33,12 @@
  * segment is tried no sooner than a second later; the loss is logged with
  * a count of records.
  *
+ * Log hooks (shard_loghook.c).  Every finished record is also handed to
+ * shard_loghook_offer, except records about a hook's own message.  With
+ * hooks but no configure_local_logs, struct shard_log exists without a
+ * segment directory (`local` false): records are written into `line`, one
+ * at a time, for the hooks only.
+ *
  * A record is about the shard that writes it: Reception on the shard that
  * accepted the message, the delivery records on the shard that owns the
  * recipient's site when the attempt ends.

@@ -57,18 +57,18 @@
 #include "core/ptime.h"
 #include "shard/shard_int.h"
 
-#define LOGHOOK_TOKEN_BIT   4
-#define LOGHOOK_REPORT_MS   1000 /* at most one drop report per second */
-#define LOGHOOK_META_PROTO  "\"" SHARD_LOGHOOK_PROTOCOL "\""
+#define LOGHOOK_TOKEN_BIT  4
+#define LOGHOOK_REPORT_MS  1000 /* at most one drop report per second */
+#define LOGHOOK_META_PROTO "\"" SHARD_LOGHOOK_PROTOCOL "\""
 
 struct shard_loghook {
 	char *const *hooks; /* the policy config's names (kept across reloads) */
 	size_t n_hooks;
-	struct pt_buf records;	/* per record: sender NUL json NUL */
-	struct pt_buf rcpt;	/* scratch: log@NAME.log_hook */
-	uint64_t n_dropped;	/* since the last report */
-	uint64_t reported_ms;	/* when the last report was logged */
-	const char *drop_why;	/* the first reason since then */
+	struct pt_buf records; /* per record: sender NUL json NUL */
+	struct pt_buf rcpt;    /* scratch: log@NAME.log_hook */
+	uint64_t n_dropped;    /* since the last report */
+	uint64_t reported_ms;  /* when the last report was logged */
+	const char *drop_why;  /* the first reason since then */
 };
 
 int shard_loghook_open(struct shard *s)
@@ -236,10 +236,10 @@ void shard_loghook_kick(struct shard *s)
 	}
 }
 
-void shard_loghook_committed(struct shard *s, void *token, int status,
-			     const struct spool_loc *loc)
+void shard_loghook_committed(struct shard *s, void *token, int status, const struct spool_loc *loc)
 {
-	struct pt_message *m = (struct pt_message *)((uintptr_t)token & ~(uintptr_t)LOGHOOK_TOKEN_BIT);
+	struct pt_message *m =
+	    (struct pt_message *)((uintptr_t)token & ~(uintptr_t)LOGHOOK_TOKEN_BIT);
 
 	if (status == PT_OK)
 		shard_home_accepted(s, m, loc);

@@ -73,35 +73,26 @@ mod.protocol = {
   end,
 }
 
-local NEW_OPTIONS = {
-  name = 'string',
-  log_parameters = 'table',
-  queue_config = 'table',
-  filter = 'function',
+-- The options every helper takes, plus its own.
+local function options_spec(own)
+  local spec = {
+    name = 'string',
+    log_parameters = 'table',
+    queue_config = 'table',
+    filter = 'function',
+  }
+  utils.merge_into(own, spec)
+  return spec
+end
+
+local NEW_OPTIONS = options_spec {
   constructor = 'function',
   batch_size = 'number',
   min_batch_size = 'number',
   max_batch_latency = 'string',
 }
-
-local JSON_OPTIONS = {
-  name = 'string',
-  url = 'string',
-  log_parameters = 'table',
-  queue_config = 'table',
-  filter = 'function',
-  batch_size = 'number',
-}
-
-local AMQP_OPTIONS = {
-  name = 'string',
-  url = 'string',
-  exchange = 'string',
-  routing_key = 'string',
-  log_parameters = 'table',
-  queue_config = 'table',
-  filter = 'function',
-}
+local JSON_OPTIONS = options_spec { url = 'string', batch_size = 'number' }
+local AMQP_OPTIONS = options_spec { url = 'string', exchange = 'string', routing_key = 'string' }
 
 local function require_keys(options, keys, where)
   for _, k in ipairs(keys) do

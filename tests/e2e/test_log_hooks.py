@@ -27,9 +27,11 @@ HOOK_RCPT = "log@%s.log_hook" % HOOK
 HOOK_QUEUE = "%s.log_hook" % HOOK
 
 
-def hook_policy(env, dns_port, rport):
+def hook_policy(env, dns_port, rport, local_logs=True):
 	"""A delivery policy (harness.delivery_policy_source) with one log hook,
-	set up first so its get_queue_config handler answers for its queue."""
+	set up first so its get_queue_config handler answers for its queue;
+	without local_logs, no configure_local_logs (the hook still gets every
+	record)."""
 	hook = """local log_hooks = require 'policy-extras.log_hooks'
 log_hooks:new {
   name = %s,
@@ -41,6 +43,10 @@ log_hooks:new {
 	text = hook + harness.delivery_policy_source(
 		listen="127.0.0.1:%d" % env.port, spool=str(env.spool), log_dir=str(env.log_dir),
 		dns_port=dns_port, egress={"smtp_port": rport})
+	if not local_logs:
+		line = "  kumo.configure_local_logs{log_dir=%s}\n" % lua_str(str(env.log_dir))
+		assert line in text
+		text = text.replace(line, "")
 	path = env.dir / "policy.lua"
 	path.write_text(text)
 	return path
@@ -62,8 +68,9 @@ class LogHooks(DeliveryTest):
 	def start_hook_receiver(self):
 		return self.receiver(receivers.SmtpReceiver, HOOK_ADDR, line_length_limit=1 << 16)
 
-	def start(self):
-		return self.start_petrel(policy=hook_policy(self.env, self.dnsmasq.port, self.rport))
+	def start(self, local_logs=True):
+		return self.start_petrel(policy=hook_policy(self.env, self.dnsmasq.port, self.rport,
+							    local_logs))
 
 	def local_records(self):
 		"""(records about ordinary messages, records about hook messages)."""
@@ -87,6 +94,12 @@ class LogHooks(DeliveryTest):
 			mid, _ = self.send(["user%d@%s" % (i, DEST)], subject="hooked %d" % i)
 			ids.append(mid)
 		return ids
+
+	def wait_hook_records(self, type, want, timeout=20):
+		"""Wait for `want` local records of `type` about hook messages."""
+		self.wait_for(lambda: len([r for r in self.local_records()[1]
+					   if r["type"] == type]) >= want,
+			      timeout, what="%d %s records of hook messages" % (want, type))
 
 	def wait_hook_count(self, hook_rx, want, timeout):
 		self.wait_for(lambda: hook_rx.count() >= want, timeout, interval=0.1,
@@ -134,9 +147,7 @@ class LogHooks(DeliveryTest):
 		self.wait_hook_count(hook_rx, 10, timeout=30)
 		# The hook messages' own Delivery records are written after the
 		# receiver's 250: wait for all of them, then for nothing more.
-		self.wait_for(lambda: len([r for r in self.local_records()[1]
-					   if r["type"] == "Delivery"]) >= 10,
-			      20, what="the hook messages' Delivery records")
+		self.wait_hook_records("Delivery", 10)
 		time.sleep(1.5)
 		self.assertEqual(hook_rx.count(), 10)
 		self.assert_every_record_once(hook_rx, ids)
@@ -156,16 +167,54 @@ class LogHooks(DeliveryTest):
 		ordinary_done = time.monotonic() - t0
 		self.assertEqual(self.dest.count(), 4)
 		# The hook's queue failed meanwhile (nothing listens on its address).
-		self.wait_for(lambda: len([r for r in self.local_records()[1]
-					   if r["type"] == "TransientFailure"]) >= 8,
-			      30, what="TransientFailure records of the 8 hook messages")
+		self.wait_hook_records("TransientFailure", 8, timeout=30)
 		self.assertLess(ordinary_done, 15, "ordinary delivery waited for the hook")
 		hook_rx = self.start_hook_receiver()
 		self.wait_hook_count(hook_rx, 8, timeout=40)
-		self.wait_for(lambda: len([r for r in self.local_records()[1]
-					   if r["type"] == "Delivery"]) >= 8,
-			      20, what="the hook messages' Delivery records")
+		self.wait_hook_records("Delivery", 8)
 		time.sleep(1.5)
 		self.assertEqual(hook_rx.count(), 8)
+		self.assert_every_record_once(hook_rx, ids)
+		self.wait_spool_empty()
+
+	@harness.bound(90)
+	def test_hook_without_local_logs(self):
+		"""No configure_local_logs: no log directory, and the hook still gets
+		each message's Reception and Delivery records."""
+		hook_rx = self.start_hook_receiver()
+		self.start(local_logs=False)
+		ids = self.send_all(3)
+		self.wait_for(lambda: self.dest.count() >= 3, 20, what="3 deliveries")
+		self.wait_hook_count(hook_rx, 6, timeout=30)
+		time.sleep(1.5)
+		self.assertEqual(hook_rx.count(), 6)
+		self.assertFalse(self.env.log_dir.exists())
+		got = Counter((b["type"], b["id"]) for b, _ in self.hook_bodies(hook_rx))
+		self.assertEqual(got, Counter([("Reception", i) for i in ids] +
+					      [("Delivery", i) for i in ids]))
+		for body, d in self.hook_bodies(hook_rx):
+			self.assertEqual(d.rcpt, HOOK_RCPT)
+			if body["type"] == "Delivery":
+				self.assertIsNone(body["reception_protocol"], body)
+		self.wait_spool_empty()
+
+	@harness.bound(120)
+	def test_restart_keeps_hook_messages(self):
+		"""Hook messages waiting for a down endpoint are in the spool: after
+		a restart they are delivered, once each, and still known as hook
+		messages (their records are not hooked)."""
+		d = self.start()
+		ids = self.send_all(3)
+		self.wait_records("Delivery", 3, timeout=20)
+		self.wait_for(lambda: len({r["id"] for r in self.local_records()[1]
+					   if r["type"] == "TransientFailure"}) >= 6,
+			      30, what="TransientFailure records of all 6 hook messages")
+		d.stop()
+		hook_rx = self.start_hook_receiver()
+		self.start()
+		self.wait_hook_count(hook_rx, 6, timeout=40)
+		self.wait_hook_records("Delivery", 6)
+		time.sleep(1.5)
+		self.assertEqual(hook_rx.count(), 6)
 		self.assert_every_record_once(hook_rx, ids)
 		self.wait_spool_empty()

@@ -40,6 +40,17 @@ static int offer(struct policy *p, struct pt_message *m, const char *record, con
 	return policy_should_enqueue_log_record(p, m, hook, enqueue);
 }
 
+/* offer() must give rc and the answer want; the message is freed. */
+static void expect_offer(struct policy *p, const char *record, const char *hook, int rc, bool want)
+{
+	struct pt_message m;
+	bool enqueue;
+
+	cr_assert_eq(offer(p, &m, record, hook, &enqueue), rc, "hook %s", hook);
+	cr_assert_eq(enqueue, want, "hook %s", hook);
+	pt_message_clear(&m);
+}
+
 Test(policy_loghook, configure_log_hook_keeps_names_in_order)
 {
 	struct policy *p =
@@ -60,11 +71,8 @@ Test(policy_loghook, configure_log_hook_keeps_names_in_order)
 
 Test(policy_loghook, configure_log_hook_errors_name_the_line)
 {
-	const char *head = "local kumo = require 'kumo'\nkumo.on('init', function()\n";
-	static const struct {
-		const char *call;
-		const char *msg;
-	} cases[] = {
+	const char *head = "local kumo = require 'kumo'\nkumo.on('init', function()\n  ";
+	static const struct policy_fail_case cases[] = {
 	    {"kumo.configure_log_hook { headers = { 'Subject' } }",
 	     "configure_log_hook: 'name' is required"},
 	    {"kumo.configure_log_hook { name = 3 }",
@@ -94,12 +102,7 @@ Test(policy_loghook, configure_log_hook_errors_name_the_line)
 	     "bad argument #1 to 'configure_log_hook' (table expected, got string)"},
 	};
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		char text[1024];
-
-		snprintf(text, sizeof(text), "%s  %s\nend)\n", head, cases[i].call);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	load_fails_each(head, "\nend)\n", cases, PT_ARRAY_LEN(cases), 3);
 	load_fails_with("local kumo = require 'kumo'\n"
 			"kumo.configure_log_hook { name = 'w' }\n",
 			2, "configure_log_hook may only be called from the init event");
@@ -180,6 +183,7 @@ Test(policy_loghook, should_enqueue_answers_and_sees_the_record)
 		    "  if hook_name == 'nil-hook' then return nil end\n"
 		    "  if hook_name == 'bad' then return 'yes' end\n"
 		    "  if hook_name == 'boom' then error('no such thing') end\n"
+		    "  if hook_name == 'rej' then kumo.reject(550, 'no') end\n"
 		    "  return hook_name == 'yes'\n"
 		    "end)\n");
 	struct pt_message m;
@@ -189,30 +193,20 @@ Test(policy_loghook, should_enqueue_answers_and_sees_the_record)
 	cr_assert(enqueue);
 	cr_assert_str_eq(pt_message_get_meta(&m, "seen"), "\"yes:Delivery:" TEST_ID "\"");
 	pt_message_clear(&m);
-	cr_assert_eq(offer(p, &m, RECORD, "no", &enqueue), PT_OK);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
-	cr_assert_eq(offer(p, &m, RECORD, "nil-hook", &enqueue), PT_OK);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
-	cr_assert_eq(offer(p, &m, RECORD, "bad", &enqueue), PT_ERROR);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
-	cr_assert_eq(offer(p, &m, RECORD, "boom", &enqueue), PT_ERROR);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
+	expect_offer(p, RECORD, "no", PT_OK, false);
+	expect_offer(p, RECORD, "nil-hook", PT_OK, false);
+	expect_offer(p, RECORD, "bad", PT_ERROR, false);
+	expect_offer(p, RECORD, "boom", PT_ERROR, false);
+	/* No reply to give: a reject is the policy's mistake here. */
+	expect_offer(p, RECORD, "rej", PT_ERROR, false);
 	policy_free(p);
 }
 
 Test(policy_loghook, no_handler_enqueues_nothing)
 {
 	struct policy *p = load_ok("local kumo = require 'kumo'\n");
-	struct pt_message m;
-	bool enqueue;
 
-	cr_assert_eq(offer(p, &m, RECORD, "webhook", &enqueue), PT_OK);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
+	expect_offer(p, RECORD, "webhook", PT_OK, false);
 	policy_free(p);
 }
 
@@ -254,19 +248,13 @@ Test(policy_loghook, log_hooks_new_configures_filters_and_queues)
 	cr_assert_null(pt_message_get_meta(&m, "queue"));
 	pt_message_clear(&m);
 	/* About a hook's own message: never again. */
-	cr_assert_eq(offer(p, &m, HOOK_RECORD, "archive", &enqueue), PT_OK);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
+	expect_offer(p, HOOK_RECORD, "archive", PT_OK, false);
 	/* Left out by the filter. */
-	cr_assert_eq(offer(p, &m, "{\"type\":\"Reception\",\"id\":\"" TEST_ID "\"}", "archive",
-			   &enqueue),
-		     PT_OK);
-	cr_assert_not(enqueue);
-	pt_message_clear(&m);
+	expect_offer(p, "{\"type\":\"Reception\",\"id\":\"" TEST_ID "\"}", "archive", PT_OK, false);
 	/* The hook's queue: its defaults, queue_config, the protocol. */
-	cr_assert_eq(policy_get_queue_config(p, "archive.log_hook", NULL, NULL, NULL, &q, err,
-					     sizeof(err)),
-		     PT_OK, "%s", err);
+	cr_assert_eq(
+	    policy_get_queue_config(p, "archive.log_hook", NULL, NULL, NULL, &q, err, sizeof(err)),
+	    PT_OK, "%s", err);
 	cr_assert_eq(q.retry_interval_ms, 60000);
 	cr_assert_eq(q.max_retry_interval_ms, 20 * 60000);
 	cr_assert_eq(q.max_age_ms, 2 * 3600000);
@@ -274,9 +262,9 @@ Test(policy_loghook, log_hooks_new_configures_filters_and_queues)
 	cr_assert_str_eq(q.mx_list[0], "127.0.0.41:2525");
 	policy_queue_config_free(&q);
 	/* Any other domain: the policy's own handler. */
-	cr_assert_eq(policy_get_queue_config(p, "example.com", NULL, NULL, NULL, &q, err,
-					     sizeof(err)),
-		     PT_OK, "%s", err);
+	cr_assert_eq(
+	    policy_get_queue_config(p, "example.com", NULL, NULL, NULL, &q, err, sizeof(err)),
+	    PT_OK, "%s", err);
 	cr_assert_eq(q.retry_interval_ms, 5 * 60000);
 	cr_assert_eq(q.n_mx_list, 0);
 	policy_queue_config_free(&q);
@@ -287,10 +275,7 @@ Test(policy_loghook, log_hooks_errors_point_at_the_calling_line)
 {
 	const char *head = "local kumo = require 'kumo'\n"
 			   "local log_hooks = require 'policy-extras.log_hooks'\n";
-	static const struct {
-		const char *call;
-		const char *msg;
-	} cases[] = {
+	static const struct policy_fail_case cases[] = {
 	    {"log_hooks:new { name = 'w', constructor = function() end }",
 	     "log_hooks:new: 'constructor' is not supported: Petrel runs no Lua connection "
 	     "objects; give the protocol in queue_config.protocol (e.g. { smtp = { mx_list = "
@@ -316,12 +301,7 @@ Test(policy_loghook, log_hooks_errors_point_at_the_calling_line)
 	     "'soon': expected a number"},
 	};
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		char text[1024];
-
-		snprintf(text, sizeof(text), "%s%s\n", head, cases[i].call);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	load_fails_each(head, "\n", cases, PT_ARRAY_LEN(cases), 3);
 	load_fails_with("local kumo = require 'kumo'\n"
 			"local log_hooks = require 'policy-extras.log_hooks'\n"
 			"local q = { protocol = { smtp = { mx_list = { '10.0.0.1' } } } }\n"

@@ -676,7 +676,7 @@ static bool listener_same(const struct policy_listener *a, const struct policy_l
 	       a->data_timeout_ms == b->data_timeout_ms;
 }
 
-static bool policy_config_names_same(char *const *a, size_t n_a, char *const *b, size_t n_b)
+static bool names_same(char *const *a, size_t n_a, char *const *b, size_t n_b)
 {
 	if (n_a != n_b)
 		return false;
@@ -711,7 +711,7 @@ static void config_changes(const struct policy_config *a, const struct policy_co
 		 a->log_compression_level != b->log_compression_level,
 	     "configure_local_logs");
 	NOTE(dns, "dns.configure_resolver");
-	NOTE(!policy_config_names_same(a->log_hooks, a->n_log_hooks, b->log_hooks, b->n_log_hooks),
+	NOTE(!names_same(a->log_hooks, a->n_log_hooks, b->log_hooks, b->n_log_hooks),
 	     "configure_log_hook");
 #undef NOTE
 }

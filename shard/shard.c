@@ -311,8 +311,7 @@ static bool shard_drained(struct shard *s)
 {
 	return s->n_conns == 0 && s->n_http_conns == 0 && s->n_out == 0 &&
 	       !spool_batch_busy(s->spool) && !spool_batch_ready(s->spool) && shard_log_idle(s) &&
-	       shard_loghook_idle(s) &&
-	       !shard_home_janitor_busy(s);
+	       shard_loghook_idle(s) && !shard_home_janitor_busy(s);
 }
 
 static void shard_wait(struct shard *s)

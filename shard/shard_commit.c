@@ -92,8 +92,9 @@ static void shard_commit_lazy_fn(struct pt_timer *t)
 
 /*
  * Records nobody waits for (tombstones, recipient states, compaction
- * copies, log hooks' messages) do not start a batch of their own at once: they ride along with
- * the next batch of received messages, or go after SHARD_COMMIT_LAZY_MS.
+ * copies, log hooks' messages) do not start a batch of their own at once:
+ * they ride along with the next batch of received messages, or go after
+ * SHARD_COMMIT_LAZY_MS.
  * Otherwise every delivery would cost an extra fdatasync, and a sync of
  * tombstones in flight delays the 250s of the messages behind it.
  */

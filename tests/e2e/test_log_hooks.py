@@ -10,6 +10,8 @@ Run only these:  /usr/bin/python3 tests/e2e/run.py -k 'test_log_hooks*'
 """
 
 import json
+import os
+import subprocess
 import time
 from collections import Counter
 
@@ -27,7 +29,7 @@ HOOK_RCPT = "log@%s.log_hook" % HOOK
 HOOK_QUEUE = "%s.log_hook" % HOOK
 
 
-def hook_policy(env, dns_port, rport, local_logs=True):
+def hook_policy(env, dns_port, rport, local_logs=True, listener=None):
 	"""A delivery policy (harness.delivery_policy_source) with one log hook,
 	set up first so its get_queue_config handler answers for its queue;
 	without local_logs, no configure_local_logs (the hook still gets every
@@ -42,7 +44,7 @@ log_hooks:new {
 		"protocol": {"smtp": {"mx_list": [HOOK_ADDR]}}}))
 	text = hook + harness.delivery_policy_source(
 		listen="127.0.0.1:%d" % env.port, spool=str(env.spool), log_dir=str(env.log_dir),
-		dns_port=dns_port, egress={"smtp_port": rport})
+		dns_port=dns_port, egress={"smtp_port": rport}, listener=listener)
 	if not local_logs:
 		line = "  kumo.configure_local_logs{log_dir=%s}\n" % lua_str(str(env.log_dir))
 		assert line in text
@@ -63,14 +65,16 @@ class LogHooks(DeliveryTest):
 	def setUp(self):
 		super().setUp()
 		self.start_dns(dns.Zone().mx(DEST, 10, "mx." + DEST).a("mx." + DEST, DEST_ADDR))
-		self.dest = self.receiver(receivers.SmtpReceiver, DEST_ADDR)
+		self.dest = None
+		if not self._testMethodName.endswith("_full_spool_drops_counted"):
+			self.dest = self.receiver(receivers.SmtpReceiver, DEST_ADDR)
 
 	def start_hook_receiver(self):
 		return self.receiver(receivers.SmtpReceiver, HOOK_ADDR, line_length_limit=1 << 16)
 
-	def start(self, local_logs=True):
+	def start(self, local_logs=True, listener=None):
 		return self.start_petrel(policy=hook_policy(self.env, self.dnsmasq.port, self.rport,
-							    local_logs))
+							    local_logs, listener))
 
 	def local_records(self):
 		"""(records about ordinary messages, records about hook messages)."""
@@ -218,3 +222,53 @@ class LogHooks(DeliveryTest):
 		self.assertEqual(hook_rx.count(), 6)
 		self.assert_every_record_once(hook_rx, ids)
 		self.wait_spool_empty()
+
+	@harness.bound(120)
+	def test_full_spool_drops_counted(self):
+		"""The spool (a 16 MiB tmpfs) under its free-space floor: records the
+		hook wants are dropped, counted and reported, and ordinary delivery
+		goes on; with space back, records reach the hook again."""
+		fs = self.env.spool
+		fs.mkdir()
+		p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(fs)],
+				   capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+		if p.returncode != 0:
+			self.skipTest(harness.MISSING_DEP + "mounting a tmpfs (root): %s"
+				      % p.stderr.decode(errors="replace").strip())
+		self.addCleanup(subprocess.run, ["umount", "-l", str(fs)], timeout=30)
+		hook_rx = self.start_hook_receiver()
+		# A small max_message_size: the floor is then 10% of the tmpfs.
+		d = self.start(listener={"max_message_size": 65536})
+		# The destination is down: the messages wait in the spool.
+		ids = self.send_all(2)
+		self.wait_records("TransientFailure", 2, timeout=20)
+		self.wait_hook_count(hook_rx, 4, timeout=20)	# 2 Reception, 2 TransientFailure
+		st = os.statvfs(fs)
+		filler = fs / "filler"
+		with open(filler, "wb") as f:	# leave 5% of the blocks free
+			f.truncate(0)
+			left = st.f_bavail * st.f_frsize - st.f_blocks * st.f_frsize // 20
+			for _ in range(left // (1 << 20) + 1):
+				f.write(b"\0" * min(1 << 20, left))
+				left -= min(1 << 20, left)
+		self.wait_for(lambda: "under the free-space floor" in d.stderr_text(), 10,
+			      what="the spool reported under its floor")
+		# The destination comes up: the deliveries happen, their records drop.
+		self.dest = self.receiver(receivers.SmtpReceiver, DEST_ADDR)
+		self.wait_for(lambda: self.dest.count() >= 2, 20, what="the 2 deliveries")
+		self.wait_for(lambda: "(the spool is under its free-space floor)" in d.stderr_text(),
+			      10, what="the drop report")
+		self.assertRegex(d.stderr_text(), r"log hooks: [12] records? dropped \(the spool is "
+				 r"under its free-space floor\)")
+		time.sleep(1.5)
+		types = Counter(b["type"] for b, _ in self.hook_bodies(hook_rx))
+		self.assertEqual(types["Delivery"], 0, types)
+		filler.unlink()
+		# Each shard checks its spool once a second: wait for both (two shards).
+		self.wait_for(lambda: d.stderr_text().count("space is back") >= 2, 10,
+			      what="space back on both shards")
+		mid, _ = self.send(["again@" + DEST], subject="space is back")
+		self.wait_for(lambda: any(b["id"] == mid and b["type"] == "Delivery"
+					  for b, _ in self.hook_bodies(hook_rx)),
+			      30, what="the new message's Delivery record at the hook")
+		self.assertEqual({b["id"] for b, _ in self.hook_bodies(hook_rx)} - {mid}, set(ids))

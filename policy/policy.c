@@ -75,6 +75,7 @@
 #define POLICY_REG_MSGH		     "petrel.msgh"
 #define EVENT_MESSAGE_RECEIVED	     "smtp_server_message_received"
 #define EVENT_HTTP_MESSAGE_GENERATED "http_message_generated"
+#define EVENT_SHOULD_ENQUEUE_LOG_RECORD "should_enqueue_log_record"
 
 /* --- errors ------------------------------------------------------------ */
 
@@ -180,6 +181,67 @@ static int policy_msgh(lua_State *L)
 
 /* --- petrel.on, petrel.reject ----------------------------------------- */
 
+/*
+ * Events that take several handlers (KumoMTA's pre_init, get_queue_config
+ * and should_enqueue_log_record), so helper modules such as
+ * policy-extras.log_hooks compose with the policy's own handler.  Every
+ * other event keeps one handler: a second kumo.on is a mistake worth an
+ * error.
+ */
+static const char *const policy_multi_events[] = {
+    "pre_init",
+    "get_queue_config",
+    "should_enqueue_log_record",
+    NULL,
+};
+
+/*
+ * The handler of a multi-handler event with more than one registration:
+ * calls the handlers (upvalue 1, a list) in the order they were registered
+ * with the event's arguments; the first that returns a value other than
+ * nil decides (KumoMTA's rule), nil when none does.  Errors propagate to
+ * the event's protected call; those of Lua code carry their file:line.
+ */
+static int policy_chain(lua_State *L)
+{
+	int n_args = lua_gettop(L);
+	size_t n = lua_objlen(L, lua_upvalueindex(1));
+
+	for (size_t i = 1; i <= n; i++) {
+		lua_rawgeti(L, lua_upvalueindex(1), (int)i);
+		for (int a = 1; a <= n_args; a++)
+			lua_pushvalue(L, a);
+		lua_call(L, n_args, 1);
+		if (!lua_isnil(L, -1))
+			return 1;
+		lua_pop(L, 1);
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* Add the function at fn to a multi-handler event (the handlers table at -1). */
+static void policy_on_multi(lua_State *L, const char *event, int fn)
+{
+	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_CHAINS);
+	lua_getfield(L, -1, event);
+	if (lua_isnil(L, -1)) {
+		/* Second handler: the list starts with the first one. */
+		lua_pop(L, 1);
+		lua_createtable(L, 2, 0);
+		lua_getfield(L, -3, event);
+		lua_rawseti(L, -2, 1);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, -3, event);
+		lua_pushvalue(L, -1);
+		lua_pushcclosure(L, policy_chain, 1);
+		lua_setfield(L, -4, event);
+	}
+	lua_pushvalue(L, fn);
+	lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+	lua_pop(L, 2);
+}
+
 static int policy_on(lua_State *L)
 {
 	const char *event = luaL_checkstring(L, 1);
@@ -187,8 +249,13 @@ static int policy_on(lua_State *L)
 	luaL_checktype(L, 2, LUA_TFUNCTION);
 	lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
 	lua_getfield(L, -1, event);
-	if (!lua_isnil(L, -1))
-		return policy_raise(L, "event '%s' already has a handler", event);
+	if (!lua_isnil(L, -1)) {
+		if (!policy_config_name_in(policy_multi_events, event))
+			return policy_raise(L, "event '%s' already has a handler", event);
+		lua_pop(L, 1);
+		policy_on_multi(L, event, 2);
+		return 0;
+	}
 	lua_pop(L, 1);
 	lua_pushvalue(L, 2);
 	lua_setfield(L, -2, event);
@@ -392,6 +459,8 @@ static void setup_module(lua_State *L, struct policy *p)
 {
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_HANDLERS);
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_CHAINS);
 	lua_pushlightuserdata(L, p);
 	lua_pushcclosure(L, policy_msgh, 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_MSGH);
@@ -523,9 +592,13 @@ static int policy_run_file(struct policy *p, const char *path, char *err, size_t
 
 	if (luaL_loadfile(L, path) != 0 || policy_pcall(p, 0, 0) != 0)
 		goto fail;
-	if (policy_push_handler(L, "init")) {
+	/* pre_init (KumoMTA's, for helper modules such as policy-extras.log_hooks),
+	 * then init; both may make the init-only calls. */
+	for (int i = 0; i < 2; i++) {
 		int rc;
 
+		if (!policy_push_handler(L, i == 0 ? "pre_init" : "init"))
+			continue;
 		p->in_init = true;
 		rc = policy_pcall(p, 0, 0);
 		p->in_init = false;
@@ -603,6 +676,16 @@ static bool listener_same(const struct policy_listener *a, const struct policy_l
 	       a->data_timeout_ms == b->data_timeout_ms;
 }
 
+static bool names_same(char *const *a, size_t n_a, char *const *b, size_t n_b)
+{
+	if (n_a != n_b)
+		return false;
+	for (size_t i = 0; i < n_a; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
 /* Append to note the init settings that differ between a and b. */
 static void config_changes(const struct policy_config *a, const struct policy_config *b,
 			   char *note, size_t note_len)
@@ -628,6 +711,8 @@ static void config_changes(const struct policy_config *a, const struct policy_co
 		 a->log_compression_level != b->log_compression_level,
 	     "configure_local_logs");
 	NOTE(dns, "dns.configure_resolver");
+	NOTE(!names_same(a->log_hooks, a->n_log_hooks, b->log_hooks, b->n_log_hooks),
+	     "configure_log_hook");
 #undef NOTE
 }
 
@@ -683,18 +768,21 @@ struct policy_event {
 	const char *event;
 	struct pt_message *msg;
 	struct policy_reply *reply;
+	const char *hook; /* should_enqueue_log_record's hook_name */
+	bool enqueue;	  /* ... and its answer */
 	int rc;
 	char error[1024];
 };
 
-/* Classify the pcall outcome at the top of the stack into ev->rc. */
+/* Classify the pcall outcome at the top of the stack into ev->rc (a reject
+ * is PT_DECLINED only for events that answer with a reply). */
 static void policy_event_outcome(lua_State *L, struct policy_event *ev, int status)
 {
 	if (status == 0) {
 		ev->rc = PT_OK;
 		return;
 	}
-	if (policy_is_reject(L, -1)) {
+	if (ev->reply != NULL && policy_is_reject(L, -1)) {
 		lua_getfield(L, -1, "code");
 		lua_getfield(L, -2, "text");
 		reply_set(ev->reply, (int)lua_tointeger(L, -2), lua_tostring(L, -1));
@@ -706,27 +794,81 @@ static void policy_event_outcome(lua_State *L, struct policy_event *ev, int stat
 	ev->rc = PT_ERROR;
 }
 
+/* should_enqueue_log_record's answer at the top of the stack into ev
+ * (where: the handler's definition, for a wrong type). */
+static void policy_event_enqueue_answer(lua_State *L, struct policy_event *ev, const char *where)
+{
+	if (lua_type(L, -1) == LUA_TBOOLEAN) {
+		ev->enqueue = lua_toboolean(L, -1);
+	} else if (!lua_isnil(L, -1)) {
+		snprintf(ev->error, sizeof(ev->error),
+			 "%s%sshould_enqueue_log_record must return a boolean or nil, got %s",
+			 where, where[0] ? " " : "", luaL_typename(L, -1));
+		ev->rc = PT_ERROR;
+	}
+}
+
 /*
- * Runs under lua_cpcall.  The message userdata stays on the stack below the
- * call, so it is still alive when its pointer is cleared afterwards (after
- * which a policy that kept it gets an error, not freed memory).
+ * Runs under lua_cpcall: the handler of ev->event with the message (and,
+ * for should_enqueue_log_record, the hook's name; its answer is read).
+ * The message userdata stays on the stack below the call, so it is still
+ * alive when its pointer is cleared afterwards (after which a policy that
+ * kept it gets an error, not freed memory).
  */
-static int policy_event_message_received(lua_State *L)
+static int policy_event_message(lua_State *L)
 {
 	struct policy_event *ev = lua_touserdata(L, 1);
 	struct pt_message **slot;
+	char where[LUA_IDSIZE + 32];
 	int status;
 
 	ev->rc = PT_OK;
 	if (!policy_push_handler(L, ev->event))
 		return 0;
+	where[0] = '\0';
+	if (ev->hook != NULL) /* only its answer is checked: no lookup per message */
+		policy_where_defined(L, where, sizeof(where));
 	slot = policy_message_push(L, ev->msg);
 	lua_pushvalue(L, -2);
 	lua_pushvalue(L, -2);
-	status = policy_event_pcall(ev->p, ev->event, 1, 0);
+	if (ev->hook != NULL)
+		lua_pushstring(L, ev->hook);
+	status = policy_event_pcall(ev->p, ev->event, ev->hook ? 2 : 1, ev->hook ? 1 : 0);
 	*slot = NULL;
 	policy_event_outcome(L, ev, status);
+	if (status == 0 && ev->hook != NULL)
+		policy_event_enqueue_answer(L, ev, where);
 	return 0;
+}
+
+/* Run a message event (ev filled) under lua_cpcall, so even running out of
+ * memory is an error return; the stack is left as it was. */
+static void policy_event_run(struct policy *p, struct policy_event *ev)
+{
+	int top = lua_gettop(p->L);
+
+	if (lua_cpcall(p->L, policy_event_message, ev) != 0) {
+		snprintf(ev->error, sizeof(ev->error), "%s", lua_tostring(p->L, -1));
+		ev->rc = PT_ERROR;
+	}
+	lua_settop(p->L, top);
+}
+
+int policy_should_enqueue_log_record(struct policy *p, struct pt_message *msg, const char *hook,
+				     bool *enqueue)
+{
+	struct policy_event ev = {
+	    .p = p,
+	    .event = EVENT_SHOULD_ENQUEUE_LOG_RECORD,
+	    .msg = msg,
+	    .hook = hook,
+	};
+
+	policy_event_run(p, &ev);
+	*enqueue = ev.rc == PT_OK && ev.enqueue;
+	if (ev.rc != PT_OK)
+		pt_error("policy error in %s (hook %s): %s", ev.event, hook, ev.error);
+	return ev.rc;
 }
 
 /* A message event (smtp_server_message_received, http_message_generated). */
@@ -739,13 +881,8 @@ static int policy_message_event(struct policy *p, const char *event, struct pt_m
 	    .msg = msg,
 	    .reply = reply,
 	};
-	int top = lua_gettop(p->L);
 
-	if (lua_cpcall(p->L, policy_event_message_received, &ev) != 0) {
-		snprintf(ev.error, sizeof(ev.error), "%s", lua_tostring(p->L, -1));
-		ev.rc = PT_ERROR;
-	}
-	lua_settop(p->L, top);
+	policy_event_run(p, &ev);
 	if (ev.rc == PT_ERROR) {
 		pt_error("policy error in %s: %s", ev.event, ev.error);
 		reply_internal_error(reply);

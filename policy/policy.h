@@ -58,6 +58,10 @@ struct policy_config {
 	char **dns_name_servers;
 	size_t n_dns_name_servers;
 	uint64_t dns_timeout_ms; /* configure_resolver options.timeout; 0: default */
+	/* configure_log_hook{name = ...}: the hooks every log record is offered
+	 * to (should_enqueue_log_record), in the order configured. */
+	char **log_hooks;
+	size_t n_log_hooks;
 };
 
 /* A rate such as "100/s", "500/min", "10000/h", "5/d" (KumoMTA's syntax):
@@ -225,6 +229,15 @@ int policy_smtp_server_message_received(struct policy *p, struct pt_message *msg
  * API: the same contract as policy_smtp_server_message_received. */
 int policy_http_message_generated(struct policy *p, struct pt_message *msg,
 				  struct policy_reply *reply);
+/*
+ * should_enqueue_log_record(msg, hook_name) for a log record offered to the
+ * hook named hook (configure_log_hook); msg is the record's message (data:
+ * the record's JSON, meta log_record: the record).  PT_OK with *enqueue the
+ * handler's answer (false for nil or without a handler); PT_ERROR when it
+ * raised or returned another type (logged with file:line), *enqueue false.
+ */
+int policy_should_enqueue_log_record(struct policy *p, struct pt_message *msg, const char *hook,
+				     bool *enqueue);
 /*
  * http_server_validate_auth_basic(user, password): password is NULL when
  * the client sent none (passed as nil).  PT_OK with *valid the handler's

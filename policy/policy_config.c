@@ -7,6 +7,7 @@
  *     define_spool{name, path, kind, flush}
  *     configure_local_logs{log_dir, max_segment_duration, max_file_size,
  *         compression_level, per_record, meta, headers}
+ *     configure_log_hook{name, per_record, meta, headers}
  *
  * Names and shapes are KumoMTA's (docs/reference/kumo/...), so an init
  * event ports.  Like KumoMTA, which deserialises these tables into strict
@@ -21,6 +22,11 @@
  * spool directory and `meta` is accepted and ignored (its path is still
  * checked to be a string), as are `kind` and `flush`: Petrel always syncs
  * before replying 250 (DESIGN.md, message life).
+ *
+ * Records.  per_record, meta and headers (configure_local_logs and
+ * configure_log_hook alike) are checked for shape only: Petrel's records
+ * are one shape for the local log and every hook (Reception carries all of
+ * the message's meta; templates and header capture are not implemented).
  *
  * Errors are raised as Lua errors; the message handler in policy.c adds the
  * policy's file:line.  A listener is built in p->scratch, not on the C
@@ -53,6 +59,8 @@
 #define CONFIG_SPOOL_PATH	   "./var/spool"
 #define CONFIG_LOG_MAX_FILE_SIZE   1000000000u /* KumoMTA's default */
 #define CONFIG_LOG_MAX_LEVEL	   21	       /* KumoMTA documents 1 to 21 */
+#define CONFIG_LOG_HOOKS_MAX	   16
+#define CONFIG_LOG_HOOK_NAME_MAX   64
 
 enum field_kind { FIELD_STRING, FIELD_CIDRS, FIELD_SIZE, FIELD_UINT, FIELD_DURATION };
 
@@ -118,6 +126,12 @@ static const char *const logs_keys[] = {
 };
 static const char *const logs_kumo_only[] = {
     "back_pressure", "filter_event", NULL,
+};
+static const char *const log_hook_keys[] = {
+    "name", "per_record", "meta", "headers", NULL,
+};
+static const char *const log_hook_kumo_only[] = {
+    "back_pressure", "deferred_spool", "filter_event", NULL,
 };
 
 bool policy_config_name_in(const char *const *list, const char *name)
@@ -421,16 +435,34 @@ static int config_define_spool(lua_State *L)
 	return 0;
 }
 
-static void logs_check_per_record(lua_State *L, int idx)
+static void logs_check_per_record(lua_State *L, int idx, const char *fn)
 {
 	if (lua_type(L, idx) != LUA_TTABLE)
-		policy_raise(L, "configure_local_logs: 'per_record' must be a table, got %s",
+		policy_raise(L, "%s: 'per_record' must be a table, got %s", fn,
 			     luaL_typename(L, idx));
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
 		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TTABLE)
-			policy_raise(L, "configure_local_logs: 'per_record' maps record type "
-					"names to tables (e.g. Reception = { suffix = '_recv' })");
+			policy_raise(L,
+				     "%s: 'per_record' maps record type "
+				     "names to tables (e.g. Reception = { suffix = '_recv' })",
+				     fn);
+		lua_pop(L, 1);
+	}
+}
+
+/* The options a log set and a log hook share (KumoMTA's): per_record, meta
+ * and headers of the table at 1, checked (see the file comment). */
+static void logs_check_record_options(lua_State *L, const char *fn)
+{
+	static const char *const keys[] = {"per_record", "meta", "headers"};
+
+	for (int i = 0; i < 3; i++) {
+		lua_getfield(L, 1, keys[i]);
+		if (i == 0 && !lua_isnil(L, -1))
+			logs_check_per_record(L, lua_gettop(L), fn);
+		else if (!lua_isnil(L, -1))
+			config_check_string_list(L, lua_gettop(L), fn, keys[i]);
 		lua_pop(L, 1);
 	}
 }
@@ -470,26 +502,82 @@ static int config_configure_local_logs(lua_State *L)
 	if (!lua_isnil(L, 2))
 		p->config.log_max_segment_duration_ms =
 		    policy_config_check_timeout(L, 2, fn, "max_segment_duration");
-	lua_getfield(L, 1, "per_record");
-	if (!lua_isnil(L, 3))
-		logs_check_per_record(L, 3);
-	lua_getfield(L, 1, "meta");
-	if (!lua_isnil(L, 4))
-		config_check_string_list(L, 4, fn, "meta");
-	lua_getfield(L, 1, "headers");
-	if (!lua_isnil(L, 5))
-		config_check_string_list(L, 5, fn, "headers");
+	logs_check_record_options(L, fn);
 	lua_getfield(L, 1, "log_dir");
-	if (lua_isnil(L, 6))
+	if (lua_isnil(L, 3))
 		return policy_raise(L, "configure_local_logs: 'log_dir' is required");
-	config_set_string(L, 6, fn, "log_dir", &p->config.log_dir);
+	config_set_string(L, 3, fn, "log_dir", &p->config.log_dir);
 	lua_getfield(L, 1, "max_file_size");
-	if (!lua_isnil(L, 7))
+	if (!lua_isnil(L, 4))
 		p->config.log_max_file_size =
-		    policy_config_check_count(L, 7, fn, "max_file_size", (uint64_t)1 << 53);
+		    policy_config_check_count(L, 4, fn, "max_file_size", (uint64_t)1 << 53);
 	lua_getfield(L, 1, "compression_level");
-	if (!lua_isnil(L, 8))
-		p->config.log_compression_level = logs_check_level(L, 8);
+	if (!lua_isnil(L, 5))
+		p->config.log_compression_level = logs_check_level(L, 5);
+	return 0;
+}
+
+/* A hook name: it becomes the domain NAME.log_hook, so letters, digits,
+ * '-', '_' and inner dots, at most CONFIG_LOG_HOOK_NAME_MAX bytes. */
+static bool log_hook_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > CONFIG_LOG_HOOK_NAME_MAX || name[0] == '.' || name[n - 1] == '.')
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' ||
+		      (*c == '.' && c[1] != '.')))
+			return false;
+	return true;
+}
+
+/*
+ * configure_log_hook{name, headers, meta, per_record}: one more hook every
+ * log record is offered to (shard/shard_loghook.c).  Several hooks, each
+ * name once.
+ */
+static int config_configure_log_hook(lua_State *L)
+{
+	struct policy *p = policy_from_upvalue(L);
+	struct policy_config *c = &p->config;
+	const char *fn = "configure_log_hook";
+	const char *name;
+	char **hooks;
+
+	policy_check_init(L, p, fn);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	config_check_keys(L, fn, 1, log_hook_keys, log_hook_kumo_only);
+	logs_check_record_options(L, fn);
+	lua_getfield(L, 1, "name");
+	if (lua_isnil(L, 2))
+		return policy_raise(L, "configure_log_hook: 'name' is required");
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return policy_raise(L, "configure_log_hook: 'name' must be a string, got %s",
+				    luaL_typename(L, 2));
+	name = lua_tostring(L, 2);
+	if (!log_hook_name_valid(name))
+		return policy_raise(L,
+				    "configure_log_hook: 'name' must be 1 to %d letters, digits, "
+				    "'-', '_' or inner dots (it names the queue NAME.log_hook), "
+				    "got '%s'",
+				    CONFIG_LOG_HOOK_NAME_MAX, name);
+	for (size_t i = 0; i < c->n_log_hooks; i++)
+		if (strcmp(c->log_hooks[i], name) == 0)
+			return policy_raise(
+			    L, "configure_log_hook: a hook named '%s' is already configured", name);
+	if (c->n_log_hooks == CONFIG_LOG_HOOKS_MAX)
+		return policy_raise(L, "configure_log_hook: at most %d hooks",
+				    CONFIG_LOG_HOOKS_MAX);
+	hooks = realloc(c->log_hooks, (c->n_log_hooks + 1) * sizeof(*hooks));
+	if (hooks == NULL)
+		return policy_raise(L, "configure_log_hook: out of memory");
+	c->log_hooks = hooks;
+	if ((hooks[c->n_log_hooks] = strdup(name)) == NULL)
+		return policy_raise(L, "configure_log_hook: out of memory");
+	c->n_log_hooks++;
 	return 0;
 }
 
@@ -497,6 +585,7 @@ static const luaL_Reg config_functions[] = {
     {"start_esmtp_listener", config_start_esmtp_listener},
     {"define_spool", config_define_spool},
     {"configure_local_logs", config_configure_local_logs},
+    {"configure_log_hook", config_configure_log_hook},
     {NULL, NULL},
 };
 
@@ -540,6 +629,9 @@ void policy_config_free(struct policy *p)
 	for (size_t i = 0; i < c->n_dns_name_servers; i++)
 		free(c->dns_name_servers[i]);
 	free(c->dns_name_servers);
+	for (size_t i = 0; i < c->n_log_hooks; i++)
+		free(c->log_hooks[i]);
+	free(c->log_hooks);
 	policy_listener_free(&p->scratch);
 	policy_http_listener_free(&p->http_scratch);
 	*c = (struct policy_config){0};

@@ -22,6 +22,9 @@
 
 /* Registry field holding the table event name -> handler function. */
 #define POLICY_REG_HANDLERS "petrel.handlers"
+/* Registry field: event name -> list of its handlers, for the events that
+ * take several (policy.c, policy_on). */
+#define POLICY_REG_CHAINS "petrel.chains"
 
 struct policy {
 	lua_State *L;

@@ -311,7 +311,7 @@ static bool shard_drained(struct shard *s)
 {
 	return s->n_conns == 0 && s->n_http_conns == 0 && s->n_out == 0 &&
 	       !spool_batch_busy(s->spool) && !spool_batch_ready(s->spool) && shard_log_idle(s) &&
-	       !shard_home_janitor_busy(s);
+	       shard_loghook_idle(s) && !shard_home_janitor_busy(s);
 }
 
 static void shard_wait(struct shard *s)
@@ -346,6 +346,7 @@ static void shard_loop(struct shard *s)
 		shard_mailbox_drain(s);
 		pt_wheel_advance(&s->wheel, pt_monotonic_ms());
 		shard_dns_kick(s);
+		shard_loghook_kick(s); /* hook messages join the batch kicked next */
 		shard_commit_kick(s);
 		shard_log_kick(s);
 		shard_mailbox_wake(s);
@@ -365,6 +366,9 @@ static void shard_loop(struct shard *s)
 				/* Wait for the in-flight spool batch: its clients get their answer.
 				 * And for a log write: its buffer must outlive it. */
 				s->drain_deadline_ms = pt_monotonic_ms() + 1000;
+				/* The aborts logged records: their hook messages join a batch. */
+				shard_loghook_kick(s);
+				shard_commit_kick(s);
 				if (!spool_batch_busy(s->spool) && !shard_log_busy(s)) {
 					io_uring_submit(&s->ring);
 					break;
@@ -493,6 +497,10 @@ static int shard_setup(struct shard *s)
 	s->log_op.kind = SHARD_OP_LOG_WRITE;
 	s->mailbox_op.kind = SHARD_OP_MAILBOX;
 	s->msg_ring_op.kind = SHARD_OP_MSG_RING;
+	if (shard_loghook_open(s) != PT_OK) {
+		pt_error("log hooks: out of memory");
+		return PT_ERROR;
+	}
 	if (shard_log_open(s) != PT_OK || shard_signals_init(s) != PT_OK ||
 	    shard_listeners_open(s) != PT_OK || shard_http_open(s) != PT_OK)
 		return PT_ERROR;
@@ -531,6 +539,7 @@ static void shard_teardown(struct shard *s)
 	shard_listeners_close(s);
 	shard_http_close(s);
 	shard_log_close(s);
+	shard_loghook_close(s);
 	if (s->spool)
 		spool_close(s->spool);
 	free(s->janitor);

@@ -92,8 +92,9 @@ static void shard_commit_lazy_fn(struct pt_timer *t)
 
 /*
  * Records nobody waits for (tombstones, recipient states, compaction
- * copies) do not start a batch of their own at once: they ride along with
- * the next batch of received messages, or go after SHARD_COMMIT_LAZY_MS.
+ * copies, log hooks' messages) do not start a batch of their own at once:
+ * they ride along with the next batch of received messages, or go after
+ * SHARD_COMMIT_LAZY_MS.
  * Otherwise every delivery would cost an extra fdatasync, and a sync of
  * tombstones in flight delays the 250s of the messages behind it.
  */
@@ -134,14 +135,17 @@ void shard_commit_kick(struct shard *s)
 }
 
 /* Tokens: a connection waiting for its 250 (a pointer), a home-side
- * record (a tagged integer with the low bit set, see shard_home.c), or a
- * message of an HTTP injection (a pointer with bit 1 set, shard_inject.c). */
+ * record (a tagged integer with the low bit set, see shard_home.c), a
+ * message of an HTTP injection (a pointer with bit 1 set, shard_inject.c),
+ * or a log hook's message (a pointer with bit 2 set, shard_loghook.c). */
 static void shard_commit_done_one(void *arg, void *token, int status, const struct spool_loc *loc)
 {
 	if ((uintptr_t)token & 1)
 		shard_home_spool_done(arg, (uintptr_t)token, status, loc);
 	else if ((uintptr_t)token & 2)
 		shard_inject_committed(token, status, loc);
+	else if ((uintptr_t)token & 4)
+		shard_loghook_committed(arg, token, status, loc);
 	else if (token)
 		shard_conn_commit_done(token, status, loc);
 }

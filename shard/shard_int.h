@@ -259,6 +259,7 @@ struct shard_unit {
 	char *site;	    /* set by routing */
 	char *source;	    /* egress source, chosen by routing (shard_source.c) */
 	char *pool;	    /* its egress pool; NULL: none configured */
+	bool log_record;    /* a log hook's message (shard_loghook.c) */
 	struct shard_sched *sched; /* this shard's scheduled queue for `queue` */
 	struct shard_ready *ready; /* READY / INFLIGHT */
 };
@@ -480,8 +481,10 @@ struct shard {
 	bool commit_lazy_due;	      /* the lazy records have waited long enough */
 	struct pt_timer commit_lazy_timer;
 
-	/* The JSON log (shard_log.c); NULL: no local logs. */
+	/* The JSON log (shard_log.c); NULL: neither local logs nor log hooks. */
 	struct shard_log *log;
+	/* Log hooks (shard_loghook.c); NULL: none configured. */
+	struct shard_loghook *loghook;
 	struct shard_op log_op;
 
 	/* Mailboxes: in[i] carries i -> us, out[i] us -> i (in the group). */
@@ -639,6 +642,27 @@ bool shard_log_idle(const struct shard *s);
 /* Write what waits, close the open segment's frame, free the log. */
 void shard_log_close(struct shard *s);
 void shard_disk_watch_start(struct shard *s);
+
+/*
+ * shard_loghook.c: log records offered to the log hooks (configure_log_hook)
+ * become messages in this shard's spool, queued to their hook's queue.
+ */
+#define SHARD_LOGHOOK_PROTOCOL "LogRecord" /* reception_protocol of a hook's message */
+int shard_loghook_open(struct shard *s);  /* PT_OK (also with no hooks) or PT_NOMEM */
+void shard_loghook_close(struct shard *s);
+/* A record was logged: keep it (copied) for the next shard_loghook_kick.
+ * sender is the record's (NULL: the null sender); json is len bytes, one line. */
+void shard_loghook_offer(struct shard *s, const char *sender, const char *json, size_t len);
+/* The loop's safe point: offer every kept record to every hook
+ * (should_enqueue_log_record) and spool those the policy wants. */
+void shard_loghook_kick(struct shard *s);
+/* No record waits for shard_loghook_kick. */
+bool shard_loghook_idle(const struct shard *s);
+/* The spool's answer for a hook's message (token: see shard_loghook.c). */
+void shard_loghook_committed(struct shard *s, void *token, int status,
+			     const struct spool_loc *loc);
+/* Is m a log hook's message (meta reception_protocol "LogRecord")? */
+bool shard_loghook_is_hook_message(const struct pt_message *m);
 
 /* shard_log.c: JSON log records (Reception in shard_commit.c). */
 struct shard_log_outcome {

@@ -33,6 +33,12 @@
  * segment is tried no sooner than a second later; the loss is logged with
  * a count of records.
  *
+ * Log hooks (shard_loghook.c).  Every finished record is also handed to
+ * shard_loghook_offer, except records about a hook's own message.  With
+ * hooks but no configure_local_logs, struct shard_log exists without a
+ * segment directory (`local` false): records are written into `line`, one
+ * at a time, for the hooks only.
+ *
  * A record is about the shard that writes it: Reception on the shard that
  * accepted the message, the delivery records on the shard that owns the
  * recipient's site when the attempt ends.
@@ -75,6 +81,9 @@ struct shard_log {
 	uint64_t hold_until_ms; /* no new segment before this (after a failed write) */
 	struct pt_timer age_timer;
 	struct pt_buf scratch; /* one record's queue name */
+	bool local;	       /* configure_local_logs: records go to segments */
+	struct pt_buf line;    /* without local logs: the record being written */
+	size_t record_start;   /* where the record being written begins */
 };
 
 static size_t shard_log_count_lines(const char *p, size_t n)
@@ -140,6 +149,7 @@ static void shard_log_free(struct shard_log *l)
 	pt_buf_free(&l->pending);
 	pt_buf_free(&l->tx);
 	pt_buf_free(&l->scratch);
+	pt_buf_free(&l->line);
 	free(l);
 }
 
@@ -155,7 +165,7 @@ int shard_log_open(struct shard *s)
 	int rc;
 
 	s->log = NULL;
-	if (!pc->log_dir)
+	if (!pc->log_dir && pc->n_log_hooks == 0)
 		return PT_OK;
 	if ((l = calloc(1, sizeof(*l))) == NULL || (l->seg = shard_logseg_new(&cfg)) == NULL) {
 		pt_error("log: out of memory");
@@ -165,6 +175,11 @@ int shard_log_open(struct shard *s)
 	l->s = s;
 	l->fd = -1;
 	pt_timer_init(&l->age_timer, shard_log_age);
+	if (!pc->log_dir) {
+		s->log = l; /* records for the log hooks only */
+		return PT_OK;
+	}
+	l->local = true;
 	snprintf(l->dir, sizeof(l->dir), "%s/%u", pc->log_dir, s->id);
 	if ((rc = pt_mkdir_p(l->dir, 0750)) < 0) {
 		pt_error("log directory %s: %s", l->dir, strerror(-rc));
@@ -311,7 +326,7 @@ void shard_log_kick(struct shard *s)
 	struct shard_log *l = s->log;
 	size_t avail;
 
-	if (l == NULL || l->busy)
+	if (l == NULL || !l->local || l->busy)
 		return;
 	avail = l->pending.len - l->pending_off;
 	if (l->fd < 0) {
@@ -401,7 +416,8 @@ void shard_log_close(struct shard *s)
 	/* The drain waited for the write in flight: the ring has none of ours.
 	 * Write what is pending, then close the frame of the open segment; a
 	 * failed write gets one more try in a new segment. */
-	for (int failures = 0; failures < 2 && (l->pending.len > l->pending_off || l->fd >= 0);) {
+	for (int failures = 0;
+	     l->local && failures < 2 && (l->pending.len > l->pending_off || l->fd >= 0);) {
 		if (l->fd < 0 && shard_log_segment_open(l) != PT_OK)
 			break;
 		l->expired = true;
@@ -414,6 +430,40 @@ void shard_log_close(struct shard *s)
 		pt_timer_del(&s->wheel, &l->age_timer);
 	shard_log_free(l);
 	s->log = NULL;
+}
+
+/*
+ * Start a record: j writes to the local log's pending lines, or, without
+ * local logs, to a line of its own for the hooks.  False: no record is
+ * wanted (neither local logs nor hooks).
+ */
+static bool shard_log_begin(struct shard *s, struct pt_json *j)
+{
+	struct shard_log *l = s->log;
+
+	if (l == NULL)
+		return false;
+	l->line.len = 0;
+	l->record_start = l->local ? l->pending.len : 0;
+	pt_json_init(j, l->local ? &l->pending : &l->line);
+	return true;
+}
+
+/*
+ * The record begun by shard_log_begin is written: end its line and offer
+ * it to the log hooks (shard_loghook.c), unless it is about a hook's own
+ * message (reception_protocol "LogRecord"): those are never offered again.
+ * sender is the record's (NULL: "").
+ */
+static void shard_log_end(struct shard *s, const char *sender, bool about_hook_message)
+{
+	struct shard_log *l = s->log;
+	struct pt_buf *out = l->local ? &l->pending : &l->line;
+
+	pt_buf_append(out, "\n", 1);
+	if (!about_hook_message)
+		shard_loghook_offer(s, sender, out->data + l->record_start,
+				    out->len - l->record_start - 1);
 }
 
 static void shard_log_response(struct pt_json *j, const char *id)
@@ -478,10 +528,12 @@ static const char *shard_log_queue(struct shard *s, const struct pt_message *m, 
 /*
  * The fields every inbound record (Reception, Feedback, OOB) ends with, from
  * "timestamp" (at, wall clock us) to the closing brace and the line end.
- * arf fills feedback_report (else null); tls the TLS fields (else null).
+ * arf fills feedback_report (else null); tls the TLS fields (else null);
+ * sender is the record's (for the hooks).
  */
 static void shard_log_inbound_tail(struct shard *s, struct pt_json *j, const struct pt_message *m,
-				   uint64_t at, const struct pt_arf *arf, struct tls_conn *tls)
+				   const char *sender, uint64_t at, const struct pt_arf *arf,
+				   struct tls_conn *tls)
 {
 	char when[32], created[32];
 
@@ -506,7 +558,7 @@ static void shard_log_inbound_tail(struct shard *s, struct pt_json *j, const str
 	pt_json_key_str(j, "tls_cipher", tls ? tls_conn_cipher(tls) : NULL);
 	pt_json_key_str(j, "tls_protocol_version", tls ? tls_conn_version(tls) : NULL);
 	pt_json_obj_end(j);
-	pt_buf_append(&s->log->pending, "\n", 1);
+	shard_log_end(s, sender, false);
 }
 
 static void shard_log_received(struct shard *s, const struct pt_message *m, const char *peer_ip,
@@ -515,7 +567,8 @@ static void shard_log_received(struct shard *s, const struct pt_message *m, cons
 {
 	struct pt_json j;
 
-	pt_json_init(&j, &s->log->pending);
+	if (!shard_log_begin(s, &j))
+		return;
 	pt_json_obj_begin(&j);
 	pt_json_key_str(&j, "type", arf ? "Feedback" : "Reception");
 	pt_json_key_str(&j, "id", m->id);
@@ -532,21 +585,19 @@ static void shard_log_received(struct shard *s, const struct pt_message *m, cons
 	pt_json_key_str(&j, "name", m->ehlo ? m->ehlo : "");
 	pt_json_key_str(&j, "addr", peer_ip);
 	pt_json_obj_end(&j);
-	shard_log_inbound_tail(s, &j, m, pt_wall_us(), arf, tls);
+	shard_log_inbound_tail(s, &j, m, m->sender, pt_wall_us(), arf, tls);
 }
 
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c)
 {
-	if (s->log != NULL)
-		shard_log_received(s, m, c->peer_ip, c->st.tls_state == CONN_TLS_ON ? c->st.tls : NULL,
-				   m->rcpts, m->n_rcpts, NULL);
+	shard_log_received(s, m, c->peer_ip, c->st.tls_state == CONN_TLS_ON ? c->st.tls : NULL,
+			   m->rcpts, m->n_rcpts, NULL);
 }
 
 void shard_log_reception_from(struct shard *s, const struct pt_message *m, const char *peer_ip,
 			      struct tls_conn *tls)
 {
-	if (s->log != NULL)
-		shard_log_received(s, m, peer_ip, tls, m->rcpts, m->n_rcpts, NULL);
+	shard_log_received(s, m, peer_ip, tls, m->rcpts, m->n_rcpts, NULL);
 }
 
 /*
@@ -599,13 +650,15 @@ static void shard_log_oob(struct shard *s, const struct pt_message *m, const str
 {
 	struct pt_json j;
 	uint64_t at = r->last_attempt_us >= 0 ? (uint64_t)r->last_attempt_us : pt_wall_us();
+	const char *sender = rep->n_rcpts ? rep->rcpts[0] : "";
 
-	pt_json_init(&j, &s->log->pending);
+	if (!shard_log_begin(s, &j))
+		return;
 	pt_json_obj_begin(&j);
 	pt_json_key_str(&j, "type", "OOB");
 	pt_json_key_str(&j, "id", m->id);
 	pt_json_key_str(&j, "original_id", rep->dsn.original_id[0] ? rep->dsn.original_id : NULL);
-	pt_json_key_str(&j, "sender", rep->n_rcpts ? rep->rcpts[0] : "");
+	pt_json_key_str(&j, "sender", sender);
 	pt_json_key_str(&j, "recipient",
 			r->original_recipient ? r->original_recipient : r->final_recipient);
 	pt_json_key_str(&j, "queue", shard_log_queue(s, m, rep->n_rcpts ? rep->rcpts[0] : NULL));
@@ -617,7 +670,7 @@ static void shard_log_oob(struct shard *s, const struct pt_message *m, const str
 	pt_json_key_str(&j, "name", rep->dsn.reporting_mta);
 	pt_json_key_str(&j, "addr", c->peer_ip);
 	pt_json_obj_end(&j);
-	shard_log_inbound_tail(s, &j, m, at, NULL, NULL);
+	shard_log_inbound_tail(s, &j, m, sender, at, NULL, NULL);
 }
 
 void shard_log_report(struct shard *s, const struct pt_message *m, const struct shard_conn *c,
@@ -688,9 +741,8 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	struct pt_json j;
 	char now[32], created[32];
 
-	if (s->log == NULL)
+	if (!shard_log_begin(s, &j))
 		return;
-	pt_json_init(&j, &s->log->pending);
 	pt_json_obj_begin(&j);
 	pt_json_key_str(&j, "type", o->type);
 	pt_json_key_str(&j, "id", u->id);
@@ -725,10 +777,11 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_obj_begin(&j);
 	pt_json_obj_end(&j);
 	pt_json_key_str(&j, "delivery_protocol", "ESMTP");
-	pt_json_key_null(&j, "reception_protocol");
+	/* A hook's message says so (KumoMTA's log_hooks helper looks for it). */
+	pt_json_key_str(&j, "reception_protocol", u->log_record ? SHARD_LOGHOOK_PROTOCOL : NULL);
 	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
 	pt_json_key_str(&j, "tls_cipher", o->tls_cipher);
 	pt_json_key_str(&j, "tls_protocol_version", o->tls_version);
 	pt_json_obj_end(&j);
-	pt_buf_append(&s->log->pending, "\n", 1);
+	shard_log_end(s, u->sender, u->log_record);
 }

@@ -41,6 +41,9 @@
  *   dns_cache_hit, dns_cache_miss, dns_queries_sent, dns_lookup_tempfail
  *                                                        counter   Petrel
  *       the shards' resolvers (MX and address lookups; net/dns.h);
+ *   log_hook_dropped                                     counter   Petrel
+ *       records a log hook wanted that the spool could not take
+ *       (shard_loghook.c);
  *   spool_sync_latency                                   histogram Petrel
  *       seconds from submitting a group-commit batch (its writev linked to
  *       an fdatasync) to the fdatasync's completion: the disk's share of
@@ -78,6 +81,7 @@ const char *const shard_lua_events[] = {
     "get_egress_pool",
     "http_message_generated",
     "http_server_validate_auth_basic",
+    "should_enqueue_log_record",
 };
 const unsigned shard_n_lua_events = PT_ARRAY_LEN(shard_lua_events);
 
@@ -118,6 +122,7 @@ static const struct scalar_def scalars[SHARD_M_COUNT] = {
     [SHARD_M_DNS_MISS] = {"dns_cache_miss", NULL, NULL},
     [SHARD_M_DNS_QUERIES] = {"dns_queries_sent", NULL, NULL},
     [SHARD_M_DNS_TEMPFAIL] = {"dns_lookup_tempfail", NULL, NULL},
+    [SHARD_M_LOG_HOOK_DROPPED] = {"log_hook_dropped", NULL, NULL},
 };
 
 struct family_def {
@@ -183,6 +188,10 @@ static const struct family_def families[] = {
     {"dns_queries_sent", PT_METRIC_COUNTER, "DNS queries (MX, A, AAAA) sent to the resolvers.",
      PT_METRIC_SUM, true},
     {"dns_lookup_tempfail", PT_METRIC_COUNTER, "DNS lookups that ended in a temporary failure.",
+     PT_METRIC_SUM, true},
+    {"log_hook_dropped", PT_METRIC_COUNTER,
+     "log records a log hook wanted that could not be spooled (free-space floor, memory, a "
+     "failed spool batch).",
      PT_METRIC_SUM, true},
     {"spool_sync_latency", PT_METRIC_HISTOGRAM,
      "seconds from submitting a spool group-commit batch (writev linked to fdatasync) to the "

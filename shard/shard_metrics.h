@@ -41,6 +41,7 @@ enum shard_metric {
 	SHARD_M_DNS_MISS,	  /* dns_cache_miss */
 	SHARD_M_DNS_QUERIES,	  /* dns_queries_sent */
 	SHARD_M_DNS_TEMPFAIL,	  /* dns_lookup_tempfail */
+	SHARD_M_LOG_HOOK_DROPPED, /* log_hook_dropped */
 	SHARD_M_COUNT
 };
 

@@ -255,9 +255,12 @@ class SmtpReceiver(_Base):
 
 	kind = "aiosmtpd"
 
-	def __init__(self, addrs, port, tls=None, delay=0.0):
+	def __init__(self, addrs, port, tls=None, delay=0.0, line_length_limit=None):
 		super().__init__(addrs, port, delay)
 		self.tls_files = tls
+		# aiosmtpd's 1001 (RFC 5321 4.5.3.1.6) unless given: a log hook's
+		# message is one JSON line, often longer.
+		self.line_length_limit = line_length_limit
 
 	def start(self, timeout=10.0):
 		if importlib.util.find_spec("aiosmtpd") is None:
@@ -285,6 +288,7 @@ class SmtpReceiver(_Base):
 
 		class RecordingSMTP(SMTP):
 			e2e_conn = None
+			line_length_limit = self.line_length_limit or SMTP.line_length_limit
 
 			def connection_made(self, transport):
 				super().connection_made(transport)

@@ -40,11 +40,13 @@ SCALARS = [
 	("dns_cache_miss", "counter", None, None, sum),
 	("dns_queries_sent", "counter", None, None, sum),
 	("dns_lookup_tempfail", "counter", None, None, sum),
+	("log_hook_dropped", "counter", None, None, sum),
 ]
 NOT_BY_SHARD = {"disk_free_bytes", "disk_free_inodes", "scheduled_count", "lua_event_latency"}
 LUA_EVENTS = ["smtp_server_message_received", "get_listener_domain", "get_queue_config",
 	      "get_egress_path_config", "get_egress_source", "get_egress_pool",
-	      "http_message_generated", "http_server_validate_auth_basic"]
+	      "http_message_generated", "http_server_validate_auth_basic",
+	      "should_enqueue_log_record"]
 BOUNDS = ["0.00001", "0.000025", "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
 	  "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
 # Queue names as metrics_sample.c publishes them (value 500 each on every

@@ -216,11 +216,8 @@ Test(policy_config, kumo_option_not_supported_is_named)
 
 Test(policy_config, bad_values_are_errors_with_line)
 {
-	const char *head = "local petrel = require 'petrel'\npetrel.on('init', function()\n";
-	static const struct {
-		const char *call;
-		const char *msg;
-	} cases[] = {
+	const char *head = "local petrel = require 'petrel'\npetrel.on('init', function()\n  ";
+	static const struct policy_fail_case cases[] = {
 	    {"petrel.start_esmtp_listener { hostname = 'x' }",
 	     "start_esmtp_listener: 'listen' is required"},
 	    {"petrel.start_esmtp_listener { listen = '127.0.0.1' }",
@@ -301,12 +298,7 @@ Test(policy_config, bad_values_are_errors_with_line)
 	     "bad argument #1 to 'start_esmtp_listener' (table expected, got string)"},
 	};
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		char text[1024];
-
-		snprintf(text, sizeof(text), "%s  %s\nend)\n", head, cases[i].call);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	load_fails_each(head, "\nend)\n", cases, PT_ARRAY_LEN(cases), 3);
 }
 
 Test(policy_config, config_calls_only_in_init)

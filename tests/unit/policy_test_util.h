@@ -56,6 +56,24 @@ static inline void load_fails_with(const char *text, int line, const char *msg)
 	cr_assert_str_eq(err, want);
 }
 
+/* A call that must fail, and its message (without "file:line: "). */
+struct policy_fail_case {
+	const char *call;
+	const char *msg;
+};
+
+/* Each case's call between head and tail must fail with its msg at line. */
+static inline void load_fails_each(const char *head, const char *tail,
+				   const struct policy_fail_case *cases, size_t n, int line)
+{
+	for (size_t i = 0; i < n; i++) {
+		char text[4096];
+
+		snprintf(text, sizeof(text), "%s%s%s", head, cases[i].call, tail);
+		load_fails_with(text, line, cases[i].msg);
+	}
+}
+
 /*
  * get_egress_path_config on a policy whose handler returns `ret` (line 3),
  * for ("example.com", "unspecified", "mx.example.com").  The policy is

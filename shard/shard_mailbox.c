@@ -114,6 +114,13 @@ static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
 	case SHARD_MSG_ADMIN:
 		shard_admin_handle(s, m->admin);
 		break;
+	case SHARD_MSG_INSPECT:
+		shard_admin_inspect_home(s, m->from, m->token, m->text, m->status != 0);
+		free(m->text);
+		break;
+	case SHARD_MSG_ANSWER:
+		shard_admin_answered(m->token, m->status, m->text);
+		break;
 	default:
 		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);
 	}

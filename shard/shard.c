@@ -531,6 +531,7 @@ static void shard_teardown(struct shard *s)
 	shard_readies_free(s);
 	shard_units_free(s);
 	shard_admin_free(s);
+	shard_trace_free(s);
 	shard_route_free(s);
 	shard_sources_free(s);
 	shard_dns_free(s);
@@ -684,6 +685,7 @@ static void shard_msg_destroy(void *p)
 		shard_admin_entry_free(m->admin);
 	}
 	free(m->text);
+	free(m->trace);
 	free(m);
 }
 

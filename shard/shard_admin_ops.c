@@ -93,8 +93,7 @@ static char *answer_error(const char *fmt, const char *id)
 
 /* ---- inspect-message ---------------------------------------------------------------- */
 
-/* Query parameter `name` of q (not percent-decoded: ids and booleans need none). */
-static bool query_param(const char *q, const char *name, char *out, size_t out_len)
+bool shard_admin_query_param(const char *q, const char *name, char *out, size_t out_len)
 {
 	size_t n = strlen(name);
 
@@ -117,8 +116,8 @@ void shard_admin_inspect_v1(struct shard_http_conn *c, const struct http_request
 	unsigned home;
 	struct shard_msg *m;
 
-	query_param(r->query, "id", id, sizeof(id));
-	query_param(r->query, "want_body", want, sizeof(want));
+	shard_admin_query_param(r->query, "id", id, sizeof(id));
+	shard_admin_query_param(r->query, "want_body", want, sizeof(want));
 	if (!pt_id_valid(id, strlen(id))) {
 		shard_http_respond_error(c, 400,
 					 "\"id\": expected a message id (32 lowercase hex "

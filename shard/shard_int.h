@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 #include "core/buf.h"
+#include "core/cidr.h"
 #include "core/id.h"
 #include "core/report.h"
 #include "core/spsc.h"
@@ -173,6 +174,7 @@ struct shard_conn {
 	char local_addr[72];	/* "ip:port" we were reached at, "" until asked for */
 	struct shard_report *report; /* logged when the message is durable */
 	struct pt_timer timer;
+	uint64_t trace_session; /* per-shard number, for trace-smtp-server */
 };
 
 /* ---- HTTP (shard_http.c, shard_inject.c) ---- */
@@ -201,6 +203,8 @@ struct shard_http_conn {
 	char auth[256]; /* KumoMTA's http_auth: the trusted peer's address, or the user */
 	struct shard_inject *inject; /* an injection in progress (keeps us alive) */
 	bool awaiting;		     /* another shard owes the answer (keeps us alive) */
+	uint64_t trace_id;	     /* a trace-smtp-server stream (shard_trace.c), or 0 */
+	uint64_t trace_dropped;	     /* events dropped since the last one written */
 	struct pt_timer timer;
 };
 
@@ -420,6 +424,19 @@ enum shard_msg_kind {
 	SHARD_MSG_ADMIN,    /* apply an admin entry (shard_admin.c) */
 	SHARD_MSG_INSPECT,  /* home: describe message `text` (an id) to connection token */
 	SHARD_MSG_ANSWER,   /* the answer to an HTTP request on the receiver (status, text) */
+	SHARD_MSG_TRACE_SUB,   /* add trace subscriber `trace` (shard_trace.c) */
+	SHARD_MSG_TRACE_UNSUB, /* remove subscriber trace_id */
+	SHARD_MSG_TRACE_EVENT, /* event line `text` for subscriber trace_id (+ n_dropped) */
+};
+
+/* A trace-smtp-server subscriber; every shard has a copy. */
+struct shard_trace_sub {
+	uint64_t id;   /* unique in the process: shard << 48 | sequence */
+	unsigned shard; /* where its HTTP connection is */
+	struct shard_http_conn *conn; /* valid on that shard only */
+	bool has_filter;
+	struct pt_cidr filter; /* ?source=CIDR */
+	uint64_t n_dropped;    /* here: events not sent to it (its ring was full) */
 };
 
 /* An admin API rule over units or ready queues (shard_admin.c); every
@@ -460,6 +477,8 @@ struct shard_msg {
 	struct shard_admin_entry *admin; /* ADMIN: owned by the receiver */
 	char *text; /* INSPECT: the id; ANSWER: the JSON body (owned by the receiver) */
 	int status; /* ANSWER: HTTP status; INSPECT: want_body */
+	struct shard_trace_sub *trace; /* TRACE_SUB: owned by the receiver */
+	uint64_t trace_id, n_dropped;  /* TRACE_UNSUB, TRACE_EVENT */
 };
 
 enum shard_state { SHARD_STARTING, SHARD_RUNNING, SHARD_DRAINING, SHARD_DONE };
@@ -553,6 +572,9 @@ struct shard {
 	struct shard_janitor *janitor;	    /* dead segments being deleted, or NULL */
 	struct shard_admin_entry *admin;    /* suspensions and bounces in force */
 	size_t n_admin;
+	struct shard_trace_sub *trace_subs; /* trace-smtp-server subscribers (shard_trace.c) */
+	size_t n_trace_subs;
+	uint64_t trace_seq; /* subscriber and SMTP session numbers given here */
 	char hostname[256];
 };
 
@@ -650,6 +672,27 @@ void shard_admin_answer(struct shard *s, unsigned to, void *token, int status, c
 void shard_admin_answered(struct shard_http_conn *c, int status, char *body);
 /* The body of a JSON admin request: an object, or NULL (answered 400). */
 json_t *shard_admin_body(struct shard_http_conn *c, const struct http_request *r);
+
+/* shard_trace.c: GET /api/admin/trace-smtp-server/v1, a live stream of SMTP events. */
+void shard_trace_v1(struct shard_http_conn *c, const struct http_request *r);
+enum shard_trace_kind {
+	SHARD_TRACE_CONNECT,
+	SHARD_TRACE_COMMAND, /* a line from the client */
+	SHARD_TRACE_DATA,    /* message bytes (counted, not copied) */
+	SHARD_TRACE_REPLY,   /* a line of ours */
+	SHARD_TRACE_TLS,
+	SHARD_TRACE_CLOSE,
+};
+/* An SMTP event of c: text (len bytes, not kept) split into lines for
+ * COMMAND and REPLY.  Callers test s->n_trace_subs first (one branch). */
+void shard_trace_smtp(struct shard_conn *c, enum shard_trace_kind kind, const char *text,
+		      size_t len);
+void shard_trace_handle(struct shard *s, struct shard_msg *m); /* TRACE_* messages */
+/* The stream's connection is closing, or the shard drains: end it. */
+void shard_trace_end(struct shard_http_conn *c);
+void shard_trace_free(struct shard *s); /* teardown */
+/* Query parameter name of q into out (not percent-decoded); false when absent. */
+bool shard_admin_query_param(const char *q, const char *name, char *out, size_t out_len);
 
 /* shard_inject.c: POST /api/inject/v1. */
 void shard_inject_v1(struct shard_http_conn *c, const struct http_request *r);
@@ -810,6 +853,9 @@ void shard_dns_kick(struct shard *s);
 bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m);
 /* Send, or keep it in order for a later iteration when the ring is full. */
 void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m);
+/* Send only when it goes at once (room in the ring, nothing waiting before
+ * it); false: the caller still owns m.  For what may be dropped (traces). */
+bool shard_mailbox_try(struct shard *s, unsigned to, struct shard_msg *m);
 void shard_mailbox_drain(struct shard *s);
 void shard_mailbox_wake(struct shard *s);
 void shard_begin_drain(struct shard *s);

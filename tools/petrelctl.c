@@ -18,6 +18,7 @@
  *     petrelctl [--url URL] [--json] inspect-message ID [--want-body]
  *     petrelctl [--url URL] [--json] set-log-filter FILTER
  *     petrelctl [--url URL] [--json] reload
+ *     petrelctl [--url URL] [--json] trace-smtp-server [--source CIDR]
  *
  * Each sub-command is one request (resume --domain: the list, then one
  * DELETE per suspension of that domain) to petreld's HTTP listener
@@ -106,6 +107,11 @@ static const struct command_help {
     {"set-log-filter", "set-log-filter FILTER",
      "Change petreld's diagnostic log level now, e.g. \"petreld=debug\" or \"warn\"\n"
      "(KumoMTA's syntax; levels trace, debug, info, warn, error, off).\n"},
+    {"trace-smtp-server", "trace-smtp-server [--source CIDR]",
+     "Print the SMTP server's sessions live, one line per event (connect, each\n"
+     "command and reply line, message data sizes, TLS, close), optionally only\n"
+     "for clients in CIDR, until Ctrl-C.  Events petrelctl cannot keep up with\n"
+     "are dropped and counted, never slowing petreld.\n"},
     {"reload", "reload",
      "Reload the policy, as SIGHUP does.  Prints whether it loaded; when it did not,\n"
      "petreld says why (file:line) and keeps the running configuration.\n"},
@@ -189,10 +195,11 @@ static bool url_split(const char *url, char *host, size_t host_len, char *port, 
 	return true;
 }
 
-static int http_connect(const char *host, const char *port)
+/* A connected socket (timeout_s for each send and receive; 0: none), or -1 after saying why. */
+static int http_connect(const char *host, const char *port, int timeout_s)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
-	struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = timeout_s};
 	int fd = -1, rc, err = 0;
 
 	rc = getaddrinfo(host, port, &hints, &res);
@@ -259,22 +266,19 @@ static bool http_parse(struct pt_buf *raw, struct http_answer *a)
 	return true;
 }
 
-/* One request; false after saying why on stderr. */
-static bool http_call(const char *method, const char *path, const char *body, struct http_answer *a)
+/* Connect to --url and send the request: the socket, or -1 after saying why. */
+static int http_send(const char *method, const char *path, const char *body, int timeout_s)
 {
 	char host[256], port[16];
-	struct pt_buf req = PT_BUF_INIT, raw = PT_BUF_INIT;
-	char chunk[16384];
-	bool ok = false;
+	struct pt_buf req = PT_BUF_INIT;
 	int fd;
 
-	memset(a, 0, sizeof(*a));
 	if (!url_split(opt_url, host, sizeof(host), port, sizeof(port))) {
 		fprintf(stderr, TOOL ": bad --url %s: expected http://HOST:PORT\n", opt_url);
-		return false;
+		return -1;
 	}
-	if ((fd = http_connect(host, port)) < 0)
-		return false;
+	if ((fd = http_connect(host, port, timeout_s)) < 0)
+		return -1;
 	pt_buf_printf(&req,
 		      "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: " TOOL "\r\n"
 		      "Accept: application/json\r\nConnection: close\r\n",
@@ -288,8 +292,24 @@ static bool http_call(const char *method, const char *path, const char *body, st
 	if (!write_all(fd, req.data, req.len)) {
 		fprintf(stderr, TOOL ": %s %s%s: send failed: %s\n", method, opt_url, path,
 			strerror(errno));
-		goto out;
+		close(fd);
+		fd = -1;
 	}
+	pt_buf_free(&req);
+	return fd;
+}
+
+/* One request; false after saying why on stderr. */
+static bool http_call(const char *method, const char *path, const char *body, struct http_answer *a)
+{
+	struct pt_buf raw = PT_BUF_INIT;
+	char chunk[16384];
+	bool ok = false;
+	int fd;
+
+	memset(a, 0, sizeof(*a));
+	if ((fd = http_send(method, path, body, IO_TIMEOUT_S)) < 0)
+		return false;
 	for (;;) {
 		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
 
@@ -314,7 +334,6 @@ static bool http_call(const char *method, const char *path, const char *body, st
 			method, opt_url, path);
 out:
 	close(fd);
-	pt_buf_free(&req);
 	pt_buf_free(&raw);
 	return ok;
 }
@@ -742,6 +761,132 @@ static int cmd_set_log_filter(int argc, char **argv)
 	return rc;
 }
 
+/* ---- trace-smtp-server ---------------------------------------------------------- */
+
+/* One JSON line of the trace, as is (--json) or as a row. */
+static void trace_print(const char *line)
+{
+	json_t *j = json_loads(line, 0, NULL);
+	const char *type = str_or(j, "type", "?"), *t = str_or(j, "time", "");
+
+	if (opt_json)
+		printf("%s\n", line);
+	else if (strcmp(type, "subscribed") == 0)
+		printf("tracing SMTP sessions (source %s); Ctrl-C ends\n", str_or(j, "source", "any"));
+	else if (strcmp(type, "dropped") == 0)
+		printf("... %lld events dropped (the trace is slower than the traffic)\n",
+		       (long long)json_integer_value(json_object_get(j, "count")));
+	else if (strcmp(type, "data") == 0)
+		printf("%-15s %-8s %-15s %-7s %lld bytes\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type,
+		       (long long)json_integer_value(json_object_get(j, "bytes")));
+	else if (json_object_get(j, "line"))
+		printf("%-15s %-8s %-15s %-7s %s\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type,
+		       str_or(j, "line", ""));
+	else
+		printf("%-15s %-8s %-15s %s\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type);
+	fflush(stdout);
+	json_decref(j);
+}
+
+/* Chunks of in into lines, each printed; in keeps what is not whole yet.
+ * 1: more to read, 0: the last chunk came, -1: bad framing. */
+static int trace_chunks(struct pt_buf *in, struct pt_buf *lines)
+{
+	for (;;) {
+		char *crlf = in->len ? memmem(in->data, in->len, "\r\n", 2) : NULL, *end, *nl;
+		unsigned long size;
+		size_t head;
+
+		if (!crlf)
+			return 1;
+		size = strtoul(in->data, &end, 16);
+		if (end == in->data || size > MAX_RESPONSE)
+			return -1;
+		head = (size_t)(crlf + 2 - in->data);
+		if (size == 0)
+			return 0;
+		if (in->len < head + size + 2)
+			return 1;
+		pt_buf_append(lines, in->data + head, size);
+		pt_buf_consume(in, head + size + 2);
+		while ((nl = lines->len ? memchr(lines->data, '\n', lines->len) : NULL)) {
+			*nl = '\0';
+			trace_print(lines->data);
+			pt_buf_consume(lines, (size_t)(nl - lines->data) + 1);
+		}
+	}
+}
+
+/* Print the trace from fd until petreld ends it (0) or an error (1). */
+static int trace_stream(int fd, const char *path)
+{
+	struct pt_buf in = PT_BUF_INIT, lines = PT_BUF_INIT;
+	char chunk[16384], *hdr_end;
+	int status = 0, rc = 1;
+	bool body = false;
+
+	for (;;) {
+		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, TOOL ": GET %s%s: %s\n", opt_url, path,
+				n == 0 ? "petreld closed the trace" : strerror(errno));
+			break;
+		}
+		pt_buf_append(&in, chunk, (size_t)n);
+		if (!body && (hdr_end = memmem(in.data, in.len, "\r\n\r\n", 4))) {
+			if (sscanf(in.data, "HTTP/1.%*d %d", &status) != 1 || status != 200)
+				break; /* an error answer: read it whole below */
+			pt_buf_consume(&in, (size_t)(hdr_end + 4 - in.data));
+			body = true;
+		}
+		if (body && (rc = trace_chunks(&in, &lines)) <= 0) {
+			if (rc < 0)
+				fprintf(stderr, TOOL ": GET %s%s: bad chunked framing\n", opt_url, path);
+			rc = -rc;
+			break;
+		}
+		rc = 1;
+	}
+	pt_buf_free(&in);
+	pt_buf_free(&lines);
+	return status && status != 200 ? -status : rc;
+}
+
+static int cmd_trace(int argc, char **argv)
+{
+	static const char *const opts[] = {"source", NULL};
+	json_t *o = json_object(), *err;
+	struct http_answer a;
+	char path[200] = "/api/admin/trace-smtp-server/v1";
+	const char *source;
+	int rc = parse_opts("trace-smtp-server", argc, argv, opts, o, NULL), fd;
+
+	if (rc) {
+		json_decref(o);
+		return rc < 0 ? command_help("trace-smtp-server", stdout) : rc;
+	}
+	if ((source = json_string_value(json_object_get(o, "source"))))
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?source=%s", source);
+	json_decref(o);
+	if ((fd = http_send("GET", path, NULL, 0)) < 0)
+		return 1;
+	rc = trace_stream(fd, path);
+	close(fd);
+	if (rc >= 0)
+		return rc;
+	/* Refused (400, 403, 503): ask again for the whole answer, to say why. */
+	if ((err = http_json("GET", path, NULL, &a)))
+		json_decref(err);
+	pt_buf_free(&a.body);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	int i;
@@ -793,6 +938,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "reload") == 0)
 		return cmd_plain(cmd, "POST", "/api/admin/bump-config-epoch", argc, argv,
 				 table_reloaded);
+	if (strcmp(cmd, "trace-smtp-server") == 0)
+		return cmd_trace(argc, argv);
 	if (strcmp(cmd, "help") == 0)
 		return argc > 0 ? command_help(argv[0], stdout) : (usage(stdout), 0);
 	return usage_error(NULL, "unknown command '%s'", cmd);

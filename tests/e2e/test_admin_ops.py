@@ -20,13 +20,17 @@ refused with file:line while mail still flows.
 
 import json
 import re
+import signal
+import smtplib
+import socket
 import subprocess
+import threading
 import time
 
 import dns
 import harness
 import receivers
-from test_admin import AdminBase, HELD_ADDR, OTHER_ADDR, ID_RE
+from test_admin import AdminBase, HELD_ADDR, OTHER_ADDR, ID_RE, petrelctl_path
 from test_delivery import SENDER
 
 DEAD_ADDR = "127.0.0.93"  # MX of dead.test: nothing listens there
@@ -256,3 +260,162 @@ class AdminOpsTest(AdminBase):
 			rc, out2, err2 = self.ctl(cmd, "--help")
 			self.assertEqual(rc, 0, err2)
 			self.assertIn("usage: petrelctl", out2)
+
+
+class TraceReader:
+	"""A trace process (petrelctl or curl) started in the background, its
+	stdout lines collected by a thread; stopped by pid."""
+
+	def __init__(self, test, cmd):
+		self.lines = []
+		self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+					     stdin=subprocess.DEVNULL)
+		test.addCleanup(self.stop)
+		self.thread = threading.Thread(target=self._read, daemon=True)
+		self.thread.start()
+
+	def _read(self):
+		for raw in self.proc.stdout:
+			self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+			if len(self.lines) > 10000:
+				break
+
+	def stop(self):
+		if self.proc.poll() is None:
+			self.proc.send_signal(signal.SIGINT)
+			try:
+				self.proc.wait(timeout=5)
+			except subprocess.TimeoutExpired:
+				self.proc.kill()
+				self.proc.wait(timeout=5)
+		self.thread.join(timeout=5)
+		return self.proc.stderr.read().decode()
+
+
+class TraceTest(AdminBase):
+	def petrelctl(self, *args):
+		return [str(petrelctl_path()), "--url", "http://127.0.0.1:%d" % self.hport] + list(args)
+
+	def smtp_session(self, rcpt):
+		with smtplib.SMTP("127.0.0.1", self.env.port, timeout=20) as c:
+			c.ehlo("tracer.test")
+			c.sendmail(SENDER, [rcpt], harness.make_message(subject="traced", to=rcpt,
+									 sender=SENDER))
+
+	@harness.bound(90)
+	def test_trace_shows_a_session(self):
+		table = TraceReader(self, self.petrelctl("trace-smtp-server", "--source", "127.0.0.0/8"))
+		raw = TraceReader(self, self.petrelctl("--json", "trace-smtp-server"))
+		elsewhere = TraceReader(self, self.petrelctl("--json", "trace-smtp-server", "--source",
+							     "10.0.0.0/8"))
+		for t in (table, raw, elsewhere):
+			self.wait_for(lambda: len(t.lines) >= 1, 10, what="the trace to start")
+		self.assertEqual(table.lines[0], "tracing SMTP sessions (source 127.0.0.0/8); Ctrl-C ends")
+		self.assertEqual(json.loads(raw.lines[0])["type"], "subscribed")
+		time.sleep(0.2)  # the subscription reaches the other shard
+
+		self.smtp_session("t@other.test")
+		self.wait_for(lambda: any(l.endswith("close") for l in table.lines), 15,
+			      what="the session's close in the trace")
+		self.wait_for(lambda: any('"close"' in l for l in raw.lines), 15,
+			      what="the session's close in the JSON trace")
+
+		events = [json.loads(l) for l in raw.lines[1:]]
+		self.assertEqual({e["session"] for e in events}, {events[0]["session"]}, events)
+		self.assertEqual({e["peer"] for e in events}, {"127.0.0.1"})
+		got = [(e["type"], e.get("line", e.get("bytes"))) for e in events]
+		self.assertEqual(got[0][0], "connect")
+		self.assertEqual(got[-1], ("close", None))
+		# smtplib's own spelling, as it went over the wire.
+		commands = [line for kind, line in got if kind == "command"]
+		self.assertEqual(len(commands), 5, commands)
+		self.assertEqual(commands[0], "ehlo tracer.test")
+		self.assertRegex(commands[1], r"^mail FROM:<%s> size=\d+$" % re.escape(SENDER))
+		self.assertEqual(commands[2:], ["rcpt TO:<t@other.test>", "data", "QUIT"])
+		replies = [line for kind, line in got if kind == "reply"]
+		self.assertTrue(replies[0].startswith("220 "), replies)
+		self.assertTrue(any(r.startswith("250-") for r in replies), replies)
+		self.assertTrue(any(r.startswith("354 ") for r in replies), replies)
+		self.assertTrue(any(re.match(r"250 2\.0\.0 OK id=[0-9a-f]{32}$", r) for r in replies),
+				replies)
+		self.assertTrue(any(kind == "data" and n > 0 for kind, n in got), got)
+		# In order: 354 after DATA, the message bytes after 354, then 250 with the id.
+		i354 = got.index(("reply", "354 End data with <CR><LF>.<CR><LF>"))
+		self.assertEqual(got[i354 - 1], ("command", "data"))
+		self.assertEqual(got[i354 + 1][0], "data")
+		self.assertRegex(got[i354 + 2][1], r"^250 2\.0\.0 OK id=")
+		self.assertTrue(any(re.search(r" command\s+ehlo tracer\.test$", l) for l in table.lines),
+				table.lines)
+		self.assertTrue(any(re.search(r" reply\s+354 ", l) for l in table.lines), table.lines)
+		# The 10.0.0.0/8 trace saw its subscription only.
+		self.assertEqual(len(elsewhere.lines), 1, elsewhere.lines)
+		self.wait_for(lambda: self.other.count() == 1, 15, what="the traced message delivered")
+		for t in (table, raw, elsewhere):
+			t.stop()
+			self.assertEqual(t.proc.returncode, -signal.SIGINT)
+
+	@harness.bound(60)
+	def test_trace_errors_and_drain(self):
+		rc, out, err = self.ctl("trace-smtp-server", "--source", "bogus")
+		self.assertEqual(rc, 1)
+		self.assertIn("HTTP 400", err)
+		self.assertIn('"source": expected an address or CIDR', err)
+		# petreld stopping ends the stream: the last chunk, petrelctl exits 0.
+		t = TraceReader(self, self.petrelctl("trace-smtp-server"))
+		self.wait_for(lambda: len(t.lines) >= 1, 10, what="the trace to start")
+		self.d.stop()
+		self.assertEqual(t.proc.wait(timeout=10), 0)
+
+	@harness.bound(120)
+	def test_slow_reader_drops_and_is_told(self):
+		"""A subscriber that reads nothing: petreld keeps serving SMTP at
+		full speed, drops the events it cannot buffer, and says how many
+		before the next event it writes."""
+		sub = socket.socket()
+		sub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+		sub.settimeout(20)
+		self.addCleanup(sub.close)
+		sub.connect(("127.0.0.1", self.hport))
+		sub.sendall(b"GET /api/admin/trace-smtp-server/v1 HTTP/1.1\r\nHost: x\r\n\r\n")
+		first = sub.recv(4096)
+		self.assertIn(b"Transfer-Encoding: chunked", first)
+		self.assertIn(b'"type":"subscribed"', first)
+		time.sleep(0.2)
+
+		# About 10 MB of events (a 512-byte command line and its reply, 16000 times).
+		noop = b"NOOP " + b"x" * 505 + b"\r\n"
+		started = time.monotonic()
+		c = self.env.connect()
+		c.ehlo()
+		for _ in range(16):
+			c.send(noop * 1000)
+			for _ in range(1000):
+				self.assertEqual(c.read_reply().code, 250)
+		c.cmd("QUIT", harness.REPLY_QUIT)
+		c.close()
+		self.assertLess(time.monotonic() - started, 60)
+
+		# Drain what was buffered, then one more session: its first event
+		# comes after the note of what was dropped.
+		data = b""
+		sub.settimeout(1)
+		try:
+			while len(data) < 64 << 20:
+				chunk = sub.recv(1 << 16)
+				if not chunk:
+					break
+				data += chunk
+		except socket.timeout:
+			pass
+		self.send(["late@other.test"], subject="after the flood")
+		sub.settimeout(10)
+		deadline = time.monotonic() + 10
+		while b'"type":"dropped"' not in data and time.monotonic() < deadline:
+			data += sub.recv(1 << 16)
+		notes = re.findall(rb'\{"type":"dropped","count":(\d+)\}\n\r\n[0-9a-f]+\r\n(\{[^\n]*\})',
+				   data)
+		self.assertTrue(notes, data[-2000:])
+		self.assertGreater(sum(int(n) for n, _ in notes), 1000)
+		for _, event in notes:  # each note is followed by the event that got through
+			self.assertIn(json.loads(event)["type"], ("connect", "command", "reply"))
+		self.wait_for(lambda: self.other.count() == 1, 15, what="delivery after the flood")

@@ -368,7 +368,8 @@ static void conn_tls_done(struct shard_stream *st)
 		int n = snprintf(text, sizeof(text), "%s %s", tls_conn_version(st->tls),
 				 tls_conn_cipher(st->tls));
 
-		shard_trace_smtp(c, SHARD_TRACE_TLS, text, (size_t)PT_MIN(n, (int)sizeof(text) - 1));
+		shard_trace_smtp(c, SHARD_TRACE_TLS, text,
+				 (size_t)PT_MIN(n, (int)sizeof(text) - 1));
 	}
 }
 

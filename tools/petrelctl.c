@@ -772,7 +772,8 @@ static void trace_print(const char *line)
 	if (opt_json)
 		printf("%s\n", line);
 	else if (strcmp(type, "subscribed") == 0)
-		printf("tracing SMTP sessions (source %s); Ctrl-C ends\n", str_or(j, "source", "any"));
+		printf("tracing SMTP sessions (source %s); Ctrl-C ends\n",
+		       str_or(j, "source", "any"));
 	else if (strcmp(type, "dropped") == 0)
 		printf("... %lld events dropped (the trace is slower than the traffic)\n",
 		       (long long)json_integer_value(json_object_get(j, "count")));
@@ -847,7 +848,8 @@ static int trace_stream(int fd, const char *path)
 		}
 		if (body && (rc = trace_chunks(&in, &lines)) <= 0) {
 			if (rc < 0)
-				fprintf(stderr, TOOL ": GET %s%s: bad chunked framing\n", opt_url, path);
+				fprintf(stderr, TOOL ": GET %s%s: bad chunked framing\n", opt_url,
+					path);
 			rc = -rc;
 			break;
 		}

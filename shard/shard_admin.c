@@ -250,7 +250,7 @@ static void admin_sweep(struct shard *s, const struct shard_admin_entry *e)
 		if (u->state != UNIT_SCHEDULED || !entry_matches(e, u))
 			continue;
 		if (e->kind == SHARD_ADMIN_BOUNCE)
-		shard_unit_admin_bounce(s, u, e->reason);
+			shard_unit_admin_bounce(s, u, e->reason);
 		else
 			admin_rebind_unit(s, u, e);
 		n++;
@@ -481,8 +481,8 @@ static bool admin_queue_names(struct shard_http_conn *c, json_t *o, struct shard
 						 "\"queue_names\"[%zu]: expected a non-empty "
 						 "string of at most %d bytes",
 						 i, SHARD_ADMIN_MAX_FIELD_LEN);
-		return false;
-	}
+			return false;
+		}
 		queues[i] = (char *)json_string_value(q);
 	}
 	e->queues = queues;
@@ -519,20 +519,20 @@ static bool admin_rebind_data(struct shard_http_conn *c, json_t *o, struct shard
 		for (i = 0; i < PT_ARRAY_LEN(keys) && strcmp(key, keys[i]) != 0; i++)
 			;
 		if (i == PT_ARRAY_LEN(keys)) {
-		shard_http_respond_error(c, 400,
+			shard_http_respond_error(c, 400,
 						 "\"data\": key \"%s\" does not route; Petrel "
 						 "rebinds by queue, campaign, tenant and "
 						 "routing_domain",
 						 key);
-		return false;
-	}
+			return false;
+		}
 		if (!json_is_string(v) || json_string_length(v) > SHARD_ADMIN_MAX_FIELD_LEN) {
 			shard_http_respond_error(c, 400,
 						 "\"data\".\"%s\": expected a string of at "
 						 "most %d bytes",
 						 key, SHARD_ADMIN_MAX_FIELD_LEN);
-		return false;
-	}
+			return false;
+		}
 		*fields[i] = (char *)json_string_value(v);
 	}
 	return admin_bool(c, o, "always_flush", &e->always_flush) &&
@@ -609,7 +609,7 @@ static void admin_respond_id(struct shard_http_conn *c, const char *id)
 	pt_json_init(&j, &b);
 	pt_json_obj_begin(&j);
 	if (id)
-	pt_json_key_str(&j, "id", id);
+		pt_json_key_str(&j, "id", id);
 	pt_json_obj_end(&j);
 	shard_http_respond(c, 200, "application/json", b.data, b.len);
 	pt_buf_free(&b);
@@ -686,9 +686,9 @@ static void admin_list(struct shard_http_conn *c, enum shard_admin_kind kind)
 		if (kind == SHARD_ADMIN_SUSPEND_READY) {
 			pt_json_key_str(&j, "name", e->name);
 		} else {
-		pt_json_key_str(&j, "domain", e->domain);
-		pt_json_key_str(&j, "campaign", e->campaign);
-		pt_json_key_str(&j, "tenant", e->tenant);
+			pt_json_key_str(&j, "domain", e->domain);
+			pt_json_key_str(&j, "campaign", e->campaign);
+			pt_json_key_str(&j, "tenant", e->tenant);
 		}
 		pt_json_key_str(&j, "reason", e->reason);
 		pt_json_key_str(&j, "created", pt_time_rfc3339(e->created_us, created));

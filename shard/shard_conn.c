@@ -335,10 +335,9 @@ static void conn_plain(struct shard_stream *st, const char *data, size_t len)
 	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
 	if (len > 0 && c->shard->n_trace_subs)
-		shard_trace_smtp(c,
-				 smtp_session_in_data(c->session) ? SHARD_TRACE_DATA
-								  : SHARD_TRACE_COMMAND,
-				 data, len);
+		shard_trace_smtp(
+		    c, smtp_session_in_data(c->session) ? SHARD_TRACE_DATA : SHARD_TRACE_COMMAND,
+		    data, len);
 	if (len > 0)
 		smtp_session_feed(c->session, data, len);
 	conn_after_session(c);

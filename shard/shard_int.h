@@ -415,15 +415,15 @@ struct shard_dns_watch {
 /* Messages between shards, over the SPSC rings (producer allocates,
  * consumer frees). */
 enum shard_msg_kind {
-	SHARD_MSG_STOP = 1, /* drain and exit */
-	SHARD_MSG_UNIT,	    /* take ownership of a routed unit */
-	SHARD_MSG_OUTCOME,  /* home: a recipient is done or deferred */
-	SHARD_MSG_BODY_REQ, /* home: read a message body for a connection */
-	SHARD_MSG_BODY,	    /* the body (or NULL after a failed read) */
-	SHARD_MSG_RELOAD,   /* reload the policy (shard 0 has loaded it already) */
-	SHARD_MSG_ADMIN,    /* apply an admin entry (shard_admin.c) */
-	SHARD_MSG_INSPECT,  /* home: describe message `text` (an id) to connection token */
-	SHARD_MSG_ANSWER,   /* the answer to an HTTP request on the receiver (status, text) */
+	SHARD_MSG_STOP = 1,    /* drain and exit */
+	SHARD_MSG_UNIT,	       /* take ownership of a routed unit */
+	SHARD_MSG_OUTCOME,     /* home: a recipient is done or deferred */
+	SHARD_MSG_BODY_REQ,    /* home: read a message body for a connection */
+	SHARD_MSG_BODY,	       /* the body (or NULL after a failed read) */
+	SHARD_MSG_RELOAD,      /* reload the policy (shard 0 has loaded it already) */
+	SHARD_MSG_ADMIN,       /* apply an admin entry (shard_admin.c) */
+	SHARD_MSG_INSPECT,     /* home: describe message `text` (an id) to connection token */
+	SHARD_MSG_ANSWER,      /* the answer to an HTTP request on the receiver (status, text) */
 	SHARD_MSG_TRACE_SUB,   /* add trace subscriber `trace` (shard_trace.c) */
 	SHARD_MSG_TRACE_UNSUB, /* remove subscriber trace_id */
 	SHARD_MSG_TRACE_EVENT, /* event line `text` for subscriber trace_id (+ n_dropped) */
@@ -431,8 +431,8 @@ enum shard_msg_kind {
 
 /* A trace-smtp-server subscriber; every shard has a copy. */
 struct shard_trace_sub {
-	uint64_t id;   /* unique in the process: shard << 48 | sequence */
-	unsigned shard; /* where its HTTP connection is */
+	uint64_t id;		      /* unique in the process: shard << 48 | sequence */
+	unsigned shard;		      /* where its HTTP connection is */
 	struct shard_http_conn *conn; /* valid on that shard only */
 	bool has_filter;
 	struct pt_cidr filter; /* ?source=CIDR */

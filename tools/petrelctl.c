@@ -577,7 +577,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *const 
 static int cmd_post(const char *cmd, const char *path, int argc, char **argv, bool need_domain)
 {
 	static const char *const suspend_opts[] = {"domain",   "campaign", "tenant",
-					   "duration", "reason",   NULL};
+						   "duration", "reason",   NULL};
 	static const char *const bounce_opts[] = {"domain", "campaign", "tenant", "routing-domain",
 						  "queue",  "duration", "reason", NULL};
 	json_t *o = json_object();

@@ -197,11 +197,52 @@ static void rebind_set(char **field, const char *value)
 	*field = value[0] ? dup_or_null(value) : NULL;
 }
 
+static char *dup_part(const char *p, size_t n)
+{
+	char *d;
+
+	if (n == 0)
+		return NULL;
+	if (!(d = strndup(p, n)))
+		pt_panic("out of memory rebinding a unit");
+	return d;
+}
+
+/*
+ * Meta `queue` names where u goes, as KumoMTA's QueueNameComponents read
+ * it: "campaign:tenant@domain!routing_domain" (tenant@, campaign: and
+ * !routing_domain optional).  u takes its campaign and tenant, and its
+ * domain -- or routing_domain -- becomes the one whose MX is used (u's
+ * recipient domain stays what it is).
+ */
+static void rebind_queue_parts(struct shard_unit *u, const char *queue)
+{
+	const char *at = strchr(queue, '@'), *dom = at ? at + 1 : queue;
+	const char *colon = at ? memchr(queue, ':', (size_t)(at - queue)) : NULL;
+	const char *bang = strchr(dom, '!');
+	size_t dom_len = bang ? (size_t)(bang - dom) : strlen(dom);
+
+	free(u->campaign);
+	free(u->tenant);
+	free(u->routing_domain);
+	u->campaign = colon ? dup_part(queue, (size_t)(colon - queue)) : NULL;
+	u->tenant = !at	   ? NULL
+		    : colon ? dup_part(colon + 1, (size_t)(at - colon - 1))
+			    : dup_part(queue, (size_t)(at - queue));
+	if (bang)
+		u->routing_domain = dup_part(bang + 1, strlen(bang + 1));
+	else if (dom_len == strlen(u->domain) && strncasecmp(dom, u->domain, dom_len) == 0)
+		u->routing_domain = NULL;
+	else
+		u->routing_domain = dup_part(dom, dom_len);
+}
+
 /*
  * Rebind u (SCHEDULED) as e says: apply e's meta to it, name its queue
- * again as KumoMTA does (meta `queue` if set, else
- * campaign:tenant@domain!routing_domain), requeue it -- due now when the
- * queue changed or always_flush -- and log AdminRebind when it moved.
+ * again as KumoMTA does (meta `queue` if set, and then route by its
+ * parts; else campaign:tenant@domain!routing_domain), requeue it (due
+ * now when the queue changed or always_flush) and log AdminRebind when
+ * it moved.
  */
 static void admin_rebind_unit(struct shard *s, struct shard_unit *u,
 			      const struct shard_admin_entry *e)
@@ -220,8 +261,10 @@ static void admin_rebind_unit(struct shard *s, struct shard_unit *u,
 	rebind_set(&u->routing_domain, e->set_routing_domain);
 	pt_buf_reset(&b);
 	shard_unit_queue_name(u, &b);
-	if (e->set_queue && e->set_queue[0])
+	if (e->set_queue && e->set_queue[0]) {
+		rebind_queue_parts(u, e->set_queue);
 		queue = dup_or_null(e->set_queue);
+	}
 	else if (had_queue_meta && !e->set_queue)
 		queue = dup_or_null(u->queue);
 	else

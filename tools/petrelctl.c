@@ -96,8 +96,9 @@ static const struct command_help {
      "       --set KEY=VALUE... [--always-flush] [--reason R]",
      "Move the queued messages that match (every one, when no criterion is given)\n"
      "to the queue their meta names after setting KEY to VALUE (keys: queue,\n"
-     "campaign, tenant, routing_domain; an empty VALUE unsets).  routing_domain\n"
-     "sends them by that domain's MX.  A message whose queue changed is due at\n"
+     "campaign, tenant, routing_domain; an empty VALUE unsets).  routing_domain,\n"
+     "or the domain of a queue (campaign:tenant@domain!routing_domain), sends\n"
+     "them by that domain's MX.  A message whose queue changed is due at\n"
      "once and gets an AdminRebind log record; --always-flush makes every match\n"
      "due at once.  The change is in memory: after a restart messages route by\n"
      "the meta they were received with.\n"},

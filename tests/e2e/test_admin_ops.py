@@ -40,7 +40,8 @@ def ops_zone():
 	return (dns.Zone()
 		.mx("held.test", 10, "mx.held.test").a("mx.held.test", HELD_ADDR)
 		.mx("other.test", 10, "mx.other.test").a("mx.other.test", OTHER_ADDR)
-		.mx("dead.test", 10, "mx.dead.test").a("mx.dead.test", DEAD_ADDR))
+		.mx("dead.test", 10, "mx.dead.test").a("mx.dead.test", DEAD_ADDR)
+		.mx("dead2.test", 10, "mx.dead.test"))
 
 
 class AdminOpsTest(AdminBase):
@@ -49,7 +50,8 @@ class AdminOpsTest(AdminBase):
 
 	def petrel_options(self):
 		# dead.test: deferred for an hour after its first failure.
-		return {"queue_by_domain": {"dead.test": {"retry_interval": "1h"}}}
+		return {"queue_by_domain": {"dead.test": {"retry_interval": "1h"},
+					    "dead2.test": {"retry_interval": "1h"}}}
 
 	def curl(self, path, *args):
 		"""(HTTP status, parsed JSON body) of a request with curl."""
@@ -98,6 +100,28 @@ class AdminOpsTest(AdminBase):
 		self.assertEqual({r["queue"] for r in deliveries}, {"dead.test!other.test"})
 		self.wait_spool_empty()
 		self.assertEqual(self.held.count(), 0)
+
+	@harness.bound(120)
+	def test_rebind_by_meta_queue(self):
+		"""data.queue names the queue, and its domain routes (KumoMTA's
+		queue name components): dead2.test's messages go by other.test's MX."""
+		mid, _ = self.send(["q@dead2.test"], subject="by queue")
+		self.deferred("q@dead2.test")
+		self.send(["keep@dead.test"], subject="not matched")
+		self.deferred("keep@dead.test")
+		self.ctl_ok("rebind", "--domain", "dead2.test", "--set", "queue=other.test",
+			    "--reason", "by queue")
+		self.wait_for(lambda: self.other.rcpts() == ["q@dead2.test"], 20,
+			      what="q@dead2.test at other.test's receiver")
+		(rec,) = self.wait_records("AdminRebind", 1)
+		self.assertEqual((rec["id"], rec["queue"], rec["response"]["content"]),
+				 (mid, "other.test", "Rebound from dead2.test to other.test: by queue"))
+		(dlv,) = self.wait_records("Delivery", 1)
+		self.assertEqual((dlv["recipient"], dlv["queue"]), ("q@dead2.test", "other.test"))
+		# The other domain's message was not touched: still deferred in dead.test.
+		self.wait_for(lambda: self.scheduled_count("dead.test") == 1, 10,
+			      what="keep@dead.test still queued in dead.test")
+		self.assertEqual(self.other.rcpts(), ["q@dead2.test"])
 
 	@harness.bound(120)
 	def test_inspect_message(self):

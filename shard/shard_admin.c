@@ -226,7 +226,7 @@ static void rebind_queue_parts(struct shard_unit *u, const char *queue)
 	free(u->tenant);
 	free(u->routing_domain);
 	u->campaign = colon ? dup_part(queue, (size_t)(colon - queue)) : NULL;
-	u->tenant = !at	   ? NULL
+	u->tenant = !at	    ? NULL
 		    : colon ? dup_part(colon + 1, (size_t)(at - colon - 1))
 			    : dup_part(queue, (size_t)(at - queue));
 	if (bang)
@@ -264,8 +264,7 @@ static void admin_rebind_unit(struct shard *s, struct shard_unit *u,
 	if (e->set_queue && e->set_queue[0]) {
 		rebind_queue_parts(u, e->set_queue);
 		queue = dup_or_null(e->set_queue);
-	}
-	else if (had_queue_meta && !e->set_queue)
+	} else if (had_queue_meta && !e->set_queue)
 		queue = dup_or_null(u->queue);
 	else
 		queue = dup_or_null(pt_buf_cstr(&b));

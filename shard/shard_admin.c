@@ -643,15 +643,22 @@ static bool admin_parse_entry(struct shard_http_conn *c, json_t *o, enum shard_a
 	return true;
 }
 
-static void admin_respond_id(struct shard_http_conn *c, const char *id)
+/* KumoMTA's answers: {id}; a bounce's also has the (deprecated, never
+ * filled in KumoMTA either) bounced and total_bounced kcli expects; a
+ * rebind's is {}. */
+static void admin_respond_id(struct shard_http_conn *c, enum shard_admin_kind kind, const char *id)
 {
 	struct pt_buf b = PT_BUF_INIT;
 	struct pt_json j;
 
 	pt_json_init(&j, &b);
 	pt_json_obj_begin(&j);
-	if (id)
+	if (kind != SHARD_ADMIN_REBIND)
 		pt_json_key_str(&j, "id", id);
+	if (kind == SHARD_ADMIN_BOUNCE) {
+		pt_json_key_raw(&j, "bounced", "{}", 2);
+		pt_json_key_int(&j, "total_bounced", 0);
+	}
 	pt_json_obj_end(&j);
 	shard_http_respond(c, 200, "application/json", b.data, b.len);
 	pt_buf_free(&b);
@@ -703,8 +710,7 @@ static void admin_post(struct shard_http_conn *c, const struct http_request *r,
 		c->auth, e.reason);
 	admin_broadcast(c->shard, &e); /* copies e's strings, which o owns */
 	json_decref(o);
-	/* KumoMTA's rebind answers {}. */
-	admin_respond_id(c, kind == SHARD_ADMIN_REBIND ? NULL : e.id);
+	admin_respond_id(c, kind, e.id);
 }
 
 static void admin_list(struct shard_http_conn *c, enum shard_admin_kind kind)

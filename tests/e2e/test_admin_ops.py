@@ -213,7 +213,11 @@ class AdminOpsTest(AdminBase):
 		mid, _ = self.send(["q@held.test"], subject="q")
 		self.wait_for(lambda: self.scheduled_count("held.test") == 1, 10,
 			      what="held.test queued")
-		self.ctl_ok("bounce", "--queue", "nothing.test", "--reason", "no match")
+		got = self.ctl_ok("bounce", "--queue", "nothing.test", "--reason", "no match",
+				  json_out=True)
+		# KumoMTA's BounceV1Response (bounced and total_bounced are deprecated there too).
+		self.assertEqual(sorted(got), ["bounced", "id", "total_bounced"])
+		self.assertRegex(got["id"], ID_RE)
 		self.ctl_ok("bounce", "--queue", "held.test", "--reason", "by name")
 		(rec,) = self.wait_records("AdminBounce", 1)
 		self.assertEqual((rec["id"], rec["recipient"], rec["response"]["content"]),

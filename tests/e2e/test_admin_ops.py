@@ -124,6 +124,23 @@ class AdminOpsTest(AdminBase):
 		self.assertEqual(self.other.rcpts(), ["q@dead2.test"])
 
 	@harness.bound(120)
+	def test_rebind_is_not_persisted(self):
+		"""As documented: the rebind changes the queued unit, not the spooled
+		message, so after a restart the message is back in its own queue."""
+		self.send(["p@dead.test"], subject="rebind then restart")
+		self.deferred("p@dead.test")
+		self.ctl_ok("rebind", "--domain", "dead.test", "--set", "queue=dead2.test",
+			    "--reason", "still dead")
+		self.wait_records("AdminRebind", 1)
+		self.wait_for(lambda: self.scheduled_count("dead2.test") == 1, 10,
+			      what="the unit in dead2.test")
+		self.d.stop()
+		self.d = self.env.start(self.policy, shards=2)
+		self.wait_for(lambda: self.scheduled_count("dead.test") == 1, 10,
+			      what="the unit back in dead.test after the restart")
+		self.assertEqual(self.scheduled_count("dead2.test"), 0)
+
+	@harness.bound(120)
 	def test_inspect_message(self):
 		self.suspend("held.test", reason="hold for inspection")
 		mid, _ = self.send(["a@held.test", "b@held.test"], subject="inspect me")

@@ -12,23 +12,28 @@
  * -- which stdio's per-FILE lock would also give us, but only at the price
  * of a lock shared by all shards and buffering we would have to flush.
  *
- * The level filter is one global set at start; the thread name is
- * thread-local so each shard labels its own lines without coordination.
+ * The level filter is one global, a relaxed atomic: the admin API
+ * (set_diagnostic_log_filter) changes it while shards run, and a line
+ * written with the old level a moment after the change is harmless.  The
+ * thread name is thread-local so each shard labels its own lines without
+ * coordination.
  * The logger allocates only for lines longer than its stack buffer.
  */
 #include "core/pt.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 2048
 
-static enum pt_log_level log_level = PT_LOG_INFO;
+static _Atomic int log_level = PT_LOG_INFO;
 static __thread const char *log_thread_name;
 
 static const char *const log_level_names[] = {
@@ -38,10 +43,89 @@ static const char *const log_level_names[] = {
     [PT_LOG_ERROR] = "ERROR",
 };
 
-/* Set the lowest level that is written.  Call once at start. */
 void pt_log_set_level(enum pt_log_level level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
+}
+
+enum pt_log_level pt_log_get_level(void)
+{
+	return (enum pt_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+/* One directive's level word; -1 when it is none. */
+static int log_level_word(const char *w, size_t len)
+{
+	static const struct {
+		const char *name;
+		enum pt_log_level level;
+	} words[] = {
+	    {"trace", PT_LOG_DEBUG}, {"debug", PT_LOG_DEBUG}, {"info", PT_LOG_INFO},
+	    {"warn", PT_LOG_WARN},   {"error", PT_LOG_ERROR}, {"off", PT_LOG_OFF},
+	};
+
+	for (size_t i = 0; i < PT_ARRAY_LEN(words); i++)
+		if (strlen(words[i].name) == len && strncasecmp(w, words[i].name, len) == 0)
+			return (int)words[i].level;
+	return -1;
+}
+
+static bool log_target_word(const char *w, size_t len)
+{
+	static const char *const targets[] = {"petreld", "petrel", "kumod"};
+
+	for (size_t i = 0; i < PT_ARRAY_LEN(targets); i++)
+		if (strlen(targets[i]) == len && strncmp(w, targets[i], len) == 0)
+			return true;
+	return false;
+}
+
+int pt_log_filter_parse(const char *spec, enum pt_log_level *out, char *err, size_t err_len)
+{
+	int best = -1;
+	const char *p = spec;
+
+	while (*p) {
+		size_t len, lw_len;
+		const char *eq, *lw;
+		int level;
+
+		while (*p == ' ')
+			p++;
+		len = strcspn(p, ",");
+		eq = memchr(p, '=', len);
+		lw = eq ? eq + 1 : p;
+		lw_len = (size_t)(p + len - lw);
+
+		while (lw_len && lw[0] == ' ')
+			lw++, lw_len--;
+		while (lw_len && lw[lw_len - 1] == ' ')
+			lw_len--;
+		if (eq && !log_target_word(p, (size_t)(eq - p))) {
+			snprintf(err, err_len,
+				 "\"%.*s\": unknown target \"%.*s\" (Petrel's diagnostic log has "
+				 "one target: petreld)",
+				 (int)len, p, (int)(eq - p), p);
+			return PT_ERROR;
+		}
+		level = log_level_word(lw, lw_len);
+		if (level < 0 && lw_len) {
+			snprintf(err, err_len,
+				 "\"%.*s\": unknown level \"%.*s\" (expected trace, debug, info, "
+				 "warn, error or off)",
+				 (int)len, p, (int)lw_len, lw);
+			return PT_ERROR;
+		}
+		if (level >= 0 && (best < 0 || level < best))
+			best = level;
+		p += len + (p[len] == ',');
+	}
+	if (best < 0) {
+		snprintf(err, err_len, "no level in the filter (expected e.g. \"petreld=debug\")");
+		return PT_ERROR;
+	}
+	*out = (enum pt_log_level)best;
+	return PT_OK;
 }
 
 /* Label the calling thread's lines; name is not copied and must outlive the thread. */
@@ -126,7 +210,7 @@ void pt_log(enum pt_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (level < log_level)
+	if ((int)level < atomic_load_explicit(&log_level, memory_order_relaxed))
 		return;
 	if ((unsigned)level >= PT_ARRAY_LEN(log_level_names))
 		level = PT_LOG_ERROR;

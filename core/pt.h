@@ -31,10 +31,21 @@ enum pt_status {
 #define pt_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* Diagnostic log (stderr): one line per call, with time, level and shard. */
-enum pt_log_level { PT_LOG_DEBUG, PT_LOG_INFO, PT_LOG_WARN, PT_LOG_ERROR };
+enum pt_log_level { PT_LOG_DEBUG, PT_LOG_INFO, PT_LOG_WARN, PT_LOG_ERROR, PT_LOG_OFF };
 
-/* Set once at start (not thread-safe to change while shards run). */
+/* Set the lowest level written (PT_LOG_OFF: nothing but panics).  Any
+ * thread, any time: a relaxed atomic store, seen by every thread's next line. */
 void pt_log_set_level(enum pt_log_level level);
+enum pt_log_level pt_log_get_level(void);
+/*
+ * Parse a diagnostic log filter in env_logger's syntax as far as Petrel
+ * maps it: comma-separated directives, each LEVEL or TARGET=LEVEL, with
+ * LEVEL one of trace (= debug), debug, info, warn, error, off and TARGET
+ * one of petreld, petrel, kumod (the one target: the whole daemon).  The
+ * most verbose directive wins.  PT_OK with *out, or PT_ERROR with err
+ * naming the directive that is wrong and why.
+ */
+int pt_log_filter_parse(const char *spec, enum pt_log_level *out, char *err, size_t err_len);
 /* Name of the calling thread in log lines ("main", "shard 0", ...); thread-local, not copied. */
 void pt_log_set_thread_name(const char *name);
 void pt_log(enum pt_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

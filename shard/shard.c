@@ -158,12 +158,13 @@ static void shard_configs_expire(struct shard *s)
 	shard_sources_expire(s);
 }
 
-int shard_reload(struct shard *s)
+/* Reload this shard's policy; on failure err says why (also logged). */
+static int shard_reload_err(struct shard *s, char *err, size_t err_len)
 {
-	char err[1024], note[256];
+	char note[256];
 	uint64_t t0 = pt_monotonic_ms();
 
-	if (policy_reload(&s->policy, s->group->cfg.policy_path, err, sizeof(err), note,
+	if (policy_reload(&s->policy, s->group->cfg.policy_path, err, err_len, note,
 			  sizeof(note)) != PT_OK) {
 		pt_error("reload failed, keeping the running configuration: %s", err);
 		return PT_ERROR;
@@ -176,17 +177,25 @@ int shard_reload(struct shard *s)
 	return PT_OK;
 }
 
-/*
- * SIGHUP: shard 0 loads the policy first; only when that succeeds does it
- * tell the other shards, so a broken file is reported once and no shard
- * changes.  Each shard loads its own state on its own thread, between
- * events: connections and units in flight are untouched.
- */
-static void shard_broadcast_reload(struct shard *s)
+int shard_reload(struct shard *s)
 {
-	pt_info("SIGHUP: reloading %s", s->group->cfg.policy_path);
-	if (shard_reload(s) != PT_OK)
-		return;
+	char err[1024];
+
+	return shard_reload_err(s, err, sizeof(err));
+}
+
+/*
+ * SIGHUP (on shard 0) and POST /api/admin/bump-config-epoch (on the shard
+ * that took the request): this shard loads the policy first; only when
+ * that succeeds does it tell the other shards, so a broken file is
+ * reported once and no shard changes.  Each shard loads its own state on
+ * its own thread, between events: connections and units in flight are
+ * untouched.
+ */
+int shard_reload_all(struct shard *s, char *err, size_t err_len)
+{
+	if (shard_reload_err(s, err, err_len) != PT_OK)
+		return PT_ERROR;
 	for (unsigned i = 0; i < s->group->n; i++) {
 		struct shard_msg *m;
 
@@ -196,11 +205,9 @@ static void shard_broadcast_reload(struct shard *s)
 			pt_panic("out of memory sending RELOAD");
 		m->kind = SHARD_MSG_RELOAD;
 		m->from = s->id;
-		if (!shard_mailbox_send(s, i, m)) {
-			free(m);
-			pt_error("shard %u: mailbox full, it keeps the previous policy", i);
-		}
+		shard_mailbox_post(s, i, m); /* kept in order when the ring is full */
 	}
+	return PT_OK;
 }
 
 static void shard_handle_signal(struct shard *s, struct io_uring_cqe *cqe)
@@ -213,8 +220,11 @@ static void shard_handle_signal(struct shard *s, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (si->ssi_signo == SIGHUP) {
+		char err[1024];
+
+		pt_info("SIGHUP: reloading %s", s->group->cfg.policy_path);
 		if (s->state == SHARD_RUNNING)
-			shard_broadcast_reload(s);
+			shard_reload_all(s, err, sizeof(err));
 		shard_signal_arm(s);
 		return;
 	}
@@ -529,6 +539,7 @@ static void shard_teardown(struct shard *s)
 	shard_readies_free(s);
 	shard_units_free(s);
 	shard_admin_free(s);
+	shard_trace_free(s);
 	shard_route_free(s);
 	shard_sources_free(s);
 	shard_dns_free(s);
@@ -682,6 +693,8 @@ static void shard_msg_destroy(void *p)
 	if (m->kind == SHARD_MSG_ADMIN && m->admin) {
 		shard_admin_entry_free(m->admin);
 	}
+	free(m->text);
+	free(m->trace);
 	free(m);
 }
 

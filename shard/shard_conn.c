@@ -225,7 +225,11 @@ static void conn_maybe_release(struct shard_conn *c)
 /* Move what the session wrote to the wire buffer, through TLS when it is on. */
 static void conn_pump_output(struct shard_conn *c)
 {
-	shard_stream_write(&c->st, smtp_session_output(c->session));
+	struct pt_buf *out = smtp_session_output(c->session);
+
+	if (c->shard->n_trace_subs && out->len)
+		shard_trace_smtp(c, SHARD_TRACE_REPLY, out->data, out->len);
+	shard_stream_write(&c->st, out);
 }
 
 static void conn_message_reply(struct shard_conn *c, int code, const char *text)
@@ -330,6 +334,10 @@ static void conn_plain(struct shard_stream *st, const char *data, size_t len)
 {
 	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
+	if (len > 0 && c->shard->n_trace_subs)
+		shard_trace_smtp(
+		    c, smtp_session_in_data(c->session) ? SHARD_TRACE_DATA : SHARD_TRACE_COMMAND,
+		    data, len);
 	if (len > 0)
 		smtp_session_feed(c->session, data, len);
 	conn_after_session(c);
@@ -354,6 +362,14 @@ static void conn_tls_done(struct shard_stream *st)
 	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
 	smtp_session_tls_done(c->session, tls_conn_version(st->tls), tls_conn_cipher(st->tls));
+	if (c->shard->n_trace_subs) {
+		char text[160];
+		int n = snprintf(text, sizeof(text), "%s %s", tls_conn_version(st->tls),
+				 tls_conn_cipher(st->tls));
+
+		shard_trace_smtp(c, SHARD_TRACE_TLS, text,
+				 (size_t)PT_MIN(n, (int)sizeof(text) - 1));
+	}
 }
 
 static void conn_closing(struct shard_stream *st)
@@ -361,6 +377,8 @@ static void conn_closing(struct shard_stream *st)
 	struct shard_conn *c = pt_container_of(st, struct shard_conn, st);
 
 	pt_timer_del(&c->shard->wheel, &c->timer);
+	if (c->shard->n_trace_subs && c->session)
+		shard_trace_smtp(c, SHARD_TRACE_CLOSE, NULL, 0);
 }
 
 static void conn_stream_maybe_release(struct shard_stream *st)
@@ -414,6 +432,9 @@ static void conn_open(struct shard_acceptor *a, int fd)
 	}
 	/* Who may send to whom: relay_hosts and the policy's listener domains. */
 	smtp_session_set_rcpt_hook(c->session, shard_relay_rcpt, c);
+	c->trace_session = 0;
+	if (s->n_trace_subs)
+		shard_trace_smtp(c, SHARD_TRACE_CONNECT, l->acc.listen, strlen(l->acc.listen));
 	shard_stream_recv_arm(&c->st);
 	conn_timer_arm(c);
 	conn_after_session(c);

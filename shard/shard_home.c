@@ -352,8 +352,18 @@ void shard_home_body_request(struct shard *s, unsigned requester, uint32_t slot,
 	home_read(s, requester, slot, token);
 }
 
-/* Read slot's record back with one ring READ (shard_handle_body_read). */
-static void home_read(struct shard *s, unsigned requester, uint32_t slot, void *token)
+uint32_t shard_home_find(const struct shard *s, const char *id)
+{
+	for (uint32_t i = 0; i < s->cap_home; i++)
+		if (s->home[i].in_use && strcmp(s->home[i].id, id) == 0)
+			return i;
+	return UINT32_MAX;
+}
+
+/* Read slot's record back with one ring READ (shard_handle_body_read);
+ * NULL when it cannot be (logged; the caller answers). */
+static struct shard_body_read *home_read_start(struct shard *s, unsigned requester, uint32_t slot,
+					       void *token)
 {
 	struct home_msg *h = &s->home[slot];
 	struct shard_body_read *r;
@@ -372,45 +382,89 @@ static void home_read(struct shard *s, unsigned requester, uint32_t slot, void *
 		if (r)
 			free(r->buf);
 		free(r);
-		if (requester == HOME_COMPACT)
-			h->moving = false;
-		else
-			home_body_reply(s, requester, token, NULL);
-		return;
+		return NULL;
 	}
 	r->op.kind = SHARD_OP_BODY_READ;
 	r->requester = requester;
 	r->token = token;
 	r->slot = slot;
 	r->len = h->loc.length;
+	memcpy(r->id, h->id, sizeof(r->id));
 	sqe = shard_sqe(s);
 	io_uring_prep_read(sqe, fd, r->buf, (unsigned)r->len, h->loc.offset);
 	shard_prep(sqe, &r->op);
+	return r;
+}
+
+void shard_home_inspect_read(struct shard *s, unsigned requester, uint32_t slot, void *token,
+			     bool want_body)
+{
+	struct shard_body_read *r = home_read_start(s, requester, slot, token);
+	struct shard_body_read failed = {.requester = requester, .token = token, .slot = slot};
+
+	if (!r) {
+		shard_admin_inspect_read(s, &failed, NULL);
+		return;
+	}
+	r->inspect = true;
+	r->want_body = want_body;
+}
+
+static void home_read(struct shard *s, unsigned requester, uint32_t slot, void *token)
+{
+	struct home_msg *h = &s->home[slot];
+
+	if (home_read_start(s, requester, slot, token))
+		return;
+	if (requester == HOME_COMPACT)
+		h->moving = false;
+	else
+		home_body_reply(s, requester, token, NULL);
+}
+
+/* The record r read, decoded (caller frees), or NULL with *why. */
+static struct pt_message *home_decode(const struct shard_body_read *r, int res, const char **why)
+{
+	struct pt_message *m;
+
+	if (res != (int)r->len) {
+		*why = res < 0 ? strerror(-res) : "short read";
+		return NULL;
+	}
+	if (!(m = malloc(sizeof(*m)))) {
+		*why = "out of memory";
+		return NULL;
+	}
+	pt_message_init(m);
+	if (spool_decode_record(r->buf, r->len, r->id, m, why) != PT_OK) {
+		pt_message_clear(m);
+		free(m);
+		return NULL;
+	}
+	return m;
 }
 
 void shard_handle_body_read(struct shard *s, struct shard_body_read *r, struct io_uring_cqe *cqe)
 {
 	struct home_msg *h = &s->home[r->slot];
-	struct pt_message *m = NULL;
 	const char *why = NULL;
+	struct pt_message *m = home_decode(r, cqe->res, &why);
 
-	if (cqe->res != (int)r->len) {
-		why = cqe->res < 0 ? strerror(-cqe->res) : "short read";
-	} else if (!(m = malloc(sizeof(*m)))) {
-		why = "out of memory";
-	} else {
-		pt_message_init(m);
-		if (spool_decode_record(r->buf, r->len, h->id, m, &why) != PT_OK) {
+	free(r->buf);
+	if (r->inspect) {
+		/* The slot may have been freed and reused meanwhile: r->id decided. */
+		shard_admin_inspect_read(s, r, m);
+		if (m) {
 			pt_message_clear(m);
 			free(m);
-			m = NULL;
 		}
+		free(r);
+		return;
 	}
 	if (!m)
 		pt_error("message %s: reading it back from segment %llu offset %llu: %s", h->id,
 			 (unsigned long long)h->loc.segment, (unsigned long long)h->loc.offset,
 			 why ? why : "corrupt record");
-	free(r->buf);
 	if (r->requester == HOME_COMPACT)
 		home_compact_copy(s, r->slot, m);
 	else

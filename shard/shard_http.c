@@ -88,6 +88,15 @@ static const struct shard_http_route {
     {"POST", "/api/admin/bounce/v1", SHARD_HTTP_TRUSTED, shard_admin_bounce_v1},
     {"GET", "/api/admin/bounce/v1", SHARD_HTTP_TRUSTED, shard_admin_bounce_v1},
     {"GET", "/api/admin/queue-summary/v1", SHARD_HTTP_TRUSTED, shard_admin_queue_summary_v1},
+    {"POST", "/api/admin/suspend-ready-q/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_ready_q_v1},
+    {"GET", "/api/admin/suspend-ready-q/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_ready_q_v1},
+    {"DELETE", "/api/admin/suspend-ready-q/v1", SHARD_HTTP_TRUSTED, shard_admin_suspend_ready_q_v1},
+    {"POST", "/api/admin/rebind/v1", SHARD_HTTP_TRUSTED, shard_admin_rebind_v1},
+    {"GET", "/api/admin/inspect-message/v1", SHARD_HTTP_TRUSTED, shard_admin_inspect_v1},
+    {"POST", "/api/admin/set_diagnostic_log_filter/v1", SHARD_HTTP_TRUSTED,
+     shard_admin_log_filter_v1},
+    {"POST", "/api/admin/bump-config-epoch", SHARD_HTTP_TRUSTED, shard_admin_bump_config_v1},
+    {"GET", "/api/admin/trace-smtp-server/v1", SHARD_HTTP_TRUSTED, shard_trace_v1},
 };
 
 static void http_after_session(struct shard_http_conn *c);
@@ -249,7 +258,8 @@ static void http_release(struct shard_http_conn *c)
 
 static void http_maybe_release(struct shard_http_conn *c)
 {
-	if (c->st.closing && !c->st.released && c->st.n_inflight == 0 && c->inject == NULL)
+	if (c->st.closing && !c->st.released && c->st.n_inflight == 0 && c->inject == NULL &&
+	    !c->awaiting)
 		http_release(c);
 }
 
@@ -488,6 +498,7 @@ static void http_closing(struct shard_stream *st)
 	/* The injection in progress finishes its batch in flight and starts no other. */
 	if (c->inject)
 		shard_inject_abort(c->inject);
+	shard_trace_end(c); /* a trace stream: unsubscribe */
 }
 
 static void http_stream_maybe_release(struct shard_stream *st)
@@ -562,7 +573,9 @@ void shard_http_shutdown(struct shard *s)
 		if (c->st.closing || !c->session)
 			continue;
 		http_session_shutdown(c->session);
-		if (!c->request_started)
+		if (c->trace_id)
+			shard_trace_end(c); /* the last chunk, then close */
+		else if (!c->request_started)
 			http_after_session(c);
 	}
 }

@@ -12,11 +12,13 @@
 #ifndef PT_SHARD_INT_H
 #define PT_SHARD_INT_H
 
+#include <jansson.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <pthread.h>
 
 #include "core/buf.h"
+#include "core/cidr.h"
 #include "core/id.h"
 #include "core/report.h"
 #include "core/spsc.h"
@@ -172,6 +174,7 @@ struct shard_conn {
 	char local_addr[72];	/* "ip:port" we were reached at, "" until asked for */
 	struct shard_report *report; /* logged when the message is durable */
 	struct pt_timer timer;
+	uint64_t trace_session; /* per-shard number, for trace-smtp-server */
 };
 
 /* ---- HTTP (shard_http.c, shard_inject.c) ---- */
@@ -199,6 +202,9 @@ struct shard_http_conn {
 	struct sockaddr_storage peer_sa;
 	char auth[256]; /* KumoMTA's http_auth: the trusted peer's address, or the user */
 	struct shard_inject *inject; /* an injection in progress (keeps us alive) */
+	bool awaiting;		     /* another shard owes the answer (keeps us alive) */
+	uint64_t trace_id;	     /* a trace-smtp-server stream (shard_trace.c), or 0 */
+	uint64_t trace_dropped;	     /* events dropped since the last one written */
 	struct pt_timer timer;
 };
 
@@ -387,7 +393,10 @@ struct shard_out {
 struct shard_body_read {
 	struct shard_op op;
 	unsigned requester;
-	void *token; /* the requester's struct shard_out */
+	void *token;	/* the requester's struct shard_out (or HTTP connection, inspect) */
+	bool inspect;	/* for inspect-message: describe the message to token */
+	bool want_body; /* inspect: with the body */
+	char id[PT_ID_LEN + 1];
 	uint32_t slot;
 	char *buf;
 	size_t len;
@@ -407,22 +416,51 @@ struct shard_dns_watch {
 /* Messages between shards, over the SPSC rings (producer allocates,
  * consumer frees). */
 enum shard_msg_kind {
-	SHARD_MSG_STOP = 1, /* drain and exit */
-	SHARD_MSG_UNIT,	    /* take ownership of a routed unit */
-	SHARD_MSG_OUTCOME,  /* home: a recipient is done or deferred */
-	SHARD_MSG_BODY_REQ, /* home: read a message body for a connection */
-	SHARD_MSG_BODY,	    /* the body (or NULL after a failed read) */
-	SHARD_MSG_RELOAD,   /* reload the policy (shard 0 has loaded it already) */
-	SHARD_MSG_ADMIN,    /* apply an admin entry (shard_admin.c) */
+	SHARD_MSG_STOP = 1,    /* drain and exit */
+	SHARD_MSG_UNIT,	       /* take ownership of a routed unit */
+	SHARD_MSG_OUTCOME,     /* home: a recipient is done or deferred */
+	SHARD_MSG_BODY_REQ,    /* home: read a message body for a connection */
+	SHARD_MSG_BODY,	       /* the body (or NULL after a failed read) */
+	SHARD_MSG_RELOAD,      /* reload the policy (shard 0 has loaded it already) */
+	SHARD_MSG_ADMIN,       /* apply an admin entry (shard_admin.c) */
+	SHARD_MSG_INSPECT,     /* home: describe message `text` (an id) to connection token */
+	SHARD_MSG_ANSWER,      /* the answer to an HTTP request on the receiver (status, text) */
+	SHARD_MSG_TRACE_SUB,   /* add trace subscriber `trace` (shard_trace.c) */
+	SHARD_MSG_TRACE_UNSUB, /* remove subscriber trace_id */
+	SHARD_MSG_TRACE_EVENT, /* event line `text` for subscriber trace_id (+ n_dropped) */
 };
 
-/* An admin API rule over units (shard_admin.c); every shard has a copy. */
-enum shard_admin_kind { SHARD_ADMIN_SUSPEND = 1, SHARD_ADMIN_BOUNCE, SHARD_ADMIN_RESUME };
+/* A trace-smtp-server subscriber; every shard has a copy. */
+struct shard_trace_sub {
+	uint64_t id;		      /* unique in the process: shard << 48 | sequence */
+	unsigned shard;		      /* where its HTTP connection is */
+	struct shard_http_conn *conn; /* valid on that shard only */
+	bool has_filter;
+	struct pt_cidr filter; /* ?source=CIDR */
+	uint64_t n_dropped;    /* here: events not sent to it (its ring was full) */
+};
+
+/* An admin API rule over units or ready queues (shard_admin.c); every
+ * shard has a copy.  RESUME removes the entry with its id; REBIND is a
+ * sweep only, never kept. */
+enum shard_admin_kind {
+	SHARD_ADMIN_SUSPEND = 1, /* scheduled queues: units wait */
+	SHARD_ADMIN_BOUNCE,
+	SHARD_ADMIN_RESUME,
+	SHARD_ADMIN_SUSPEND_READY, /* one ready queue ("source->site"): no new transaction */
+	SHARD_ADMIN_REBIND,
+};
 struct shard_admin_entry {
 	enum shard_admin_kind kind;
 	char id[PT_ID_LEN + 1];
-	char *domain, *campaign, *tenant; /* NULL: any */
+	char *domain, *campaign, *tenant, *routing_domain; /* NULL: any */
+	char **queues; /* BOUNCE: exact scheduled queue names (queue_names); wins over the above */
+	size_t n_queues;
+	char *name; /* SUSPEND_READY: the ready queue's name */
 	char *reason;
+	/* REBIND: the meta `data` sets (NULL: unchanged, "": unset), always_flush. */
+	char *set_queue, *set_campaign, *set_tenant, *set_routing_domain;
+	bool always_flush, suppress_logging;
 	uint64_t created_us, until_us; /* wall clock; until 0: a bounce's sweep only */
 };
 
@@ -438,6 +476,10 @@ struct shard_msg {
 	void *token;		  /* BODY_REQ, BODY: the requesting connection */
 	struct pt_message *body;  /* BODY: owned by the receiver */
 	struct shard_admin_entry *admin; /* ADMIN: owned by the receiver */
+	char *text; /* INSPECT: the id; ANSWER: the JSON body (owned by the receiver) */
+	int status; /* ANSWER: HTTP status; INSPECT: want_body */
+	struct shard_trace_sub *trace; /* TRACE_SUB: owned by the receiver */
+	uint64_t trace_id, n_dropped;  /* TRACE_UNSUB, TRACE_EVENT */
 };
 
 enum shard_state { SHARD_STARTING, SHARD_RUNNING, SHARD_DRAINING, SHARD_DONE };
@@ -533,6 +575,9 @@ struct shard {
 	struct shard_janitor *janitor;	    /* dead segments being deleted, or NULL */
 	struct shard_admin_entry *admin;    /* suspensions and bounces in force */
 	size_t n_admin;
+	struct shard_trace_sub *trace_subs; /* trace-smtp-server subscribers (shard_trace.c) */
+	size_t n_trace_subs;
+	uint64_t trace_seq; /* subscriber and SMTP session numbers given here */
 	char hostname[256];
 };
 
@@ -609,6 +654,48 @@ void shard_admin_handle(struct shard *s, struct shard_admin_entry *e);
 bool shard_admin_hold(struct shard *s, struct shard_unit *u);
 void shard_admin_free(struct shard *s); /* teardown */
 void shard_admin_entry_free(struct shard_admin_entry *e); /* one left in a ring at exit */
+void shard_admin_suspend_ready_q_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_admin_rebind_v1(struct shard_http_conn *c, const struct http_request *r);
+/* rq may start transactions: false, or true with *until_ms (monotonic) to look again. */
+bool shard_admin_ready_held(struct shard *s, const struct shard_ready *rq, uint64_t *until_ms);
+
+/* shard_admin_ops.c: inspect-message, set_diagnostic_log_filter, bump-config-epoch. */
+void shard_admin_inspect_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_admin_log_filter_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_admin_bump_config_v1(struct shard_http_conn *c, const struct http_request *r);
+/* SHARD_MSG_INSPECT on the home shard: find the message, read it, answer. */
+void shard_admin_inspect_home(struct shard *s, unsigned requester, void *token, const char *id,
+			      bool want_body);
+/* The home read for inspect completed (m NULL: it failed); m is the caller's. */
+void shard_admin_inspect_read(struct shard *s, const struct shard_body_read *r,
+			      const struct pt_message *m);
+/* Answer HTTP connection token on shard `to` (from shard s): status, JSON body (taken). */
+void shard_admin_answer(struct shard *s, unsigned to, void *token, int status, char *body);
+/* SHARD_MSG_ANSWER arrived (or a local answer): respond on c, free body. */
+void shard_admin_answered(struct shard_http_conn *c, int status, char *body);
+/* The body of a JSON admin request: an object, or NULL (answered 400). */
+json_t *shard_admin_body(struct shard_http_conn *c, const struct http_request *r);
+
+/* shard_trace.c: GET /api/admin/trace-smtp-server/v1, a live stream of SMTP events. */
+void shard_trace_v1(struct shard_http_conn *c, const struct http_request *r);
+enum shard_trace_kind {
+	SHARD_TRACE_CONNECT,
+	SHARD_TRACE_COMMAND, /* a line from the client */
+	SHARD_TRACE_DATA,    /* message bytes (counted, not copied) */
+	SHARD_TRACE_REPLY,   /* a line of ours */
+	SHARD_TRACE_TLS,
+	SHARD_TRACE_CLOSE,
+};
+/* An SMTP event of c: text (len bytes, not kept) split into lines for
+ * COMMAND and REPLY.  Callers test s->n_trace_subs first (one branch). */
+void shard_trace_smtp(struct shard_conn *c, enum shard_trace_kind kind, const char *text,
+		      size_t len);
+void shard_trace_handle(struct shard *s, struct shard_msg *m); /* TRACE_* messages */
+/* The stream's connection is closing, or the shard drains: end it. */
+void shard_trace_end(struct shard_http_conn *c);
+void shard_trace_free(struct shard *s); /* teardown */
+/* Query parameter name of q into out (not percent-decoded); false when absent. */
+bool shard_admin_query_param(const char *q, const char *name, char *out, size_t out_len);
 
 /* shard_inject.c: POST /api/inject/v1. */
 void shard_inject_v1(struct shard_http_conn *c, const struct http_request *r);
@@ -676,6 +763,11 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 			const struct shard_log_outcome *o);
 
 /* shard_home.c: the home side of messages (spool state, bodies). */
+/* The in-use slot holding message id, or UINT32_MAX (a linear scan). */
+uint32_t shard_home_find(const struct shard *s, const char *id);
+/* Read slot's record back for inspect-message (shard_admin_inspect_read answers). */
+void shard_home_inspect_read(struct shard *s, unsigned requester, uint32_t slot, void *token,
+			     bool want_body);
 int shard_home_init(struct shard *s);
 void shard_home_free(struct shard *s);
 void shard_home_accepted(struct shard *s, const struct pt_message *m, const struct spool_loc *loc);
@@ -696,6 +788,8 @@ bool shard_home_janitor_busy(const struct shard *s);
 /* "campaign:tenant@domain!routing_domain" (parts optional) from m's meta
  * (or meta `queue` as is) into b. */
 void shard_queue_name(const struct pt_message *m, const char *domain, struct pt_buf *b);
+/* The same from u's campaign, tenant, domain and routing_domain (not meta `queue`). */
+void shard_unit_queue_name(const struct shard_unit *u, struct pt_buf *b);
 void shard_route_init(struct shard *s);
 void shard_route_free(struct shard *s);
 void shard_unit_schedule(struct shard *s, struct shard_unit *u); /* at u->due_us */
@@ -713,6 +807,8 @@ void shard_unit_delivered(struct shard *s, struct shard_unit *u, const struct sh
 void shard_unit_failed(struct shard *s, struct shard_unit *u, const struct shard_log_outcome *o);
 /* Bounce u by an admin request: an AdminBounce record, done at home, freed. */
 void shard_unit_admin_bounce(struct shard *s, struct shard_unit *u, const char *reason);
+/* Move SCHEDULED u to queue (taken), due now when flush; else at its time. */
+void shard_unit_requeue(struct shard *s, struct shard_unit *u, char *queue, bool flush);
 void shard_routes_housekeeping(struct shard *s);
 struct shard_sched *shard_sched_get(struct shard *s, struct shard_unit *u);
 
@@ -743,6 +839,9 @@ void shard_sources_free(struct shard *s);
 /* shard_ready.c: ready queues and shaping. */
 void shard_ready_add(struct shard *s, struct shard_unit *u);
 void shard_ready_kick(struct shard *s, struct shard_ready *rq);
+/* No transaction may start on rq (shaping automation or suspend-ready-q):
+ * true with *until_ms (monotonic) when to look again. */
+bool shard_ready_suspended(struct shard *s, struct shard_ready *rq, uint64_t *until_ms);
 /* A connection gave back units it did not attempt (they go back to the front). */
 void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_unit *u);
 /* Take the next batch for a connection: up to max units of one message. */
@@ -778,6 +877,9 @@ void shard_dns_kick(struct shard *s);
 bool shard_mailbox_send(struct shard *s, unsigned to, struct shard_msg *m);
 /* Send, or keep it in order for a later iteration when the ring is full. */
 void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m);
+/* Send only when it goes at once (room in the ring, nothing waiting before
+ * it); false: the caller still owns m.  For what may be dropped (traces). */
+bool shard_mailbox_try(struct shard *s, unsigned to, struct shard_msg *m);
 void shard_mailbox_drain(struct shard *s);
 void shard_mailbox_wake(struct shard *s);
 void shard_begin_drain(struct shard *s);
@@ -793,5 +895,9 @@ void shard_ready_limits_changed(struct shard_ready *rq);
 /* Reload this shard's policy at a safe point (between events): PT_OK, or
  * PT_ERROR with the old policy kept; both logged (shard.c). */
 int shard_reload(struct shard *s);
+/* Reload here, then (on success only) on every other shard, as SIGHUP
+ * does: PT_OK, or PT_ERROR with err (file:line: why); the old policy
+ * stays everywhere on failure. */
+int shard_reload_all(struct shard *s, char *err, size_t err_len);
 
 #endif

@@ -46,6 +46,12 @@ void shard_mailbox_post(struct shard *s, unsigned to, struct shard_msg *m)
 	s->overflow_tail[to] = m;
 }
 
+bool shard_mailbox_try(struct shard *s, unsigned to, struct shard_msg *m)
+{
+	m->next = NULL;
+	return !s->overflow_head[to] && shard_mailbox_send(s, to, m);
+}
+
 static void shard_mailbox_flush(struct shard *s)
 {
 	for (unsigned to = 0; to < s->group->n; to++) {
@@ -113,6 +119,18 @@ static void shard_mailbox_handle(struct shard *s, struct shard_msg *m)
 		break;
 	case SHARD_MSG_ADMIN:
 		shard_admin_handle(s, m->admin);
+		break;
+	case SHARD_MSG_INSPECT:
+		shard_admin_inspect_home(s, m->from, m->token, m->text, m->status != 0);
+		free(m->text);
+		break;
+	case SHARD_MSG_ANSWER:
+		shard_admin_answered(m->token, m->status, m->text);
+		break;
+	case SHARD_MSG_TRACE_SUB:
+	case SHARD_MSG_TRACE_UNSUB:
+	case SHARD_MSG_TRACE_EVENT:
+		shard_trace_handle(s, m);
 		break;
 	default:
 		pt_panic("unknown shard message %d from shard %u", m->kind, m->from);

@@ -256,7 +256,7 @@ void shard_out_wake(struct shard_out *o)
 		shard_out_quit(o);
 		return;
 	}
-	if (rq->n_ready == 0 || shard_auto_suspended(rq, pt_monotonic_ms(), &wait_us)) {
+	if (rq->n_ready == 0 || shard_ready_suspended(s, rq, &wait_us)) {
 		out_timer_arm(o); /* idle (or suspended: the queue's kick wakes us) */
 		return;
 	}

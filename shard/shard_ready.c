@@ -151,7 +151,7 @@ static struct shard_ready *ready_new(struct shard *s, struct shard_unit *u, cons
 	rq->key = strdup(key);
 	rq->site = strdup(u->site);
 	rq->source = strdup(u->source);
-	rq->domain = strdup(u->domain);
+	rq->domain = strdup(u->routing_domain ? u->routing_domain : u->domain); /* for MX */
 	rq->routing_domain = strdup(u->routing_domain ? u->routing_domain : u->domain);
 	if (!rq->key || !rq->site || !rq->source || !rq->domain || !rq->routing_domain)
 		goto fail;
@@ -313,14 +313,20 @@ static bool ready_more_batches_than(const struct shard_ready *rq, unsigned k)
 	return false;
 }
 
+bool shard_ready_suspended(struct shard *s, struct shard_ready *rq, uint64_t *until_ms)
+{
+	return shard_auto_suspended(rq, pt_monotonic_ms(), until_ms) ||
+	       shard_admin_ready_held(s, rq, until_ms);
+}
+
 void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 {
 	uint64_t wait_us, until_ms;
 
 	if (!s || s->state != SHARD_RUNNING || rq->n_ready == 0)
 		return;
-	if (shard_auto_suspended(rq, pt_monotonic_ms(), &until_ms)) {
-		/* Shaping automation: nothing starts until then. */
+	if (shard_ready_suspended(s, rq, &until_ms)) {
+		/* Shaping automation or suspend-ready-q: nothing starts until then. */
 		pt_timer_add(&s->wheel, &rq->kick_timer, until_ms + 1);
 		return;
 	}

@@ -46,6 +46,24 @@
 #define SHARD_CONFIG_TTL_MS 60000
 #define SHARD_SCHED_IDLE_MS 60000
 
+/* "campaign:tenant@domain!routing_domain" into b, parts NULL or "" left out. */
+static void queue_compose(struct pt_buf *b, const char *campaign, const char *tenant,
+			  const char *domain, const char *routing_domain)
+{
+	if (campaign && campaign[0])
+		pt_buf_printf(b, "%s:", campaign);
+	if (tenant && tenant[0])
+		pt_buf_printf(b, "%s@", tenant);
+	pt_buf_append_str(b, domain);
+	if (routing_domain && routing_domain[0])
+		pt_buf_printf(b, "!%s", routing_domain);
+}
+
+void shard_unit_queue_name(const struct shard_unit *u, struct pt_buf *b)
+{
+	queue_compose(b, u->campaign, u->tenant, u->domain, u->routing_domain);
+}
+
 void shard_queue_name(const struct pt_message *m, const char *domain, struct pt_buf *b)
 {
 	const char *q = pt_message_get_meta(m, "queue");
@@ -62,13 +80,7 @@ void shard_queue_name(const struct pt_message *m, const char *domain, struct pt_
 		if (!json || policy_meta_string(json, parts[i], sizeof(parts[i])) != PT_OK)
 			parts[i][0] = '\0';
 	}
-	if (parts[0][0])
-		pt_buf_printf(b, "%s:", parts[0]);
-	if (parts[1][0])
-		pt_buf_printf(b, "%s@", parts[1]);
-	pt_buf_append_str(b, domain);
-	if (parts[2][0])
-		pt_buf_printf(b, "!%s", parts[2]);
+	queue_compose(b, parts[0], parts[1], domain, parts[2]);
 }
 
 static void unit_dns_cb(void *arg, const struct dns_result *res);
@@ -383,6 +395,17 @@ void shard_unit_schedule(struct shard *s, struct shard_unit *u)
 	pt_timer_add(&s->wheel, &u->timer, pt_monotonic_ms() + delay_ms);
 }
 
+void shard_unit_requeue(struct shard *s, struct shard_unit *u, char *queue, bool flush)
+{
+	pt_timer_del(&s->wheel, &u->timer);
+	sched_release(s, u);
+	free(u->queue);
+	u->queue = queue;
+	if (flush)
+		u->due_us = pt_wall_us();
+	shard_unit_schedule(s, u); /* counted in its new queue */
+}
+
 static void unit_release_fn(struct pt_timer *t)
 {
 	struct shard_unit *u = pt_container_of(t, struct shard_unit, timer);
@@ -505,7 +528,9 @@ void shard_unit_route(struct shard *s, struct shard_unit *u)
 		return;
 	}
 	shard_unit_set_state(u, UNIT_ROUTING);
-	rc = dns_lookup_mx(s->dns, u->domain, pt_monotonic_ms(), unit_dns_cb, u, &res);
+	/* KumoMTA's routing_domain: the domain whose MX is used instead. */
+	rc = dns_lookup_mx(s->dns, u->routing_domain ? u->routing_domain : u->domain,
+			   pt_monotonic_ms(), unit_dns_cb, u, &res);
 	if (rc == PT_OK) {
 		unit_route_dns(s, u, res);
 	} else if (rc != PT_AGAIN) {

@@ -6,8 +6,19 @@
  *                                          [--duration 1h] [--reason R]
  *     petrelctl [--url URL] [--json] suspend-list
  *     petrelctl [--url URL] [--json] resume ID | --domain D
- *     petrelctl [--url URL] [--json] bounce (--domain D | --campaign C | --tenant T)
+ *     petrelctl [--url URL] [--json] bounce (--domain D | --campaign C | --tenant T |
+ *                                          --routing-domain R | --queue Q...)
  *                                         [--reason R] [--duration 10m]
+ *     petrelctl [--url URL] [--json] suspend-ready-q --name SOURCE->SITE [--duration 1h]
+ *                                                  [--reason R]
+ *     petrelctl [--url URL] [--json] suspend-ready-q-list
+ *     petrelctl [--url URL] [--json] resume-ready-q ID
+ *     petrelctl [--url URL] [--json] rebind [--domain D] [--campaign C] [--tenant T]
+ *                    [--routing-domain R] --set KEY=VALUE... [--always-flush] [--reason R]
+ *     petrelctl [--url URL] [--json] inspect-message ID [--want-body]
+ *     petrelctl [--url URL] [--json] set-log-filter FILTER
+ *     petrelctl [--url URL] [--json] reload
+ *     petrelctl [--url URL] [--json] trace-smtp-server [--source CIDR]
  *
  * Each sub-command is one request (resume --domain: the list, then one
  * DELETE per suspension of that domain) to petreld's HTTP listener
@@ -64,10 +75,47 @@ static const struct command_help {
     {"resume", "resume ID | --domain D",
      "End suspension ID, or every suspension of domain D.  Held messages are\n"
      "delivered within a second.\n"},
-    {"bounce", "bounce (--domain D | --campaign C | --tenant T)... [--reason R] [--duration 10m]",
+    {"bounce",
+     "bounce (--domain D | --campaign C | --tenant T | --routing-domain R | --queue Q)...\n"
+     "       [--reason R] [--duration 10m]",
      "Bounce every queued message that matches (an AdminBounce log record each; never\n"
-     "retried).  With --duration, messages that match and become due during that\n"
-     "time are bounced too.  Messages in a transaction at that moment finish it.\n"},
+     "retried).  --queue names a scheduled queue exactly (campaign:tenant@domain, as\n"
+     "queue-summary shows it; repeat it for several) and wins over the others.  With\n"
+     "--duration, messages that match and become due during that time are bounced\n"
+     "too.  Messages in a transaction at that moment finish it.\n"},
+    {"suspend-ready-q", "suspend-ready-q --name SOURCE->SITE [--duration 1h] [--reason R]",
+     "Stop new transactions on one ready queue (an egress source towards a site, as\n"
+     "queue-summary lists them) for the duration (default 1 day).  Its messages\n"
+     "stay ready; a transaction in progress finishes.  Prints the suspension's id.\n"},
+    {"suspend-ready-q-list", "suspend-ready-q-list",
+     "List the ready queue suspensions in force with the seconds left.\n"},
+    {"resume-ready-q", "resume-ready-q ID",
+     "End ready queue suspension ID; the queue starts again within a second.\n"},
+    {"rebind",
+     "rebind [--domain D] [--campaign C] [--tenant T] [--routing-domain R]\n"
+     "       --set KEY=VALUE... [--always-flush] [--reason R]",
+     "Move the queued messages that match (every one, when no criterion is given)\n"
+     "to the queue their meta names after setting KEY to VALUE (keys: queue,\n"
+     "campaign, tenant, routing_domain; an empty VALUE unsets).  routing_domain,\n"
+     "or the domain of a queue (campaign:tenant@domain!routing_domain), sends\n"
+     "them by that domain's MX.  A message whose queue changed is due at\n"
+     "once and gets an AdminRebind log record; --always-flush makes every match\n"
+     "due at once.  The change is in memory: after a restart messages route by\n"
+     "the meta they were received with.\n"},
+    {"inspect-message", "inspect-message ID [--want-body]",
+     "Show a queued message: envelope, meta, each recipient's state (queued with\n"
+     "attempts and next due time, or done) and, with --want-body, the message.\n"},
+    {"set-log-filter", "set-log-filter FILTER",
+     "Change petreld's diagnostic log level now, e.g. \"petreld=debug\" or \"warn\"\n"
+     "(KumoMTA's syntax; levels trace, debug, info, warn, error, off).\n"},
+    {"trace-smtp-server", "trace-smtp-server [--source CIDR]",
+     "Print the SMTP server's sessions live, one line per event (connect, each\n"
+     "command and reply line, message data sizes, TLS, close), optionally only\n"
+     "for clients in CIDR, until Ctrl-C.  Events petrelctl cannot keep up with\n"
+     "are dropped and counted, never slowing petreld.\n"},
+    {"reload", "reload",
+     "Reload the policy, as SIGHUP does.  Prints whether it loaded; when it did not,\n"
+     "petreld says why (file:line) and keeps the running configuration.\n"},
 };
 
 static void usage(FILE *f)
@@ -148,10 +196,11 @@ static bool url_split(const char *url, char *host, size_t host_len, char *port, 
 	return true;
 }
 
-static int http_connect(const char *host, const char *port)
+/* A connected socket (timeout_s for each send and receive; 0: none), or -1 after saying why. */
+static int http_connect(const char *host, const char *port, int timeout_s)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
-	struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = timeout_s};
 	int fd = -1, rc, err = 0;
 
 	rc = getaddrinfo(host, port, &hints, &res);
@@ -218,22 +267,19 @@ static bool http_parse(struct pt_buf *raw, struct http_answer *a)
 	return true;
 }
 
-/* One request; false after saying why on stderr. */
-static bool http_call(const char *method, const char *path, const char *body, struct http_answer *a)
+/* Connect to --url and send the request: the socket, or -1 after saying why. */
+static int http_send(const char *method, const char *path, const char *body, int timeout_s)
 {
 	char host[256], port[16];
-	struct pt_buf req = PT_BUF_INIT, raw = PT_BUF_INIT;
-	char chunk[16384];
-	bool ok = false;
+	struct pt_buf req = PT_BUF_INIT;
 	int fd;
 
-	memset(a, 0, sizeof(*a));
 	if (!url_split(opt_url, host, sizeof(host), port, sizeof(port))) {
 		fprintf(stderr, TOOL ": bad --url %s: expected http://HOST:PORT\n", opt_url);
-		return false;
+		return -1;
 	}
-	if ((fd = http_connect(host, port)) < 0)
-		return false;
+	if ((fd = http_connect(host, port, timeout_s)) < 0)
+		return -1;
 	pt_buf_printf(&req,
 		      "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: " TOOL "\r\n"
 		      "Accept: application/json\r\nConnection: close\r\n",
@@ -247,8 +293,24 @@ static bool http_call(const char *method, const char *path, const char *body, st
 	if (!write_all(fd, req.data, req.len)) {
 		fprintf(stderr, TOOL ": %s %s%s: send failed: %s\n", method, opt_url, path,
 			strerror(errno));
-		goto out;
+		close(fd);
+		fd = -1;
 	}
+	pt_buf_free(&req);
+	return fd;
+}
+
+/* One request; false after saying why on stderr. */
+static bool http_call(const char *method, const char *path, const char *body, struct http_answer *a)
+{
+	struct pt_buf raw = PT_BUF_INIT;
+	char chunk[16384];
+	bool ok = false;
+	int fd;
+
+	memset(a, 0, sizeof(*a));
+	if ((fd = http_send(method, path, body, IO_TIMEOUT_S)) < 0)
+		return false;
 	for (;;) {
 		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
 
@@ -273,7 +335,6 @@ static bool http_call(const char *method, const char *path, const char *body, st
 			method, opt_url, path);
 out:
 	close(fd);
-	pt_buf_free(&req);
 	pt_buf_free(&raw);
 	return ok;
 }
@@ -386,15 +447,105 @@ static void table_resumed(json_t *j)
 	(void)j;
 }
 
+static void table_ready_suspensions(json_t *j)
+{
+	json_t *row;
+	size_t i;
+
+	printf("%-32s  %-40s %9s  %s\n", "ID", "READY QUEUE", "SECS LEFT", "REASON");
+	json_array_foreach(j, i, row)
+	{
+		printf("%-32s  %-40s %9lld  %s\n", str_or(row, "id", "?"), str_or(row, "name", "?"),
+		       (long long)json_integer_value(json_object_get(row, "duration")),
+		       str_or(row, "reason", ""));
+	}
+}
+
+static void table_rebound(json_t *j)
+{
+	(void)j;
+	printf("rebind sent: matching queued messages move now (AdminRebind log records)\n");
+}
+
+static void table_log_filter(json_t *j)
+{
+	(void)j;
+	printf("diagnostic log filter set\n");
+}
+
+static void table_reloaded(json_t *j)
+{
+	(void)j;
+	printf("configuration reloaded\n");
+}
+
+static void table_message(json_t *j)
+{
+	json_t *m = json_object_get(j, "message"), *row, *v;
+	const char *key;
+	size_t i;
+
+	printf("id:      %s\nsender:  <%s>\n", str_or(j, "id", "?"), str_or(m, "sender", ""));
+	printf("\n%-40s %-8s %8s  %s\n", "RECIPIENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT");
+	json_array_foreach(json_object_get(m, "recipients"), i, row)
+	{
+		printf("%-40s %-8s %8lld  %s\n", str_or(row, "recipient", "?"),
+		       str_or(row, "state", "?"),
+		       (long long)json_integer_value(json_object_get(row, "num_attempts")),
+		       str_or(row, "due", "-"));
+	}
+	printf("\nmeta:\n");
+	json_object_foreach(json_object_get(m, "meta"), key, v)
+	{
+		char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+		printf("  %s = %s\n", key, text ? text : "?");
+		free(text);
+	}
+	if (json_is_string(json_object_get(m, "data")))
+		printf("\n%s", str_or(m, "data", ""));
+}
+
 /* ---- commands ------------------------------------------------------------------- */
 
-/* --name VALUE options of a sub-command into obj; false after a usage error. */
+/* One option's value into obj: --queue Q adds to queue_names, --set K=V to
+ * data, others set their key (dashes become underscores). */
+static int put_opt(const char *cmd, json_t *obj, const char *name, const char *value)
+{
+	char key[64];
+	const char *eq;
+
+	if (strcmp(name, "queue") == 0) {
+		if (!json_object_get(obj, "queue_names"))
+			json_object_set_new(obj, "queue_names", json_array());
+		json_array_append_new(json_object_get(obj, "queue_names"), json_string(value));
+		return 0;
+	}
+	if (strcmp(name, "set") == 0) {
+		if (!(eq = strchr(value, '=')) || eq == value)
+			return usage_error(cmd, "%s: --set wants KEY=VALUE, not '%s'", cmd, value);
+		if (!json_object_get(obj, "data"))
+			json_object_set_new(obj, "data", json_object());
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - value), value);
+		json_object_set_new(json_object_get(obj, "data"), key, json_string(eq + 1));
+		return 0;
+	}
+	snprintf(key, sizeof(key), "%s", name);
+	for (char *p = key; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	json_object_set_new(obj, key, value ? json_string(value) : json_true());
+	return 0;
+}
+
+/* The options of a sub-command into obj (allowed: names; "+name" a flag
+ * without value); 0, -1 for --help, or 2 after a usage error. */
 static int parse_opts(const char *cmd, int argc, char **argv, const char *const *allowed,
 		      json_t *obj, const char **positional)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
-		bool ok = false;
+		int kind = 0; /* 1 takes a value, 2 a flag */
 
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
 			return -1;
@@ -404,53 +555,44 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *const 
 			*positional = a;
 			continue;
 		}
-		for (size_t k = 0; allowed[k]; k++)
-			ok |= strcmp(a + 2, allowed[k]) == 0;
-		if (!ok)
+		for (size_t k = 0; allowed[k] && !kind; k++) {
+			if (allowed[k][0] == '+' && strcmp(a + 2, allowed[k] + 1) == 0)
+				kind = 2;
+			else if (strcmp(a + 2, allowed[k]) == 0)
+				kind = 1;
+		}
+		if (!kind)
 			return usage_error(cmd, "%s: unknown option %s", cmd, a);
+		if (kind == 2) {
+			put_opt(cmd, obj, a + 2, NULL);
+			continue;
+		}
 		if (i + 1 >= argc || !argv[i + 1][0])
 			return usage_error(cmd, "%s: %s needs a value", cmd, a);
-		json_object_set_new(obj, a + 2, json_string(argv[++i]));
+		if (put_opt(cmd, obj, a + 2, argv[++i]))
+			return 2;
 	}
 	return 0;
 }
 
-static int cmd_queue_summary(int argc, char **argv)
-{
-	static const char *const none[] = {NULL};
-	json_t *o = json_object();
-	int rc = parse_opts("queue-summary", argc, argv, none, o, NULL);
-
-	json_decref(o);
-	if (rc)
-		return rc < 0 ? command_help("queue-summary", stdout) : rc;
-	return run("GET", "/api/admin/queue-summary/v1", NULL, table_summary);
-}
-
-static int cmd_suspend_list(int argc, char **argv)
-{
-	static const char *const none[] = {NULL};
-	json_t *o = json_object();
-	int rc = parse_opts("suspend-list", argc, argv, none, o, NULL);
-
-	json_decref(o);
-	if (rc)
-		return rc < 0 ? command_help("suspend-list", stdout) : rc;
-	return run("GET", "/api/admin/suspend/v1", NULL, table_suspensions);
-}
-
 static int cmd_post(const char *cmd, const char *path, int argc, char **argv, bool need_domain)
 {
-	static const char *const opts[] = {"domain",   "campaign", "tenant",
-					   "duration", "reason",   NULL};
+	static const char *const suspend_opts[] = {"domain",   "campaign", "tenant",
+						   "duration", "reason",   NULL};
+	static const char *const bounce_opts[] = {"domain", "campaign", "tenant", "routing-domain",
+						  "queue",  "duration", "reason", NULL};
 	json_t *o = json_object();
-	int rc = parse_opts(cmd, argc, argv, opts, o, NULL);
+	int rc = parse_opts(cmd, argc, argv, need_domain ? suspend_opts : bounce_opts, o, NULL);
 
 	if (rc == 0 && need_domain && !json_object_get(o, "domain"))
 		rc = usage_error(cmd, "%s: --domain is required", cmd);
 	if (rc == 0 && !json_object_get(o, "domain") && !json_object_get(o, "campaign") &&
-	    !json_object_get(o, "tenant"))
-		rc = usage_error(cmd, "%s: name --domain, --campaign or --tenant", cmd);
+	    !json_object_get(o, "tenant") && !json_object_get(o, "routing_domain") &&
+	    !json_object_get(o, "queue_names"))
+		rc = usage_error(cmd,
+				 "%s: name --domain, --campaign, --tenant, --routing-domain "
+				 "or --queue",
+				 cmd);
 	if (rc) {
 		json_decref(o);
 		return rc < 0 ? command_help(cmd, stdout) : rc;
@@ -462,10 +604,11 @@ static int cmd_post(const char *cmd, const char *path, int argc, char **argv, bo
 	return rc;
 }
 
-static int resume_one(const char *id)
+/* DELETE suspension id at path (suspend/v1 or suspend-ready-q/v1). */
+static int resume_one(const char *path, const char *id)
 {
 	json_t *o = json_pack("{s:s}", "id", id);
-	int rc = run("DELETE", "/api/admin/suspend/v1", o, table_resumed);
+	int rc = run("DELETE", path, o, table_resumed);
 
 	if (rc == 0 && !opt_json)
 		printf("resumed %s\n", id);
@@ -487,7 +630,9 @@ static int cmd_resume(int argc, char **argv)
 		rc = usage_error("resume", "resume: give an ID or --domain D (one of them)");
 	if (rc || id) {
 		json_decref(o);
-		return rc < 0 ? command_help("resume", stdout) : rc ? rc : resume_one(id);
+		return rc < 0 ? command_help("resume", stdout)
+		       : rc   ? rc
+			      : resume_one("/api/admin/suspend/v1", id);
 	}
 	list = http_json("GET", "/api/admin/suspend/v1", NULL, &a);
 	pt_buf_free(&a.body);
@@ -498,7 +643,7 @@ static int cmd_resume(int argc, char **argv)
 		if (strcasecmp(d, domain) != 0)
 			continue;
 		n++;
-		rc |= resume_one(str_or(row, "id", ""));
+		rc |= resume_one("/api/admin/suspend/v1", str_or(row, "id", ""));
 	}
 	if (list && n == 0) {
 		fprintf(stderr, TOOL ": resume: no suspension of %s in force\n", domain);
@@ -507,6 +652,242 @@ static int cmd_resume(int argc, char **argv)
 	json_decref(list);
 	json_decref(o);
 	return list ? rc : 1;
+}
+
+/* A command without options or arguments: GET/POST path, print with table. */
+static int cmd_plain(const char *cmd, const char *method, const char *path, int argc, char **argv,
+		     void (*table)(json_t *))
+{
+	static const char *const none[] = {NULL};
+	json_t *o = json_object();
+	int rc = parse_opts(cmd, argc, argv, none, o, NULL);
+
+	json_decref(o);
+	if (rc)
+		return rc < 0 ? command_help(cmd, stdout) : rc;
+	return run(method, path, NULL, table);
+}
+
+/* POST path with the options; `required` (a JSON key) must be given
+ * (else `missing` is the usage error); reason defaults to "petrelctl". */
+static int cmd_post_reason(const char *cmd, const char *path, int argc, char **argv,
+			   const char *const *opts, const char *required, const char *missing,
+			   void (*table)(json_t *))
+{
+	json_t *o = json_object();
+	int rc = parse_opts(cmd, argc, argv, opts, o, NULL);
+
+	if (rc == 0 && !json_object_get(o, required))
+		rc = usage_error(cmd, "%s: %s", cmd, missing);
+	if (rc == 0) {
+		if (!json_object_get(o, "reason"))
+			json_object_set_new(o, "reason", json_string("petrelctl"));
+		rc = run("POST", path, o, table);
+	} else if (rc < 0) {
+		rc = command_help(cmd, stdout);
+	}
+	json_decref(o);
+	return rc;
+}
+
+static int cmd_suspend_ready_q(int argc, char **argv)
+{
+	static const char *const opts[] = {"name", "duration", "reason", NULL};
+
+	return cmd_post_reason("suspend-ready-q", "/api/admin/suspend-ready-q/v1", argc, argv, opts,
+			       "name", "--name is required", table_id);
+}
+
+static int cmd_resume_ready_q(int argc, char **argv)
+{
+	static const char *const none[] = {NULL};
+	const char *id = NULL;
+	json_t *o = json_object();
+	int rc = parse_opts("resume-ready-q", argc, argv, none, o, &id);
+
+	json_decref(o);
+	if (rc == 0 && !id)
+		rc = usage_error("resume-ready-q", "resume-ready-q: give the suspension's ID");
+	if (rc)
+		return rc < 0 ? command_help("resume-ready-q", stdout) : rc;
+	return resume_one("/api/admin/suspend-ready-q/v1", id);
+}
+
+static int cmd_rebind(int argc, char **argv)
+{
+	static const char *const opts[] = {"domain", "campaign",      "tenant", "routing-domain",
+					   "set",    "+always-flush", "reason", NULL};
+
+	return cmd_post_reason("rebind", "/api/admin/rebind/v1", argc, argv, opts, "data",
+			       "--set KEY=VALUE is required", table_rebound);
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	static const char *const opts[] = {"+want-body", NULL};
+	const char *id = NULL;
+	char path[160];
+	json_t *o = json_object();
+	int rc = parse_opts("inspect-message", argc, argv, opts, o, &id);
+
+	if (rc == 0 && (!id || strlen(id) > 64 || id[strcspn(id, "&?#% ")]))
+		rc = usage_error("inspect-message", "inspect-message: give a message ID");
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "/api/admin/inspect-message/v1?id=%s&want_body=%s", id,
+			 json_object_get(o, "want_body") ? "true" : "false");
+		rc = run("GET", path, NULL, table_message);
+	} else if (rc < 0) {
+		rc = command_help("inspect-message", stdout);
+	}
+	json_decref(o);
+	return rc;
+}
+
+static int cmd_set_log_filter(int argc, char **argv)
+{
+	static const char *const none[] = {NULL};
+	const char *filter = NULL;
+	json_t *o = json_object();
+	int rc = parse_opts("set-log-filter", argc, argv, none, o, &filter);
+
+	if (rc == 0 && !filter)
+		rc = usage_error("set-log-filter", "set-log-filter: give a FILTER");
+	if (rc == 0) {
+		json_object_set_new(o, "filter", json_string(filter));
+		rc = run("POST", "/api/admin/set_diagnostic_log_filter/v1", o, table_log_filter);
+	} else if (rc < 0) {
+		rc = command_help("set-log-filter", stdout);
+	}
+	json_decref(o);
+	return rc;
+}
+
+/* ---- trace-smtp-server ---------------------------------------------------------- */
+
+/* One JSON line of the trace, as is (--json) or as a row. */
+static void trace_print(const char *line)
+{
+	json_t *j = json_loads(line, 0, NULL);
+	const char *type = str_or(j, "type", "?"), *t = str_or(j, "time", "");
+
+	if (opt_json)
+		printf("%s\n", line);
+	else if (strcmp(type, "subscribed") == 0)
+		printf("tracing SMTP sessions (source %s); Ctrl-C ends\n",
+		       str_or(j, "source", "any"));
+	else if (strcmp(type, "dropped") == 0)
+		printf("... %lld events dropped (the trace is slower than the traffic)\n",
+		       (long long)json_integer_value(json_object_get(j, "count")));
+	else if (strcmp(type, "data") == 0)
+		printf("%-15s %-8s %-15s %-7s %lld bytes\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type,
+		       (long long)json_integer_value(json_object_get(j, "bytes")));
+	else if (json_object_get(j, "line"))
+		printf("%-15s %-8s %-15s %-7s %s\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type,
+		       str_or(j, "line", ""));
+	else
+		printf("%-15s %-8s %-15s %s\n", strlen(t) > 11 ? t + 11 : t,
+		       str_or(j, "session", "?"), str_or(j, "peer", "?"), type);
+	fflush(stdout);
+	json_decref(j);
+}
+
+/* Chunks of in into lines, each printed; in keeps what is not whole yet.
+ * 1: more to read, 0: the last chunk came, -1: bad framing. */
+static int trace_chunks(struct pt_buf *in, struct pt_buf *lines)
+{
+	for (;;) {
+		char *crlf = in->len ? memmem(in->data, in->len, "\r\n", 2) : NULL, *end, *nl;
+		unsigned long size;
+		size_t head;
+
+		if (!crlf)
+			return 1;
+		size = strtoul(in->data, &end, 16);
+		if (end == in->data || size > MAX_RESPONSE)
+			return -1;
+		head = (size_t)(crlf + 2 - in->data);
+		if (size == 0)
+			return 0;
+		if (in->len < head + size + 2)
+			return 1;
+		pt_buf_append(lines, in->data + head, size);
+		pt_buf_consume(in, head + size + 2);
+		while ((nl = lines->len ? memchr(lines->data, '\n', lines->len) : NULL)) {
+			*nl = '\0';
+			trace_print(lines->data);
+			pt_buf_consume(lines, (size_t)(nl - lines->data) + 1);
+		}
+	}
+}
+
+/* Print the trace from fd until petreld ends it (0) or an error (1). */
+static int trace_stream(int fd, const char *path)
+{
+	struct pt_buf in = PT_BUF_INIT, lines = PT_BUF_INIT;
+	char chunk[16384], *hdr_end;
+	int status = 0, rc = 1;
+	bool body = false;
+
+	for (;;) {
+		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, TOOL ": GET %s%s: %s\n", opt_url, path,
+				n == 0 ? "petreld closed the trace" : strerror(errno));
+			break;
+		}
+		pt_buf_append(&in, chunk, (size_t)n);
+		if (!body && (hdr_end = memmem(in.data, in.len, "\r\n\r\n", 4))) {
+			if (sscanf(in.data, "HTTP/1.%*d %d", &status) != 1 || status != 200)
+				break; /* an error answer: read it whole below */
+			pt_buf_consume(&in, (size_t)(hdr_end + 4 - in.data));
+			body = true;
+		}
+		if (body && (rc = trace_chunks(&in, &lines)) <= 0) {
+			if (rc < 0)
+				fprintf(stderr, TOOL ": GET %s%s: bad chunked framing\n", opt_url,
+					path);
+			rc = -rc;
+			break;
+		}
+		rc = 1;
+	}
+	pt_buf_free(&in);
+	pt_buf_free(&lines);
+	return status && status != 200 ? -status : rc;
+}
+
+static int cmd_trace(int argc, char **argv)
+{
+	static const char *const opts[] = {"source", NULL};
+	json_t *o = json_object(), *err;
+	struct http_answer a;
+	char path[200] = "/api/admin/trace-smtp-server/v1";
+	const char *source;
+	int rc = parse_opts("trace-smtp-server", argc, argv, opts, o, NULL), fd;
+
+	if (rc) {
+		json_decref(o);
+		return rc < 0 ? command_help("trace-smtp-server", stdout) : rc;
+	}
+	if ((source = json_string_value(json_object_get(o, "source"))))
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?source=%s", source);
+	json_decref(o);
+	if ((fd = http_send("GET", path, NULL, 0)) < 0)
+		return 1;
+	rc = trace_stream(fd, path);
+	close(fd);
+	if (rc >= 0)
+		return rc;
+	/* Refused (400, 403, 503): ask again for the whole answer, to say why. */
+	if ((err = http_json("GET", path, NULL, &a)))
+		json_decref(err);
+	pt_buf_free(&a.body);
+	return 1;
 }
 
 int main(int argc, char **argv)
@@ -533,15 +914,35 @@ int main(int argc, char **argv)
 	const char *cmd = argv[i];
 	argv += i + 1;
 	if (strcmp(cmd, "queue-summary") == 0)
-		return cmd_queue_summary(argc, argv);
+		return cmd_plain(cmd, "GET", "/api/admin/queue-summary/v1", argc, argv,
+				 table_summary);
 	if (strcmp(cmd, "suspend") == 0)
 		return cmd_post("suspend", "/api/admin/suspend/v1", argc, argv, true);
 	if (strcmp(cmd, "suspend-list") == 0)
-		return cmd_suspend_list(argc, argv);
+		return cmd_plain(cmd, "GET", "/api/admin/suspend/v1", argc, argv,
+				 table_suspensions);
 	if (strcmp(cmd, "resume") == 0)
 		return cmd_resume(argc, argv);
 	if (strcmp(cmd, "bounce") == 0)
 		return cmd_post("bounce", "/api/admin/bounce/v1", argc, argv, false);
+	if (strcmp(cmd, "suspend-ready-q") == 0)
+		return cmd_suspend_ready_q(argc, argv);
+	if (strcmp(cmd, "suspend-ready-q-list") == 0)
+		return cmd_plain(cmd, "GET", "/api/admin/suspend-ready-q/v1", argc, argv,
+				 table_ready_suspensions);
+	if (strcmp(cmd, "resume-ready-q") == 0)
+		return cmd_resume_ready_q(argc, argv);
+	if (strcmp(cmd, "rebind") == 0)
+		return cmd_rebind(argc, argv);
+	if (strcmp(cmd, "inspect-message") == 0)
+		return cmd_inspect(argc, argv);
+	if (strcmp(cmd, "set-log-filter") == 0)
+		return cmd_set_log_filter(argc, argv);
+	if (strcmp(cmd, "reload") == 0)
+		return cmd_plain(cmd, "POST", "/api/admin/bump-config-epoch", argc, argv,
+				 table_reloaded);
+	if (strcmp(cmd, "trace-smtp-server") == 0)
+		return cmd_trace(argc, argv);
 	if (strcmp(cmd, "help") == 0)
 		return argc > 0 ? command_help(argv[0], stdout) : (usage(stdout), 0);
 	return usage_error(NULL, "unknown command '%s'", cmd);

@@ -41,14 +41,25 @@ def petrelctl_path():
 	return path
 
 
-class AdminTest(DeliveryTest):
+class AdminBase(DeliveryTest):
+	"""petreld with an HTTP listener and receivers for held.test and
+	other.test; petrelctl and queue-summary helpers."""
+
+	def zone(self):
+		return admin_zone()
+
+	def petrel_options(self):
+		"""More start_petrel arguments (a subclass's)."""
+		return {}
+
 	def setUp(self):
 		super().setUp()
-		self.start_dns(admin_zone())
+		self.start_dns(self.zone())
 		self.hport = harness.free_port()
 		self.held = self.receiver(receivers.SmtpReceiver, HELD_ADDR)
 		self.other = self.receiver(receivers.SmtpReceiver, OTHER_ADDR)
-		self.start_petrel(http_listener={"listen": "127.0.0.1:%d" % self.hport})
+		self.d = self.start_petrel(http_listener={"listen": "127.0.0.1:%d" % self.hport},
+					   **self.petrel_options())
 
 	def ctl(self, *args, url=None, json_out=False):
 		"""petrelctl ARGS: (exit status, stdout, stderr) as text."""
@@ -79,6 +90,8 @@ class AdminTest(DeliveryTest):
 				return row["count"]
 		return 0
 
+
+class AdminTest(AdminBase):
 	@harness.bound(90)
 	def test_suspend_then_resume(self):
 		sid = self.suspend("held.test", duration="10m", reason="maintenance window")

@@ -159,3 +159,48 @@ Test(log, panic_logs_location_and_aborts, .signal = SIGABRT)
 {
 	pt_panic("invariant %s broken", "x");
 }
+
+Test(log, filter_parse_maps_env_logger_syntax)
+{
+	enum pt_log_level l = PT_LOG_ERROR;
+	char err[256];
+
+	cr_assert_eq(pt_log_filter_parse("petreld=debug", &l, err, sizeof(err)), PT_OK);
+	cr_assert_eq(l, PT_LOG_DEBUG);
+	cr_assert_eq(pt_log_filter_parse("warn", &l, err, sizeof(err)), PT_OK);
+	cr_assert_eq(l, PT_LOG_WARN);
+	/* trace maps to debug; the most verbose directive wins */
+	cr_assert_eq(pt_log_filter_parse("kumod=error, petrel=TRACE", &l, err, sizeof(err)), PT_OK);
+	cr_assert_eq(l, PT_LOG_DEBUG);
+	cr_assert_eq(pt_log_filter_parse("off", &l, err, sizeof(err)), PT_OK);
+	cr_assert_eq(l, PT_LOG_OFF);
+
+	cr_assert_eq(pt_log_filter_parse("petreld=loud", &l, err, sizeof(err)), PT_ERROR);
+	cr_assert_str_eq(err, "\"petreld=loud\": unknown level \"loud\" (expected trace, debug, "
+			      "info, warn, error or off)");
+	cr_assert_eq(pt_log_filter_parse("info,hyper=debug", &l, err, sizeof(err)), PT_ERROR);
+	cr_assert_str_eq(err, "\"hyper=debug\": unknown target \"hyper\" (Petrel's diagnostic log "
+			      "has one target: petreld)");
+	cr_assert_eq(pt_log_filter_parse("", &l, err, sizeof(err)), PT_ERROR);
+	cr_assert(strstr(err, "no level") != NULL);
+	cr_assert_eq(l, PT_LOG_OFF); /* untouched on error */
+}
+
+Test(log, level_changes_at_run_time)
+{
+	char *out;
+
+	capture_begin();
+	pt_log_set_level(PT_LOG_WARN);
+	pt_info("hidden");
+	pt_log_set_level(PT_LOG_DEBUG);
+	cr_assert_eq(pt_log_get_level(), PT_LOG_DEBUG);
+	pt_debug("shown");
+	pt_log_set_level(PT_LOG_OFF);
+	pt_error("hidden too");
+	pt_log_set_level(PT_LOG_INFO);
+	out = capture_end();
+	cr_assert(strstr(out, "hidden") == NULL, "%s", out);
+	cr_assert(strstr(out, "DEBUG: shown") != NULL, "%s", out);
+	free(out);
+}

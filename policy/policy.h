@@ -81,6 +81,30 @@ struct policy_queue_config {
 	 * (an IP address, optionally with a port).  NULL/0: by MX. */
 	char **mx_list;
 	size_t n_mx_list;
+	/* protocol = {http = {...}}: deliver by HTTP request instead (NULL: SMTP). */
+	struct policy_queue_http *http;
+};
+
+struct policy_http_header {
+	char *name, *value;
+};
+
+/* make_queue_config's protocol.http (policy_queue_http.c); every string malloc'd. */
+struct policy_queue_http {
+	char *url;	    /* as written */
+	char *host;	    /* the URL's host: a name or an IP (IPv6 without brackets) */
+	uint16_t port;	    /* the URL's, or 80 */
+	char *connect;	    /* "host:port" or "[v6]:port": where to connect */
+	char *site;	    /* "http://host:port": the ready queue's site */
+	char *host_field;   /* the Host header: host, with ":port" unless 80 */
+	char *path;	    /* origin form with the query: "/hook?x=1" */
+	char *method;	    /* POST (default), PUT or PATCH */
+	char *content_type; /* default message/rfc822 */
+	struct policy_http_header *headers; /* in name order */
+	size_t n_headers;
+	char *body_template; /* NULL: the message itself is the body */
+	uint32_t batch_size; /* messages per request, default 1 */
+	uint64_t timeout_ms; /* a request until its whole response, default 60 s */
 };
 
 /*
@@ -250,6 +274,11 @@ int policy_get_queue_config(struct policy *p, const char *domain, const char *te
 void policy_queue_config_defaults(struct policy_queue_config *out);
 /* Free q's strings; q then holds the defaults (freeing it again is harmless). */
 void policy_queue_config_free(struct policy_queue_config *q);
+/* A deep copy of src into *out (NULL src: NULL).  PT_OK or PT_NOMEM. */
+int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_queue_http *src);
+void policy_queue_http_free(struct policy_queue_http *h);
+/* True when content_type is application/json (parameters ignored). */
+bool policy_queue_http_is_json(const struct policy_queue_http *h);
 
 /*
  * get_egress_path_config(routing_domain, egress_source, site_name) ->

@@ -23,6 +23,7 @@
 #include "core/strmap.h"
 #include "core/timer.h"
 #include "net/dns.h"
+#include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/smtp_client.h"
 #include "net/smtp_server.h"
@@ -325,6 +326,7 @@ struct shard_ready {
 	uint64_t cfg_expires_ms;
 	struct shard_unit *head, *tail; /* READY units, oldest first */
 	size_t n_ready;
+	const struct shard_out_proto *proto; /* how its connections deliver: SMTP, HTTP */
 	struct shard_out *conns; /* open connections */
 	unsigned n_conns;
 	unsigned n_connecting; /* not READY yet */
@@ -343,10 +345,43 @@ struct out_addr {
 
 enum out_state { OUT_PLANNING = 1, OUT_CONNECTING, OUT_SESSION, OUT_CLOSING };
 
-/* An outbound SMTP connection of a ready queue. */
+struct shard_out;
+
+/*
+ * A delivery protocol of outbound connections (one static table each:
+ * shard_out_smtp, shard_out_http).  shard_out.c runs the connection (plan,
+ * connect, bind, send, receive, timer, batch, bodies, close); the protocol
+ * runs the session on o->session and reports back through the
+ * shard_out_* helpers below.  See "Delivery protocols" in
+ * docs/ARCHITECTURE.md.
+ */
+struct shard_out_proto {
+	const char *name;   /* the log's delivery_protocol: "ESMTP", "HTTP" */
+	bool body_per_unit; /* a body for every unit of a batch (else batch[0]'s) */
+	/* Connected: make o->session.  PT_OK or PT_NOMEM. */
+	int (*open)(struct shard_out *o);
+	void (*free)(struct shard_out *o); /* o->session, when it is not NULL */
+	/* Bytes from the peer (ciphertext when o->tls_state is not NONE). */
+	void (*input)(struct shard_out *o, const char *data, size_t len);
+	void (*eof)(struct shard_out *o);
+	void (*timeout)(struct shard_out *o);
+	uint64_t (*timeout_ms)(const struct shard_out *o); /* 0: nothing awaited */
+	struct pt_buf *(*output)(struct shard_out *o);	   /* plaintext to send */
+	/* Act on the session's events, then shard_out_pump. */
+	void (*events)(struct shard_out *o);
+	/* The next batch from rq into out (at most its batch_max). */
+	size_t (*batch_max)(const struct shard_ready *rq);
+	size_t (*take)(struct shard_ready *rq, struct shard_unit **out, size_t max);
+	/* o->batch has its bodies (o->bodies): start the transaction. */
+	void (*send)(struct shard_out *o);
+	void (*quit)(struct shard_out *o); /* READY and idle: end the session */
+};
+
+/* An outbound connection of a ready queue (SMTP or HTTP: o->proto). */
 struct shard_out {
 	struct shard *shard;
 	struct shard_ready *rq;
+	const struct shard_out_proto *proto;
 	struct shard_out *prev, *next; /* rq->conns */
 	enum out_state state;
 	int fd;
@@ -361,7 +396,7 @@ struct shard_out {
 	bool waiting_rate;    /* waiting for a message token */
 	enum conn_tls_state tls_state;
 	struct tls_conn *tls;
-	struct smtp_client *client;
+	void *session; /* the protocol's: struct smtp_client, struct out_http */
 	struct pt_buf out, tx, plain;
 	struct out_addr *addrs;
 	size_t n_addrs, next_addr, plan_idx;
@@ -369,7 +404,8 @@ struct shard_out {
 	struct shard_unit **batch;
 	size_t n_batch, cap_batch;
 	const char **rcpts;
-	struct pt_message *body;
+	struct pt_message **bodies; /* cap_batch of them; n_bodies fetched */
+	size_t n_bodies;
 	struct iovec iov[4];
 	struct smtp_client_tx txd;
 	unsigned n_messages; /* transactions started on this connection */
@@ -643,6 +679,7 @@ void shard_disk_watch_start(struct shard *s);
 /* shard_log.c: JSON log records (Reception in shard_commit.c). */
 struct shard_log_outcome {
 	const char *type; /* "Delivery", "TransientFailure", "Bounce", "Expiration" */
+	const char *protocol; /* delivery_protocol; NULL: "ESMTP" */
 	const struct smtp_client_reply *reply;
 	const char *peer_name, *peer_addr; /* NULL: no connection */
 	const char *source_address;	   /* "ip:port" we connected from, or NULL */
@@ -731,7 +768,8 @@ void shard_readies_housekeeping(struct shard *s);
 void shard_readies_shutdown(struct shard *s);
 void shard_readies_free(struct shard *s);
 
-/* shard_out.c: outbound SMTP connections. */
+/* shard_out.c: outbound connections (the protocols: shard_out_smtp.c, shard_out_http.c). */
+extern const struct shard_out_proto shard_out_smtp, shard_out_http;
 struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq);
 void shard_out_wake(struct shard_out *o); /* units are ready: an idle connection takes them */
 void shard_out_quit(struct shard_out *o);
@@ -743,6 +781,21 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe);
 void shard_outs_abort(struct shard *s);
 void shard_outs_free(struct shard *s);
 void shard_outs_reap(struct shard *s);
+/* For the protocols: the session's output to the wire, and the timer. */
+void shard_out_pump(struct shard_out *o);
+/* The session can take a batch (again). */
+void shard_out_became_ready(struct shard_out *o);
+/* The session failed before it was READY (f: why): the next address. */
+void shard_out_retry_next(struct shard_out *o, const struct smtp_client_reply *f);
+void shard_out_close(struct shard_out *o, const char *reason);
+/* The log outcome of reply r on o (peer, source, TLS, protocol). */
+struct shard_log_outcome shard_out_outcome(struct shard_out *o, const struct smtp_client_reply *r);
+/* Every unit of the batch fails with a local 451 4.3.0 why; the session
+ * takes the next batch. */
+void shard_out_fail_batch_local(struct shard_out *o, const char *why);
+void shard_out_free_bodies(struct shard_out *o);
+/* shard_ready.c: up to max units of the head unit's scheduled queue, any message. */
+size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max);
 
 /* shard_dns.c: c-ares on the ring. */
 int shard_dns_init(struct shard *s);

@@ -724,7 +724,7 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_key(&j, "headers");
 	pt_json_obj_begin(&j);
 	pt_json_obj_end(&j);
-	pt_json_key_str(&j, "delivery_protocol", "ESMTP");
+	pt_json_key_str(&j, "delivery_protocol", o->protocol ? o->protocol : "ESMTP");
 	pt_json_key_null(&j, "reception_protocol");
 	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);
 	pt_json_key_str(&j, "tls_cipher", o->tls_cipher);

@@ -155,7 +155,15 @@ static struct shard_ready *ready_new(struct shard *s, struct shard_unit *u, cons
 	rq->routing_domain = strdup(u->routing_domain ? u->routing_domain : u->domain);
 	if (!rq->key || !rq->site || !rq->source || !rq->domain || !rq->routing_domain)
 		goto fail;
-	if (qc->n_mx_list) {
+	rq->proto = &shard_out_smtp;
+	if (qc->http) {
+		/* The URL's host:port is the one host to connect to. */
+		rq->proto = &shard_out_http;
+		if (!(rq->mx_list = calloc(1, sizeof(char *))) ||
+		    !(rq->mx_list[0] = strdup(qc->http->connect)))
+			goto fail;
+		rq->n_mx_list = 1;
+	} else if (qc->n_mx_list) {
 		rq->mx_list = calloc(qc->n_mx_list, sizeof(char *));
 		if (!rq->mx_list)
 			goto fail;
@@ -292,6 +300,26 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 	return n;
 }
 
+/* HTTP batches: units of one scheduled queue (one config: URL, headers,
+ * template), of any message, skipping a few units of other queues. */
+size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max)
+{
+	struct shard_unit *first = rq->head, *u, *next;
+	size_t n = 0, skipped = 0;
+
+	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
+		next = u->next;
+		if (u->sched != first->sched) {
+			skipped++;
+			continue;
+		}
+		ready_unlink(rq, u);
+		shard_unit_set_state(u, UNIT_INFLIGHT);
+		out[n++] = u;
+	}
+	return n;
+}
+
 /* True when the ready units make more than k transactions: recipients of
  * one message next to each other go together (shard_ready_take), so a
  * 1,000-recipient message needs one connection, not one per recipient. */
@@ -344,7 +372,7 @@ void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 static void ready_defer_all(struct shard *s, struct shard_ready *rq, struct shard_out *o)
 {
 	struct smtp_client_reply r = o->fail;
-	struct shard_log_outcome lo = { .reply = &r };
+	struct shard_log_outcome lo = {.reply = &r, .protocol = rq->proto->name};
 
 	shard_auto_observe(s, rq, &r);
 	if (o->cur) {

@@ -127,6 +127,8 @@ static void sched_load(struct shard *s, struct shard_sched *sq, const struct sha
 	free(sq->mx_site);
 	sq->cfg = cfg;
 	sq->mx_site = cfg.n_mx_list ? sched_mx_site(&cfg) : NULL;
+	if (cfg.http && !(sq->mx_site = strdup(cfg.http->site)))
+		pt_panic("out of memory for queue %s", sq->name);
 	shard_rate_set(&sq->rate, &cfg.max_message_rate);
 	sq->cfg_expires_ms = pt_monotonic_ms() + SHARD_CONFIG_TTL_MS;
 }

@@ -43,10 +43,12 @@ static const char *const http_client_state_names[] = {
 
 struct http_client {
 	struct http_client_config cfg;
+	uint64_t timeout_ms; /* the request in flight's */
 	enum http_client_state state;
 	http_parser parser;
 	http_parser_settings settings;
 	bool complete; /* on_message_complete of a final (non-1xx) response */
+	bool answered; /* a byte came since the request was sent */
 	size_t reason_len;
 	struct http_client_response resp;
 	enum http_client_event events[HTTP_CLIENT_EVENTS];
@@ -234,6 +236,8 @@ int http_client_send(struct http_client *c, const struct http_client_request *re
 	http_parser_init(&c->parser, HTTP_RESPONSE);
 	c->parser.data = c;
 	c->complete = false;
+	c->answered = false;
+	c->timeout_ms = req->timeout_ms ? req->timeout_ms : c->cfg.timeout_ms;
 	memset(&c->resp, 0, sizeof(c->resp));
 	http_client_enter_state(c, HTTP_CLIENT_WAIT);
 	return PT_OK;
@@ -267,6 +271,7 @@ int http_client_feed(struct http_client *c, const void *data, size_t len)
 		http_client_fail(c, "the peer sent bytes while no request was out");
 		return PT_OK;
 	}
+	c->answered = true;
 	n = http_parser_execute(&c->parser, &c->settings, data, len);
 	if (c->complete) {
 		http_client_complete(c, len - n);
@@ -289,6 +294,11 @@ void http_client_eof(struct http_client *c)
 			http_client_complete(c, 0);
 			return;
 		}
+		if (!c->answered) {
+			http_client_fail(c, "the connection was closed before any response");
+			c->resp.unanswered = true;
+			return;
+		}
 		http_client_fail(c, "connection lost before the whole response");
 		return;
 	}
@@ -300,13 +310,13 @@ void http_client_timeout(struct http_client *c)
 	char why[96];
 
 	snprintf(why, sizeof(why), "timed out after %llu ms waiting for the response",
-		 (unsigned long long)c->cfg.timeout_ms);
+		 (unsigned long long)c->timeout_ms);
 	http_client_fail(c, why);
 }
 
 uint64_t http_client_timeout_ms(const struct http_client *c)
 {
-	return c->state == HTTP_CLIENT_WAIT ? c->cfg.timeout_ms : 0;
+	return c->state == HTTP_CLIENT_WAIT ? c->timeout_ms : 0;
 }
 
 void http_client_quit(struct http_client *c)

@@ -63,6 +63,7 @@ struct http_client_request {
 	size_t n_headers;
 	const struct iovec *body;
 	int n_body;
+	uint64_t timeout_ms; /* this request's; 0: the config's */
 };
 
 struct http_client_response {
@@ -71,6 +72,10 @@ struct http_client_response {
 	char body[HTTP_CLIENT_BODY_KEEP + 1]; /* first octets, NUL-terminated */
 	size_t body_len;		      /* kept (<= HTTP_CLIENT_BODY_KEEP) */
 	bool body_cut;			      /* the body was longer */
+	/* status 0 because the peer closed before sending a byte: on a reused
+	 * connection, the server most likely closed it as idle while the
+	 * request was on its way, and a new connection may resend at once. */
+	bool unanswered;
 };
 
 enum http_client_event {

@@ -794,6 +794,8 @@ struct shard_log_outcome shard_out_outcome(struct shard_out *o, const struct smt
  * takes the next batch. */
 void shard_out_fail_batch_local(struct shard_out *o, const char *why);
 void shard_out_free_bodies(struct shard_out *o);
+/* The batch's units go back to the front of the ready queue, unattempted. */
+void shard_out_give_back(struct shard_out *o);
 /* shard_ready.c: up to max units of the head unit's scheduled queue, any message. */
 size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max);
 

@@ -191,7 +191,7 @@ void shard_out_pump(struct shard_out *o)
 
 /* ---- Transactions ---- */
 
-static void out_give_back(struct shard_out *o)
+void shard_out_give_back(struct shard_out *o)
 {
 	/* Units not attempted go back to the front of the queue, in order. */
 	for (size_t i = o->n_batch; i-- > 0;)
@@ -342,7 +342,7 @@ void shard_out_body(struct shard_out *o, struct pt_message *body)
 		o->bodies[o->n_bodies++] = body;
 	if (o->closing) {
 		shard_out_free_bodies(o);
-		out_give_back(o);
+		shard_out_give_back(o);
 		out_maybe_release(o);
 		return;
 	}
@@ -790,7 +790,7 @@ void shard_out_close(struct shard_out *o, const char *reason)
 		/* Cut mid-transaction (drain deadline): the units go back; they may
 		 * have been delivered, so a restart may deliver them again. */
 		shard_out_free_bodies(o);
-		out_give_back(o);
+		shard_out_give_back(o);
 	}
 	if (o->fd >= 0)
 		shutdown(o->fd, SHUT_RDWR);

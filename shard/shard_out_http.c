@@ -29,6 +29,10 @@
  * it and the retry delivers).  Messages that are not UTF-8 reach `data`
  * with their non-ASCII bytes as '?': a JSON string can't hold them.
  *
+ * A request on a reused connection that the peer closes before sending a
+ * byte goes back to the ready queue for a new connection, not to the
+ * retry schedule (the usual idle-close race); at-least-once either way.
+ *
  * Outcomes (the whole batch shares one response):
  *   2xx                               Delivery, 250 2.0.0
  *   5xx, 408, 429, no whole response  TransientFailure, 451 4.0.0 (4.4.2
@@ -119,10 +123,20 @@ static void http_reply(const struct http_client_response *resp, struct smtp_clie
 
 static void http_done(struct shard_out *o)
 {
+	const struct http_client_response *resp = http_client_response(http_of(o)->client);
 	struct smtp_client_reply r;
 	struct shard_log_outcome lo;
 
-	http_reply(http_client_response(http_of(o)->client), &r);
+	if (resp->unanswered && o->n_messages > 1) {
+		/* A reused connection closed under the request (an idle close
+		 * crossing it): the units go back and a new connection takes
+		 * them now.  Never on a connection's first request, so a server
+		 * that never answers still meets the retry schedule. */
+		pt_debug("%s: reused connection closed before any response; requeued", o->rq->site);
+		shard_out_give_back(o);
+		return;
+	}
+	http_reply(resp, &r);
 	lo = shard_out_outcome(o, &r);
 	for (size_t i = 0; i < o->n_batch; i++) {
 		if (r.code >= 200 && r.code < 300)

@@ -15,7 +15,8 @@
  * SHARD_CONFIG_TTL_MS); its egress pool gives the unit's egress source
  * (shard_source.c: weighted round robin, one pick per message); a queue
  * with protocol.smtp.mx_list goes to that
- * fixed host list, whose site name is the list itself; otherwise the
+ * fixed host list, whose site name is the list itself; one with
+ * protocol.http to its URL's "http://host:port" (shard_out_http.c); otherwise the
  * recipient's domain is looked up (MX, then A/AAAA; dns.h) on this shard's
  * resolver and its site is the MX rollup name.  The site's owner is
  * pt_hash_str(site) % N, whatever the source: every ready queue of a site

@@ -31,14 +31,15 @@ end)
 
 
 class Request:
-	def __init__(self, method, path, headers, body, status):
-		self.method, self.path, self.headers, self.body, self.status = (
-			method, path, headers, body, status)
+	def __init__(self, method, path, headers, body, status, peer):
+		self.method, self.path, self.headers, self.body, self.status, self.peer = (
+			method, path, headers, body, status, peer)
 
 
 class HttpReceiver:
 	"""statuses: the answers to the first requests, in order (then 200);
-	delay: seconds to wait before each answer."""
+	"drop" closes the connection without a byte of answer; delay: seconds
+	to wait before each answer."""
 
 	def __init__(self, statuses=(), delay=0.0, body=b"busy"):
 		self.statuses = list(statuses)
@@ -62,7 +63,11 @@ class HttpReceiver:
 				with receiver.lock:
 					status = receiver.statuses.pop(0) if receiver.statuses else 200
 					receiver.requests.append(Request(self.command, self.path,
-									 dict(self.headers), body, status))
+									 dict(self.headers), body, status,
+									 self.client_address))
+				if status == "drop":
+					self.close_connection = True
+					return
 				answer = b"ok" if status == 200 else receiver.body
 				self.send_response(status)
 				self.send_header("Content-Length", str(len(answer)))
@@ -244,3 +249,23 @@ class HttpDelivery(harness.PetrelTest):
 			self.assertIn("Connection refused", rec["response"]["content"])
 			self.assertEqual(rec["delivery_protocol"], "HTTP")
 		self.assertEqual(self.records(("Delivery", "Bounce")), [])
+
+	@harness.bound(60)
+	def test_keep_alive_and_idle_close_race(self):
+		"""The connection is reused for the next message; when the server
+		closes a reused connection under a request (no byte of answer), the
+		unit goes to a new connection at once: delivered, no
+		TransientFailure, no retry wait."""
+		self.start({}, statuses=[200, 200, "drop"])
+		for i in range(3):
+			self.send(["k%d@%s" % (i, DOMAIN)])
+			self.wait_records("Delivery", i + 1, timeout=10)
+		reqs = self.receiver.seen()
+		self.assertEqual([r.status for r in reqs], [200, 200, "drop", 200])
+		self.assertEqual(reqs[0].peer, reqs[1].peer, "keep-alive: one connection")
+		self.assertEqual(reqs[1].peer, reqs[2].peer)
+		self.assertNotEqual(reqs[2].peer, reqs[3].peer)
+		self.assertEqual(reqs[2].body, reqs[3].body)
+		self.assertEqual(self.records(("TransientFailure", "Bounce")), [])
+		rec = self.records("Delivery")[2]
+		self.assertEqual(rec["num_attempts"], 0)

@@ -225,6 +225,18 @@ Test(http_client, eof_timeout_and_idle_bytes)
 	cr_assert_eq(http_client_response(c)->status, 0);
 	cr_assert_str_eq(http_client_response(c)->reason,
 			 "connection lost before the whole response");
+	cr_assert(!http_client_response(c)->unanswered);
+	cr_assert_eq(http_client_next_event(c), HTTP_CLIENT_EV_CLOSED);
+	http_client_free(c);
+
+	c = fx_new();
+	fx_send(c, "x");
+	http_client_eof(c);
+	cr_assert_eq(http_client_next_event(c), HTTP_CLIENT_EV_DONE);
+	cr_assert_eq(http_client_response(c)->status, 0);
+	cr_assert(http_client_response(c)->unanswered);
+	cr_assert_str_eq(http_client_response(c)->reason,
+			 "the connection was closed before any response");
 	cr_assert_eq(http_client_next_event(c), HTTP_CLIENT_EV_CLOSED);
 	http_client_free(c);
 

@@ -781,7 +781,8 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe);
 void shard_outs_abort(struct shard *s);
 void shard_outs_free(struct shard *s);
 void shard_outs_reap(struct shard *s);
-/* For the protocols: the session's output to the wire, and the timer. */
+/* For the protocols: the session's output to the wire, and the timer
+ * (nothing once the connection is closing or out of its session). */
 void shard_out_pump(struct shard_out *o);
 /* The session can take a batch (again). */
 void shard_out_became_ready(struct shard_out *o);

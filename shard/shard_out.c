@@ -163,7 +163,11 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe)
  * then the timer for whatever is awaited now. */
 void shard_out_pump(struct shard_out *o)
 {
-	struct pt_buf *co = o->session ? o->proto->output(o) : NULL;
+	struct pt_buf *co;
+
+	if (o->closing || o->state != OUT_SESSION)
+		return;
+	co = o->session ? o->proto->output(o) : NULL;
 
 	if (co && co->len > 0) {
 		if (o->tls_state == CONN_TLS_ON) {

@@ -167,8 +167,6 @@ static void http_events(struct shard_out *o)
 			break;
 		}
 	}
-	if (o->closing || o->state != OUT_SESSION)
-		return;
 	shard_out_pump(o);
 }
 

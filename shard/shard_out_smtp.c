@@ -127,8 +127,6 @@ static void smtp_events(struct shard_out *o)
 			break;
 		}
 	}
-	if (o->closing || o->state != OUT_SESSION)
-		return;
 	shard_out_pump(o);
 }
 

@@ -276,20 +276,21 @@ void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_u
 	rq->n_ready++;
 }
 
-size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
+/* Up to max units from the head on that go with the head unit (same(first,
+ * u)), unlinked and INFLIGHT; a few others (SHARD_BATCH_SKIP) are passed
+ * over, so a queue of units that never go together costs no long walk. */
+static size_t ready_take_where(struct shard_ready *rq, struct shard_unit **out, size_t max,
+			       bool (*same)(const struct shard_unit *first,
+					    const struct shard_unit *u))
 {
 	struct shard_unit *first = rq->head, *u, *next;
 	size_t n = 0, skipped = 0;
 
 	if (!first || max == 0)
 		return 0;
-	/* Recipients of one message travel together (one transaction, several
-	 * RCPTs); they arrive together and sit next to each other, so skip
-	 * only a few units of other messages (a queue of one-recipient
-	 * messages must not cost a long walk per transaction). */
 	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
 		next = u->next;
-		if (u != first && (u->home != first->home || u->slot != first->slot)) {
+		if (u != first && !same(first, u)) {
 			skipped++;
 			continue;
 		}
@@ -300,24 +301,28 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 	return n;
 }
 
+/* Recipients of one message travel together (one transaction, several
+ * RCPTs); they arrive together and sit next to each other. */
+static bool ready_same_message(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->home == first->home && u->slot == first->slot;
+}
+
+size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
+{
+	return ready_take_where(rq, out, max, ready_same_message);
+}
+
 /* HTTP batches: units of one scheduled queue (one config: URL, headers,
- * template), of any message, skipping a few units of other queues. */
+ * template), of any message. */
+static bool ready_same_queue(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->sched == first->sched;
+}
+
 size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max)
 {
-	struct shard_unit *first = rq->head, *u, *next;
-	size_t n = 0, skipped = 0;
-
-	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
-		next = u->next;
-		if (u->sched != first->sched) {
-			skipped++;
-			continue;
-		}
-		ready_unlink(rq, u);
-		shard_unit_set_state(u, UNIT_INFLIGHT);
-		out[n++] = u;
-	}
-	return n;
+	return ready_take_where(rq, out, max, ready_same_queue);
 }
 
 /* True when the ready units make more than k transactions: recipients of

@@ -60,6 +60,23 @@ static void queue_fails_with(const char *ret, int line, const char *msg)
 	policy_queue_config_free(&q);
 }
 
+/* make_queue_config with args, at line 3 of a policy, fails with msg. */
+struct queue_case {
+	const char *args;
+	const char *msg;
+};
+
+static void make_fails_with(const struct queue_case *cases, size_t n)
+{
+	char text[512];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
+			 cases[i].args);
+		load_fails_with(text, 3, cases[i].msg);
+	}
+}
+
 Test(policy_queue, no_handler_gives_defaults)
 {
 	struct policy *p = load_ok(HEAD);
@@ -270,10 +287,7 @@ Test(policy_queue, reject_in_handler_is_an_error)
 
 Test(policy_queue, unknown_and_kumo_only_keys_are_named)
 {
-	static const struct {
-		const char *args;
-		const char *msg;
-	} cases[] = {
+	static const struct queue_case cases[] = {
 	    {"{ retry_intervl = '5m' }", "'retry_intervl' is not a make_queue_config option"},
 	    {"{ reap_interval = '10m' }",
 	     "make_queue_config: 'reap_interval' is a KumoMTA option Petrel does not support yet"},
@@ -311,13 +325,8 @@ Test(policy_queue, unknown_and_kumo_only_keys_are_named)
 	    {"{ protocol = { smtp = { mx_list = { { host = 'a' } } } } }",
 	     "'host' is not a make_queue_config mx_list entry option"},
 	};
-	char text[512];
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
-			 cases[i].args);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	make_fails_with(cases, PT_ARRAY_LEN(cases));
 }
 
 Test(policy_queue, bad_values_are_errors_with_line)
@@ -466,10 +475,7 @@ Test(policy_queue, http_protocol_is_parsed)
 
 Test(policy_queue, http_protocol_errors_have_the_line)
 {
-	static const struct {
-		const char *args;
-		const char *msg;
-	} cases[] = {
+	static const struct queue_case cases[] = {
 	    {"{ protocol = { http = {} } }", "make_queue_config: protocol.http.url is required"},
 	    {"{ protocol = { http = { url = 'ftp://h/' } } }",
 	     "make_queue_config: protocol.http.url 'ftp://h/' must start with http://"},
@@ -498,11 +504,6 @@ Test(policy_queue, http_protocol_errors_have_the_line)
 	    {"{ protocol = { smtp = {}, http = { url = 'http://h/' } } }",
 	     "make_queue_config: 'protocol' must have only one of 'smtp' or 'http' table"},
 	};
-	char text[512];
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
-			 cases[i].args);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	make_fails_with(cases, PT_ARRAY_LEN(cases));
 }

@@ -192,6 +192,15 @@ struct policy_reply {
  * PT_OK with *out, or PT_ERROR with err = "file:line: message".
  */
 int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len);
+/*
+ * The checker make_queue_config runs on protocol.http.body_template, so a
+ * template mistake is a Lua error at that line (net/template.c is out of
+ * policy/'s reach: petreld passes it in).  PT_OK, or PT_ERROR with err
+ * ("line N: ...").  Set once before any policy loads; NULL (unit tests):
+ * templates are checked when first used.
+ */
+typedef int (*policy_template_check_fn)(const char *text, size_t len, char *err, size_t err_len);
+void policy_set_template_check(policy_template_check_fn fn);
 void policy_free(struct policy *p);
 /*
  * Parse a KumoMTA-style duration ("60s", "5m", "1 hour", "2 days", "500ms")

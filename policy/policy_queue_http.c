@@ -19,9 +19,9 @@
  * Transfer-Encoding, Connection), values without CR or LF.  A batch_size
  * above 1 needs content_type application/json: the request's body is then
  * a JSON array of each message's rendered body, and nothing else has a
- * standard way to hold several.  The body template's syntax is checked by
- * the shard (net/template.c is out of the policy's reach); a broken one
- * fails each attempt with 451 until the policy is fixed.
+ * standard way to hold several.  The body template's syntax is checked
+ * through the checker petreld passes in (policy_set_template_check:
+ * net/template.c is out of the policy's reach).
  *
  * https:// is refused for now (state it rather than send in clear): TLS
  * for outbound HTTP is not wired yet.
@@ -39,6 +39,14 @@
 #define HTTP_MAX_HEADERS	64
 #define HTTP_MAX_BATCH		1000
 #define HTTP_DEFAULT_TIMEOUT_MS 60000
+
+/* Written once before any policy loads (petreld's main), read after. */
+static policy_template_check_fn http_template_check;
+
+void policy_set_template_check(policy_template_check_fn fn)
+{
+	http_template_check = fn;
+}
 
 static const char *const http_keys[] = {
     "url", "method", "headers", "content_type", "body_template", "batch_size", "timeout", NULL,
@@ -280,8 +288,14 @@ static void http_set_field(lua_State *L, int idx, const char *key, struct policy
 			policy_raise(L, "%s: protocol.http.content_type '%s' is not a media type",
 				     QUEUE_FN, h->content_type);
 	} else if (strcmp(key, "body_template") == 0) {
+		char err[256];
+
 		h->body_template =
 		    policy_config_dup_string(L, idx, QUEUE_FN, "protocol.http.body_template");
+		if (http_template_check &&
+		    http_template_check(h->body_template, strlen(h->body_template), err,
+					sizeof(err)) != PT_OK)
+			policy_raise(L, "%s: protocol.http.body_template: %s", QUEUE_FN, err);
 	} else if (strcmp(key, "batch_size") == 0) {
 		h->batch_size = (uint32_t)policy_config_check_count(L, idx, QUEUE_FN,
 								  "protocol.http.batch_size",

@@ -272,6 +272,14 @@ static bool http_is_json(const struct pt_buf *b)
 	return j != NULL;
 }
 
+int shard_out_http_template_check(const char *text, size_t len, char *err, size_t err_len)
+{
+	struct template *t = template_compile(text, len, false, err, err_len);
+
+	template_free(t);
+	return t ? PT_OK : PT_ERROR;
+}
+
 /* Unit i of the batch fails on its own, before the request (it is dropped
  * from the batch by the caller). */
 static void http_fail_unit(struct shard_out *o, size_t i, int code, int subject,

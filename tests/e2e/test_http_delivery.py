@@ -269,3 +269,23 @@ class HttpDelivery(harness.PetrelTest):
 		self.assertEqual(self.records(("TransientFailure", "Bounce")), [])
 		rec = self.records("Delivery")[2]
 		self.assertEqual(rec["num_attempts"], 0)
+
+	@harness.bound(30)
+	def test_config_mistakes_are_lua_errors_with_line(self):
+		"""petreld --validate: a body_template that does not compile and an
+		https URL are refused at the make_queue_config line."""
+		cases = [
+			("{ url = 'http://127.0.0.1:1/', body_template = '{{ id | nope }}' }",
+			 "protocol.http.body_template: line 1: unknown filter 'nope'"),
+			("{ url = 'https://127.0.0.1:1/' }",
+			 "protocol.http.url 'https://127.0.0.1:1/': https is not supported yet"),
+			("{ url = 'http://127.0.0.1:1/', batch_size = 3 }",
+			 "protocol.http.batch_size 3 needs content_type 'application/json'"),
+		]
+		for http, want in cases:
+			path = self.env.dir / "bad.lua"
+			path.write_text("local kumo = require 'kumo'\nlocal x = 1\n"
+					"kumo.make_queue_config { protocol = { http = %s } }\n" % http)
+			rc, out = harness.validate(path, self.env.dir)
+			self.assertEqual(rc, 1, out)
+			self.assertIn("bad.lua:3: make_queue_config: " + want, out)

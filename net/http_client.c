@@ -196,8 +196,8 @@ static bool http_client_request_ok(const struct http_client_request *r)
 	    (r->content_type && !http_client_value_ok(r->content_type)))
 		return false;
 	for (size_t i = 0; i < r->n_headers; i++)
-		if (!http_client_word_ok(r->headers[i].name) ||
-		    strchr(r->headers[i].name, ':') || !http_client_value_ok(r->headers[i].value))
+		if (!http_client_word_ok(r->headers[i].name) || strchr(r->headers[i].name, ':') ||
+		    !http_client_value_ok(r->headers[i].value))
 			return false;
 	return true;
 }

@@ -55,10 +55,10 @@ struct http_client_header {
 
 /* One request; everything is copied into the output by http_client_send. */
 struct http_client_request {
-	const char *method;	  /* "POST" */
-	const char *host;	  /* the Host field: "host" or "host:port" */
-	const char *path;	  /* origin form: "/hook?x=1" */
-	const char *content_type; /* or NULL */
+	const char *method;			  /* "POST" */
+	const char *host;			  /* the Host field: "host" or "host:port" */
+	const char *path;			  /* origin form: "/hook?x=1" */
+	const char *content_type;		  /* or NULL */
 	const struct http_client_header *headers; /* sent in this order, after the others */
 	size_t n_headers;
 	const struct iovec *body;

@@ -825,8 +825,8 @@ static void case_map(char *s, enum filter_kind k)
  * (it is meant to go into JSON as it is). */
 static int filter_tojson(struct value *v)
 {
-	char *text = json_dumps(v->j ? v->j : json_null(), JSON_ENCODE_ANY | JSON_COMPACT |
-							      JSON_SORT_KEYS);
+	char *text =
+	    json_dumps(v->j ? v->j : json_null(), JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
 	json_t *s;
 
 	if (text == NULL)

@@ -168,7 +168,8 @@ static void http_set_url(lua_State *L, int idx, struct policy_queue_http *h)
 	url = h->url;
 	http_parser_url_init(&u);
 	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)))
-		policy_raise(L, "%s: protocol.http.url '%s' is not a URL like http://host[:port]/path",
+		policy_raise(L,
+			     "%s: protocol.http.url '%s' is not a URL like http://host[:port]/path",
 			     QUEUE_FN, url);
 	if (u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url, "https", 5) == 0)
 		policy_raise(L,
@@ -176,7 +177,8 @@ static void http_set_url(lua_State *L, int idx, struct policy_queue_http *h)
 			     "e.g. to a local TLS proxy)",
 			     QUEUE_FN, url);
 	if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(url, "http", 4) != 0)
-		policy_raise(L, "%s: protocol.http.url '%s' must start with http://", QUEUE_FN, url);
+		policy_raise(L, "%s: protocol.http.url '%s' must start with http://", QUEUE_FN,
+			     url);
 	if (u.field_set & ((1 << UF_USERINFO) | (1 << UF_FRAGMENT)))
 		policy_raise(L,
 			     "%s: protocol.http.url '%s': user info and fragments are not allowed "
@@ -214,7 +216,8 @@ static void http_set_method(lua_State *L, int idx, struct policy_queue_http *h)
 	free(h->method);
 	h->method = m;
 	if (strcmp(m, "POST") && strcmp(m, "PUT") && strcmp(m, "PATCH"))
-		policy_raise(L, "%s: protocol.http.method must be 'POST', 'PUT' or 'PATCH', got '%s'",
+		policy_raise(L,
+			     "%s: protocol.http.method must be 'POST', 'PUT' or 'PATCH', got '%s'",
 			     QUEUE_FN, m);
 }
 
@@ -253,10 +256,10 @@ static void http_set_headers(lua_State *L, int idx, struct policy_queue_http *h)
 				     QUEUE_FN, name);
 		for (size_t i = 0; http_reserved[i]; i++)
 			if (strcasecmp(name, http_reserved[i]) == 0)
-				policy_raise(L,
-					     "%s: protocol.http.headers: Petrel writes '%s' itself%s",
-					     QUEUE_FN, name,
-					     i == 2 ? " (use protocol.http.content_type)" : "");
+				policy_raise(
+				    L, "%s: protocol.http.headers: Petrel writes '%s' itself%s",
+				    QUEUE_FN, name,
+				    i == 2 ? " (use protocol.http.content_type)" : "");
 		if (!http_value_ok(lua_tostring(L, -1)) ||
 		    strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
 			policy_raise(L, "%s: protocol.http.headers['%s'] has a control character",
@@ -283,7 +286,8 @@ static void http_set_field(lua_State *L, int idx, const char *key, struct policy
 		http_set_headers(L, idx, h);
 	} else if (strcmp(key, "content_type") == 0) {
 		free(h->content_type);
-		h->content_type = policy_config_dup_string(L, idx, QUEUE_FN, "protocol.http.content_type");
+		h->content_type =
+		    policy_config_dup_string(L, idx, QUEUE_FN, "protocol.http.content_type");
 		if (h->content_type[0] == '\0' || !http_value_ok(h->content_type))
 			policy_raise(L, "%s: protocol.http.content_type '%s' is not a media type",
 				     QUEUE_FN, h->content_type);
@@ -297,11 +301,11 @@ static void http_set_field(lua_State *L, int idx, const char *key, struct policy
 					sizeof(err)) != PT_OK)
 			policy_raise(L, "%s: protocol.http.body_template: %s", QUEUE_FN, err);
 	} else if (strcmp(key, "batch_size") == 0) {
-		h->batch_size = (uint32_t)policy_config_check_count(L, idx, QUEUE_FN,
-								  "protocol.http.batch_size",
-								  HTTP_MAX_BATCH);
+		h->batch_size = (uint32_t)policy_config_check_count(
+		    L, idx, QUEUE_FN, "protocol.http.batch_size", HTTP_MAX_BATCH);
 	} else {
-		h->timeout_ms = policy_config_check_timeout(L, idx, QUEUE_FN, "protocol.http.timeout");
+		h->timeout_ms =
+		    policy_config_check_timeout(L, idx, QUEUE_FN, "protocol.http.timeout");
 	}
 }
 

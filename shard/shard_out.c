@@ -29,8 +29,8 @@
  * the protocol says body_per_unit.  With them the protocol starts the
  * transaction; at its end every unit gets its outcome (shard_route.c), the
  * bodies are freed, and the next batch follows, up to
- * max_deliveries_per_connection.  With nothing
- * to send it waits idle_timeout for new units, then says QUIT.
+ * max_deliveries_per_connection.  With nothing to send it waits
+ * idle_timeout for new units, then ends the session (SMTP: QUIT).
  *
  * Timers: one per connection on the wheel, for whatever is awaited now:
  * the protocol's phase timeout (its timeout_ms), a message-rate

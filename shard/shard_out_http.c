@@ -55,9 +55,9 @@
 
 struct out_http {
 	struct http_client *client;
-	struct pt_buf body;    /* the request's body */
-	struct pt_buf part;    /* one unit's part */
-	struct template *tpl;  /* body_template compiled, for tpl_text */
+	struct pt_buf body;   /* the request's body */
+	struct pt_buf part;   /* one unit's part */
+	struct template *tpl; /* body_template compiled, for tpl_text */
 	char *tpl_text;
 };
 
@@ -106,7 +106,8 @@ static void http_reply(const struct http_client_response *resp, struct smtp_clie
 	int code;
 
 	if (resp->status == 0) {
-		smtp_client_local_reply(r, 451, 4, 2, NULL, "HTTP request failed: %s", resp->reason);
+		smtp_client_local_reply(r, 451, 4, 2, NULL, "HTTP request failed: %s",
+					resp->reason);
 		return;
 	}
 	if (resp->status >= 200 && resp->status < 300)
@@ -115,8 +116,8 @@ static void http_reply(const struct http_client_response *resp, struct smtp_clie
 		code = 451;
 	else
 		code = 550;
-	smtp_client_local_reply(r, code, 0, 0, NULL, "HTTP %d %s%s%s%s", resp->status,
-				resp->reason, resp->body_len ? ": " : "", resp->body,
+	smtp_client_local_reply(r, code, 0, 0, NULL, "HTTP %d %s%s%s%s", resp->status, resp->reason,
+				resp->body_len ? ": " : "", resp->body,
 				resp->body_cut ? "..." : "");
 	r->local = false;
 }
@@ -183,7 +184,8 @@ static json_t *http_message_string(const struct pt_buf *text)
 	if (!(copy = malloc(text->len)))
 		return NULL;
 	for (size_t i = 0; i < text->len; i++)
-		copy[i] = (unsigned char)text->data[i] < 0x80 && text->data[i] ? text->data[i] : '?';
+		copy[i] =
+		    (unsigned char)text->data[i] < 0x80 && text->data[i] ? text->data[i] : '?';
 	j = json_stringn(copy, text->len);
 	free(copy);
 	return j;
@@ -282,8 +284,8 @@ int shard_out_http_template_check(const char *text, size_t len, char *err, size_
 
 /* Unit i of the batch fails on its own, before the request (it is dropped
  * from the batch by the caller). */
-static void http_fail_unit(struct shard_out *o, size_t i, int code, int subject,
-			   const char *fmt, const char *why)
+static void http_fail_unit(struct shard_out *o, size_t i, int code, int subject, const char *fmt,
+			   const char *why)
 {
 	struct smtp_client_reply r;
 	struct shard_log_outcome lo;
@@ -311,10 +313,9 @@ static void http_build_body(struct shard_out *o, const struct policy_queue_http 
 			continue;
 		}
 		if (array && !http_is_json(&h->part)) {
-			http_fail_unit(o, i, 554, 6,
-				       "%s: a batched application/json body must be JSON",
-				       cfg->body_template ? "the rendered body_template"
-							  : "the message");
+			http_fail_unit(
+			    o, i, 554, 6, "%s: a batched application/json body must be JSON",
+			    cfg->body_template ? "the rendered body_template" : "the message");
 			continue;
 		}
 		if (array && kept > 0)
@@ -353,18 +354,19 @@ static void http_send(struct shard_out *o)
 		return;
 	}
 	for (size_t i = 0; i < cfg->n_headers && i < HTTP_MAX_HEADERS; i++)
-		headers[i] = (struct http_client_header){cfg->headers[i].name, cfg->headers[i].value};
+		headers[i] =
+		    (struct http_client_header){cfg->headers[i].name, cfg->headers[i].value};
 	iov = (struct iovec){h->body.data, h->body.len};
 	req = (struct http_client_request){
-		.method = cfg->method,
-		.host = cfg->host_field,
-		.path = cfg->path,
-		.content_type = cfg->content_type,
-		.headers = headers,
-		.n_headers = cfg->n_headers < HTTP_MAX_HEADERS ? cfg->n_headers : HTTP_MAX_HEADERS,
-		.body = &iov,
-		.n_body = 1,
-		.timeout_ms = cfg->timeout_ms,
+	    .method = cfg->method,
+	    .host = cfg->host_field,
+	    .path = cfg->path,
+	    .content_type = cfg->content_type,
+	    .headers = headers,
+	    .n_headers = cfg->n_headers < HTTP_MAX_HEADERS ? cfg->n_headers : HTTP_MAX_HEADERS,
+	    .body = &iov,
+	    .n_body = 1,
+	    .timeout_ms = cfg->timeout_ms,
 	};
 	if (http_client_send(h->client, &req) != PT_OK) {
 		shard_out_fail_batch_local(o, "the HTTP request could not be made");
@@ -419,18 +421,18 @@ static void http_quit(struct shard_out *o)
 }
 
 const struct shard_out_proto shard_out_http = {
-	.name = "HTTP",
-	.body_per_unit = true,
-	.open = http_open,
-	.free = http_free,
-	.input = http_input,
-	.eof = http_eof,
-	.timeout = http_timeout,
-	.timeout_ms = http_timeout_ms,
-	.output = http_output,
-	.events = http_events,
-	.batch_max = http_batch_max,
-	.take = shard_ready_take_queue,
-	.send = http_send,
-	.quit = http_quit,
+    .name = "HTTP",
+    .body_per_unit = true,
+    .open = http_open,
+    .free = http_free,
+    .input = http_input,
+    .eof = http_eof,
+    .timeout = http_timeout,
+    .timeout_ms = http_timeout_ms,
+    .output = http_output,
+    .events = http_events,
+    .batch_max = http_batch_max,
+    .take = shard_ready_take_queue,
+    .send = http_send,
+    .quit = http_quit,
 };

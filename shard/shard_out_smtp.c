@@ -27,17 +27,17 @@ static struct smtp_client_config smtp_config(const struct shard_out *o)
 	const char *ehlo = e->ehlo_domain ? e->ehlo_domain : o->rq->src.ehlo_domain;
 
 	return (struct smtp_client_config){
-		.ehlo_domain = ehlo ? ehlo : o->shard->hostname,
-		.tls = (enum smtp_client_tls)e->enable_tls,
-		.enable_pipelining = e->enable_pipelining,
-		.banner_timeout_ms = e->banner_timeout_ms,
-		.ehlo_timeout_ms = e->ehlo_timeout_ms,
-		.starttls_timeout_ms = e->starttls_timeout_ms,
-		.mail_from_timeout_ms = e->mail_from_timeout_ms,
-		.rcpt_to_timeout_ms = e->rcpt_to_timeout_ms,
-		.data_timeout_ms = e->data_timeout_ms,
-		.data_dot_timeout_ms = e->data_dot_timeout_ms,
-		.rset_timeout_ms = e->rset_timeout_ms,
+	    .ehlo_domain = ehlo ? ehlo : o->shard->hostname,
+	    .tls = (enum smtp_client_tls)e->enable_tls,
+	    .enable_pipelining = e->enable_pipelining,
+	    .banner_timeout_ms = e->banner_timeout_ms,
+	    .ehlo_timeout_ms = e->ehlo_timeout_ms,
+	    .starttls_timeout_ms = e->starttls_timeout_ms,
+	    .mail_from_timeout_ms = e->mail_from_timeout_ms,
+	    .rcpt_to_timeout_ms = e->rcpt_to_timeout_ms,
+	    .data_timeout_ms = e->data_timeout_ms,
+	    .data_dot_timeout_ms = e->data_dot_timeout_ms,
+	    .rset_timeout_ms = e->rset_timeout_ms,
 	};
 }
 
@@ -230,18 +230,18 @@ static void smtp_quit(struct shard_out *o)
 }
 
 const struct shard_out_proto shard_out_smtp = {
-	.name = "ESMTP",
-	.body_per_unit = false,
-	.open = smtp_open,
-	.free = smtp_free,
-	.input = smtp_input,
-	.eof = smtp_eof,
-	.timeout = smtp_timeout,
-	.timeout_ms = smtp_timeout_ms,
-	.output = smtp_output,
-	.events = smtp_events,
-	.batch_max = smtp_batch_max,
-	.take = shard_ready_take,
-	.send = smtp_send,
-	.quit = smtp_quit,
+    .name = "ESMTP",
+    .body_per_unit = false,
+    .open = smtp_open,
+    .free = smtp_free,
+    .input = smtp_input,
+    .eof = smtp_eof,
+    .timeout = smtp_timeout,
+    .timeout_ms = smtp_timeout_ms,
+    .output = smtp_output,
+    .events = smtp_events,
+    .batch_max = smtp_batch_max,
+    .take = shard_ready_take,
+    .send = smtp_send,
+    .quit = smtp_quit,
 };

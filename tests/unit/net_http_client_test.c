@@ -134,10 +134,11 @@ Test(http_client, chunked_split_at_every_byte)
 
 Test(http_client, connection_close_ends_the_session)
 {
-	check_split_everywhere("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-			       200, "OK", "ok", false);
-	check_split_everywhere("HTTP/1.0 201 Created\r\nContent-Length: 0\r\n\r\n", 201,
-			       "Created", "", false);
+	check_split_everywhere(
+	    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 200, "OK", "ok",
+	    false);
+	check_split_everywhere("HTTP/1.0 201 Created\r\nContent-Length: 0\r\n\r\n", 201, "Created",
+			       "", false);
 }
 
 Test(http_client, interim_response_skipped)
@@ -166,7 +167,8 @@ Test(http_client, long_body_kept_in_part)
 {
 	struct http_client *c = fx_new();
 	char resp[2200];
-	int n = snprintf(resp, sizeof(resp), "HTTP/1.1 400 Bad Request\r\nContent-Length: 2000\r\n\r\n");
+	int n = snprintf(resp, sizeof(resp),
+			 "HTTP/1.1 400 Bad Request\r\nContent-Length: 2000\r\n\r\n");
 
 	memset(resp + n, 'b', 2000);
 	fx_send(c, "x");

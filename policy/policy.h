@@ -92,11 +92,13 @@ struct policy_http_header {
 /* make_queue_config's protocol.http (policy_queue_http.c); every string malloc'd. */
 struct policy_queue_http {
 	char *url;	    /* as written */
+	bool tls;	    /* https:// */
+	bool accept_invalid_certs; /* https: any certificate (KumoMTA's http client option) */
 	char *host;	    /* the URL's host: a name or an IP (IPv6 without brackets) */
-	uint16_t port;	    /* the URL's, or 80 */
+	uint16_t port;	    /* the URL's, or 80 (https: 443) */
 	char *connect;	    /* "host:port" or "[v6]:port": where to connect */
-	char *site;	    /* "http://host:port": the ready queue's site */
-	char *host_field;   /* the Host header: host, with ":port" unless 80 */
+	char *site;	    /* "http(s)://host:port": the ready queue's site */
+	char *host_field;   /* the Host header: host, with ":port" unless the default */
 	char *path;	    /* origin form with the query: "/hook?x=1" */
 	char *method;	    /* POST (default), PUT or PATCH */
 	char *content_type; /* default message/rfc822 */

@@ -3,14 +3,15 @@
  * delivers by HTTP request (a webhook-style endpoint) instead of SMTP.
  *
  *     protocol = { http = {
- *       url = 'http://127.0.0.1:8080/hook',   -- required; http:// only
+ *       url = 'http://127.0.0.1:8080/hook',   -- required; http:// or https://
  *       method = 'POST',                      -- POST (default), PUT, PATCH
  *       headers = { ['X-Key'] = 'v' },        -- extra request headers
  *       content_type = 'application/json',    -- default 'message/rfc822'
  *       body_template = '{"id": {{ id | tojson }}}', -- default: the message
  *       batch_size = 10,                      -- messages per request, default 1
  *       timeout = '60s',                      -- the whole request, default 60 s
- *     } }
+ *       accept_invalid_certs = false,         -- https: any certificate (KumoMTA's
+ *     } }                                     -- kumo.http.build_client option)
  *
  * Everything is checked here, at the make_queue_config call, so a mistake
  * is a Lua error at that line: the URL (scheme, host, port, no user info
@@ -23,8 +24,8 @@
  * through the checker petreld passes in (policy_set_template_check:
  * net/template.c is out of the policy's reach).
  *
- * https:// is refused for now (state it rather than send in clear): TLS
- * for outbound HTTP is not wired yet.
+ * https:// verifies the server's certificate against the system CA bundle
+ * and the URL's host, unless accept_invalid_certs (only with https://).
  */
 #include "policy/policy_int.h"
 
@@ -49,7 +50,15 @@ void policy_set_template_check(policy_template_check_fn fn)
 }
 
 static const char *const http_keys[] = {
-    "url", "method", "headers", "content_type", "body_template", "batch_size", "timeout", NULL,
+    "url",
+    "method",
+    "headers",
+    "content_type",
+    "body_template",
+    "batch_size",
+    "timeout",
+    "accept_invalid_certs",
+    NULL,
 };
 static const char *const http_kumo_only[] = {NULL};
 static const char *const http_reserved[] = {
@@ -96,6 +105,8 @@ int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_q
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return PT_NOMEM;
 	h->port = src->port;
+	h->tls = src->tls;
+	h->accept_invalid_certs = src->accept_invalid_certs;
 	h->batch_size = src->batch_size;
 	h->timeout_ms = src->timeout_ms;
 	rc |= http_dup(&h->url, src->url) | http_dup(&h->host, src->host);
@@ -171,14 +182,10 @@ static void http_set_url(lua_State *L, int idx, struct policy_queue_http *h)
 		policy_raise(L,
 			     "%s: protocol.http.url '%s' is not a URL like http://host[:port]/path",
 			     QUEUE_FN, url);
-	if (u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url, "https", 5) == 0)
-		policy_raise(L,
-			     "%s: protocol.http.url '%s': https is not supported yet (use http://, "
-			     "e.g. to a local TLS proxy)",
+	h->tls = u.field_data[UF_SCHEMA].len == 5 && strncasecmp(url, "https", 5) == 0;
+	if (!h->tls && (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(url, "http", 4) != 0))
+		policy_raise(L, "%s: protocol.http.url '%s' must start with http:// or https://",
 			     QUEUE_FN, url);
-	if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(url, "http", 4) != 0)
-		policy_raise(L, "%s: protocol.http.url '%s' must start with http://", QUEUE_FN,
-			     url);
 	if (u.field_set & ((1 << UF_USERINFO) | (1 << UF_FRAGMENT)))
 		policy_raise(L,
 			     "%s: protocol.http.url '%s': user info and fragments are not allowed "
@@ -190,11 +197,15 @@ static void http_set_url(lua_State *L, int idx, struct policy_queue_http *h)
 	if (policy_dns_check_host(h->host, true, &why) != PT_OK)
 		policy_raise(L, "%s: protocol.http.url '%s': bad host '%s' (%s)", QUEUE_FN, url,
 			     h->host, why);
-	h->port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
+	h->port = (u.field_set & (1 << UF_PORT)) ? u.port : h->tls ? 443 : 80;
 	v6 = strchr(h->host, ':') != NULL;
 	h->connect = http_printf(L, v6 ? "[%s]:%u" : "%s:%u", h->host, h->port);
-	h->site = http_printf(L, v6 ? "http://[%s]:%u" : "http://%s:%u", h->host, h->port);
-	if (h->port == 80)
+	if (h->tls)
+		h->site =
+		    http_printf(L, v6 ? "https://[%s]:%u" : "https://%s:%u", h->host, h->port);
+	else
+		h->site = http_printf(L, v6 ? "http://[%s]:%u" : "http://%s:%u", h->host, h->port);
+	if (h->port == (h->tls ? 443 : 80))
 		h->host_field = http_printf(L, v6 ? "[%s]" : "%s", h->host, 0);
 	else
 		h->host_field = http_printf(L, v6 ? "[%s]:%u" : "%s:%u", h->host, h->port);
@@ -303,9 +314,25 @@ static void http_set_field(lua_State *L, int idx, const char *key, struct policy
 	} else if (strcmp(key, "batch_size") == 0) {
 		h->batch_size = (uint32_t)policy_config_check_count(
 		    L, idx, QUEUE_FN, "protocol.http.batch_size", HTTP_MAX_BATCH);
-	} else {
+	} else if (strcmp(key, "timeout") == 0) {
 		h->timeout_ms =
 		    policy_config_check_timeout(L, idx, QUEUE_FN, "protocol.http.timeout");
+	} else {
+		h->accept_invalid_certs = policy_config_check_bool(
+		    L, idx, QUEUE_FN, "protocol.http.accept_invalid_certs");
+		if (!h->tls)
+			policy_raise(L,
+				     "%s: protocol.http.accept_invalid_certs applies to https:// "
+				     "URLs only",
+				     QUEUE_FN);
+		if (h->accept_invalid_certs) {
+			/* Its own site: connections that verify and connections that
+			 * don't must not be shared (shard_out_http.c reads the scheme). */
+			char *site = http_printf(L, "https+insecure%s", h->site + 5, 0);
+
+			free(h->site);
+			h->site = site;
+		}
 	}
 }
 

@@ -795,6 +795,16 @@ struct shard_log_outcome shard_out_outcome(struct shard_out *o, const struct smt
  * takes the next batch. */
 void shard_out_fail_batch_local(struct shard_out *o, const char *why);
 void shard_out_free_bodies(struct shard_out *o);
+/* Start a client TLS handshake on o to o->cur->name (verify: the system CA
+ * bundle and the name).  PT_OK, or PT_ERROR with err (tls_state NONE). */
+int shard_out_tls_start(struct shard_out *o, bool verify, char *err, size_t err_len);
+/* Ciphertext received while TLS is on or shaking hands: PT_AGAIN (the
+ * handshake wants more; its output is pumped), PT_ERROR (the handshake
+ * failed: tls_conn_error(o->tls), tls_state NONE), PT_NOMEM (closed), or
+ * PT_OK with the plaintext in o->plain (maybe none), *handshake_done when
+ * it just finished and *eof when the peer closed or sent an alert. */
+int shard_out_tls_input(struct shard_out *o, const char *data, size_t len, bool *handshake_done,
+			bool *eof);
 /* The batch's units go back to the front of the ready queue, unattempted. */
 void shard_out_give_back(struct shard_out *o);
 /* shard_ready.c: up to max units of the head unit's scheduled queue, any message. */

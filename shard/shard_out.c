@@ -193,6 +193,59 @@ void shard_out_pump(struct shard_out *o)
 	out_timer_arm(o);
 }
 
+/* ---- TLS (client side, for the protocols) ---- */
+
+int shard_out_tls_start(struct shard_out *o, bool verify, char *err, size_t err_len)
+{
+	struct shard *s = o->shard;
+	struct tls_ctx **ctx = verify ? &s->tls_client_verify : &s->tls_client_insecure;
+
+	if (!*ctx)
+		*ctx = tls_ctx_new_client(verify, err, err_len);
+	if (!*ctx)
+		return PT_ERROR;
+	o->tls = tls_conn_new_client(*ctx, o->cur->name);
+	if (!o->tls) {
+		snprintf(err, err_len, "out of memory for TLS");
+		return PT_ERROR;
+	}
+	o->tls_state = CONN_TLS_HANDSHAKE;
+	/* The ClientHello goes out with the next shard_out_pump. */
+	if (tls_conn_handshake(o->tls) == PT_ERROR) {
+		o->tls_state = CONN_TLS_NONE;
+		snprintf(err, err_len, "%s", tls_conn_error(o->tls));
+		return PT_ERROR;
+	}
+	return PT_OK;
+}
+
+int shard_out_tls_input(struct shard_out *o, const char *data, size_t len, bool *handshake_done,
+			bool *eof)
+{
+	*handshake_done = *eof = false;
+	if (tls_conn_feed(o->tls, data, len) != PT_OK) {
+		shard_out_close(o, "out of memory");
+		return PT_NOMEM;
+	}
+	if (o->tls_state == CONN_TLS_HANDSHAKE) {
+		int rc = tls_conn_handshake(o->tls);
+
+		if (rc == PT_AGAIN) {
+			shard_out_pump(o);
+			return PT_AGAIN;
+		}
+		if (rc != PT_OK) {
+			o->tls_state = CONN_TLS_NONE;
+			return PT_ERROR;
+		}
+		o->tls_state = CONN_TLS_ON;
+		*handshake_done = true;
+	}
+	o->plain.len = 0;
+	*eof = tls_conn_read(o->tls, &o->plain) != PT_OK;
+	return PT_OK;
+}
+
 /* ---- Transactions ---- */
 
 void shard_out_give_back(struct shard_out *o)

@@ -29,6 +29,11 @@
  * it and the retry delivers).  Messages that are not UTF-8 reach `data`
  * with their non-ASCII bytes as '?': a JSON string can't hold them.
  *
+ * https:// (the site's scheme): the TLS handshake (shard_out_tls_start)
+ * starts when the client is first READY, and READY reaches shard_out.c
+ * only once it is done; a failed or timed-out handshake is a failure
+ * before READY (shard_out_retry_next), as SMTP's.
+ *
  * A request on a reused connection that the peer closes before sending a
  * byte goes back to the ready queue for a new connection, not to the
  * retry schedule (the usual idle-close race); at-least-once either way.
@@ -59,6 +64,7 @@ struct out_http {
 	struct pt_buf part;   /* one unit's part */
 	struct template *tpl; /* body_template compiled, for tpl_text */
 	char *tpl_text;
+	bool ready_pending; /* https: READY waits for the handshake */
 };
 
 static struct out_http *http_of(const struct shard_out *o)
@@ -148,6 +154,48 @@ static void http_done(struct shard_out *o)
 	o->n_batch = 0;
 }
 
+/* The ready queue's site says whether its connections use TLS (a URL's
+ * scheme, and accept_invalid_certs, are part of the site: policy_queue_http.c). */
+static bool http_tls(const struct shard_out *o)
+{
+	return strncmp(o->rq->site, "https", 5) == 0;
+}
+
+static bool http_tls_verify(const struct shard_out *o)
+{
+	return strncmp(o->rq->site, "https+insecure://", 17) != 0;
+}
+
+/* TLS failed before the session was READY: the next address, as SMTP does. */
+static void http_tls_failed(struct shard_out *o, const char *why)
+{
+	struct smtp_client_reply r;
+
+	smtp_client_local_reply(&r, 451, 7, 5, "TLS", "TLS handshake with %s failed: %s",
+				o->cur->name, why);
+	shard_out_retry_next(o, &r);
+}
+
+/* The client is READY: at once in plain HTTP; with https after the
+ * handshake, which the first READY starts. */
+static bool http_ready(struct shard_out *o)
+{
+	struct out_http *h = http_of(o);
+	char err[256];
+
+	if (!http_tls(o) || o->tls_state == CONN_TLS_ON) {
+		shard_out_became_ready(o);
+		return true;
+	}
+	h->ready_pending = true;
+	if (o->tls_state == CONN_TLS_NONE &&
+	    shard_out_tls_start(o, http_tls_verify(o), err, sizeof(err)) != PT_OK) {
+		http_tls_failed(o, err);
+		return false;
+	}
+	return true;
+}
+
 static void http_events(struct shard_out *o)
 {
 	enum http_client_event ev;
@@ -156,7 +204,8 @@ static void http_events(struct shard_out *o)
 	       (ev = http_client_next_event(http_of(o)->client)) != HTTP_CLIENT_EV_NONE) {
 		switch (ev) {
 		case HTTP_CLIENT_EV_READY:
-			shard_out_became_ready(o);
+			if (!http_ready(o))
+				return;
 			break;
 		case HTTP_CLIENT_EV_DONE:
 			http_done(o);
@@ -377,8 +426,41 @@ static void http_send(struct shard_out *o)
 
 /* ---- the table ---- */
 
+static void http_tls_input(struct shard_out *o, const char *data, size_t len)
+{
+	struct out_http *h = http_of(o);
+	bool done, eof;
+
+	switch (shard_out_tls_input(o, data, len, &done, &eof)) {
+	case PT_OK:
+		break;
+	case PT_ERROR:
+		http_tls_failed(o, tls_conn_error(o->tls));
+		return;
+	default:
+		return;
+	}
+	if (done && h->ready_pending) {
+		h->ready_pending = false;
+		shard_out_became_ready(o);
+	}
+	if (o->closing || o->state != OUT_SESSION)
+		return;
+	if (o->plain.len > 0 && http_client_feed(h->client, o->plain.data, o->plain.len) != PT_OK) {
+		shard_out_close(o, "out of memory");
+		return;
+	}
+	if (eof)
+		http_client_eof(h->client);
+	http_events(o);
+}
+
 static void http_input(struct shard_out *o, const char *data, size_t len)
 {
+	if (o->tls_state != CONN_TLS_NONE) {
+		http_tls_input(o, data, len);
+		return;
+	}
 	if (http_client_feed(http_of(o)->client, data, len) != PT_OK) {
 		shard_out_close(o, "out of memory");
 		return;
@@ -393,11 +475,19 @@ static void http_eof(struct shard_out *o)
 
 static void http_timeout(struct shard_out *o)
 {
+	if (o->tls_state == CONN_TLS_HANDSHAKE) {
+		o->tls_state = CONN_TLS_NONE;
+		http_tls_failed(o, "timed out");
+		return;
+	}
 	http_client_timeout(http_of(o)->client);
 }
 
+/* The request's, or the egress path's starttls_timeout for the handshake. */
 static uint64_t http_timeout_ms(const struct shard_out *o)
 {
+	if (o->tls_state == CONN_TLS_HANDSHAKE)
+		return o->rq->cfg.starttls_timeout_ms ? o->rq->cfg.starttls_timeout_ms : 5000;
 	return http_client_timeout_ms(http_of(o)->client);
 }
 

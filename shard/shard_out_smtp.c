@@ -69,31 +69,15 @@ static void smtp_tx_done(struct shard_out *o)
 	shard_out_free_bodies(o);
 }
 
+/* The ClientHello goes out with the pump after the event loop; the answer
+ * comes through smtp_input. */
 static void smtp_start_tls(struct shard_out *o)
 {
-	struct shard *s = o->shard;
 	struct smtp_client *c = smtp_of(o);
-	bool verify = smtp_client_tls_verify(c);
-	struct tls_ctx **ctx = verify ? &s->tls_client_verify : &s->tls_client_insecure;
 	char err[256];
 
-	if (!*ctx)
-		*ctx = tls_ctx_new_client(verify, err, sizeof(err));
-	if (!*ctx) {
+	if (shard_out_tls_start(o, smtp_client_tls_verify(c), err, sizeof(err)) != PT_OK)
 		smtp_client_tls_done(c, false, err);
-		return;
-	}
-	o->tls = tls_conn_new_client(*ctx, o->cur->name);
-	if (!o->tls) {
-		smtp_client_tls_done(c, false, "out of memory for TLS");
-		return;
-	}
-	o->tls_state = CONN_TLS_HANDSHAKE;
-	/* The ClientHello goes out now; the answer comes through smtp_input. */
-	if (tls_conn_handshake(o->tls) == PT_ERROR) {
-		o->tls_state = CONN_TLS_NONE;
-		smtp_client_tls_done(c, false, tls_conn_error(o->tls));
-	}
 }
 
 static void smtp_events(struct shard_out *o)
@@ -133,32 +117,23 @@ static void smtp_events(struct shard_out *o)
 static void smtp_tls_input(struct shard_out *o, const char *data, size_t len)
 {
 	struct smtp_client *c = smtp_of(o);
-	int rc;
+	bool done, eof;
 
-	if (tls_conn_feed(o->tls, data, len) != PT_OK) {
-		shard_out_close(o, "out of memory");
+	switch (shard_out_tls_input(o, data, len, &done, &eof)) {
+	case PT_OK:
+		break;
+	case PT_ERROR:
+		smtp_client_tls_done(c, false, tls_conn_error(o->tls));
+		smtp_events(o);
+		return;
+	default:
 		return;
 	}
-	if (o->tls_state == CONN_TLS_HANDSHAKE) {
-		rc = tls_conn_handshake(o->tls);
-		if (rc == PT_AGAIN) {
-			shard_out_pump(o);
-			return;
-		}
-		if (rc != PT_OK) {
-			o->tls_state = CONN_TLS_NONE;
-			smtp_client_tls_done(c, false, tls_conn_error(o->tls));
-			smtp_events(o);
-			return;
-		}
-		o->tls_state = CONN_TLS_ON;
+	if (done)
 		smtp_client_tls_done(c, true, NULL);
-	}
-	o->plain.len = 0;
-	rc = tls_conn_read(o->tls, &o->plain);
 	if (o->plain.len > 0)
 		smtp_client_feed(c, o->plain.data, o->plain.len);
-	if (rc != PT_OK)
+	if (eof)
 		smtp_client_eof(c);
 	smtp_events(o);
 }

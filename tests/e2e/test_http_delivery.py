@@ -18,6 +18,7 @@ import threading
 import time
 
 import harness
+import receivers
 from harness import make_message
 
 SENDER = "sender@client.test"
@@ -41,7 +42,7 @@ class HttpReceiver:
 	"drop" closes the connection without a byte of answer; delay: seconds
 	to wait before each answer."""
 
-	def __init__(self, statuses=(), delay=0.0, body=b"busy"):
+	def __init__(self, statuses=(), delay=0.0, body=b"busy", tls=None):
 		self.statuses = list(statuses)
 		self.delay = delay
 		self.body = body
@@ -76,6 +77,10 @@ class HttpReceiver:
 
 		self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 		self.server.daemon_threads = True
+		if tls is not None:	# (cert, key): HTTPS
+			ctx = receivers.server_tls_context(*tls)
+			self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+							     do_handshake_on_connect=False)
 		self.port = self.server.server_address[1]
 		self.thread = threading.Thread(target=self.server.serve_forever,
 					       kwargs={"poll_interval": 0.1}, daemon=True)
@@ -96,12 +101,13 @@ class HttpReceiver:
 
 class HttpDelivery(harness.PetrelTest):
 
-	def start(self, http, statuses=(), delay=0.0, egress=None):
+	def start(self, http, statuses=(), delay=0.0, egress=None, tls=None):
 		"""The receiver, then petreld delivering DOMAIN by HTTP with `http`
 		(protocol.http fields; url filled in)."""
-		self.receiver = HttpReceiver(statuses, delay).start()
+		self.receiver = HttpReceiver(statuses, delay, tls=tls).start()
 		self.addCleanup(self.receiver.stop)
-		http = dict({"url": "http://127.0.0.1:%d/hook?k=1" % self.receiver.port}, **http)
+		http = dict({"url": "%s://127.0.0.1:%d/hook?k=1" % ("https" if tls else "http",
+								     self.receiver.port)}, **http)
 		policy = self.env.write_delivery_policy(
 			harness.free_port(), message_hook=META_HOOK, egress=egress,
 			queue_by_domain={DOMAIN: {"protocol": {"http": http}}})
@@ -272,13 +278,14 @@ class HttpDelivery(harness.PetrelTest):
 
 	@harness.bound(30)
 	def test_config_mistakes_are_lua_errors_with_line(self):
-		"""petreld --validate: a body_template that does not compile and an
-		https URL are refused at the make_queue_config line."""
+		"""petreld --validate: a body_template that does not compile,
+		accept_invalid_certs on http:// and a batch that is not JSON are
+		refused at the make_queue_config line."""
 		cases = [
 			("{ url = 'http://127.0.0.1:1/', body_template = '{{ id | nope }}' }",
 			 "protocol.http.body_template: line 1: unknown filter 'nope'"),
-			("{ url = 'https://127.0.0.1:1/' }",
-			 "protocol.http.url 'https://127.0.0.1:1/': https is not supported yet"),
+			("{ url = 'http://127.0.0.1:1/', accept_invalid_certs = true }",
+			 "protocol.http.accept_invalid_certs applies to https:// URLs only"),
 			("{ url = 'http://127.0.0.1:1/', batch_size = 3 }",
 			 "protocol.http.batch_size 3 needs content_type 'application/json'"),
 		]
@@ -289,3 +296,32 @@ class HttpDelivery(harness.PetrelTest):
 			rc, out = harness.validate(path, self.env.dir)
 			self.assertEqual(rc, 1, out)
 			self.assertIn("bad.lua:3: make_queue_config: " + want, out)
+
+	@harness.bound(60)
+	def test_https(self):
+		"""https:// with accept_invalid_certs to a self-signed receiver:
+		delivered over TLS (the record names the TLS version); the same
+		receiver without accept_invalid_certs fails verification: a
+		TransientFailure, nothing posted."""
+		cert = receivers.make_cert(self.env.dir, "127.0.0.1")
+		self.start({"accept_invalid_certs": True}, tls=cert)
+		self.send(["tls@" + DOMAIN])
+		rec = self.wait_records("Delivery", 1)[0]
+		self.assertEqual(rec["response"]["content"], "HTTP 200 OK: ok")
+		self.assertTrue(rec["tls_protocol_version"].startswith("TLSv1."), rec)
+		self.assertEqual(rec["site"], "https+insecure://127.0.0.1:%d" % self.receiver.port)
+		self.assertEqual(len(self.receiver.seen()), 1)
+		self.assertEqual(self.receiver.seen()[0].headers.get("Host"),
+				 "127.0.0.1:%d" % self.receiver.port)
+
+	@harness.bound(60)
+	def test_https_unverified_certificate_is_refused(self):
+		cert = receivers.make_cert(self.env.dir, "127.0.0.1")
+		self.start({}, tls=cert)
+		self.send(["tls@" + DOMAIN])
+		rec = self.wait_records("TransientFailure", 1)[0]
+		self.assertEqual(rec["response"]["code"], 451)
+		self.assertIn("TLS handshake with 127.0.0.1 failed", rec["response"]["content"])
+		self.assertEqual(rec["site"], "https://127.0.0.1:%d" % self.receiver.port)
+		self.assertEqual(self.receiver.seen(), [])
+		self.assertEqual(self.records(("Delivery", "Bounce")), [])

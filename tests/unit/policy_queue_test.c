@@ -470,6 +470,19 @@ Test(policy_queue, http_protocol_is_parsed)
 	cr_assert_eq(h->batch_size, 1);
 	cr_assert_eq(h->timeout_ms, 60000);
 	cr_assert_null(h->body_template);
+	cr_assert(!h->tls);
+	policy_queue_config_free(&q);
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { http = {\n"
+			       "  url = 'https://hooks.example/x', accept_invalid_certs = true } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	h = q.http;
+	cr_assert(h->tls);
+	cr_assert(h->accept_invalid_certs);
+	cr_assert_eq(h->port, 443);
+	cr_assert_str_eq(h->site, "https+insecure://hooks.example:443");
+	cr_assert_str_eq(h->host_field, "hooks.example");
 	policy_queue_config_free(&q);
 }
 
@@ -478,10 +491,9 @@ Test(policy_queue, http_protocol_errors_have_the_line)
 	static const struct queue_case cases[] = {
 	    {"{ protocol = { http = {} } }", "make_queue_config: protocol.http.url is required"},
 	    {"{ protocol = { http = { url = 'ftp://h/' } } }",
-	     "make_queue_config: protocol.http.url 'ftp://h/' must start with http://"},
-	    {"{ protocol = { http = { url = 'https://h/' } } }",
-	     "make_queue_config: protocol.http.url 'https://h/': https is not supported yet (use "
-	     "http://, e.g. to a local TLS proxy)"},
+	     "make_queue_config: protocol.http.url 'ftp://h/' must start with http:// or https://"},
+	    {"{ protocol = { http = { url = 'http://h/', accept_invalid_certs = true } } }",
+	     "make_queue_config: protocol.http.accept_invalid_certs applies to https:// URLs only"},
 	    {"{ protocol = { http = { url = 'not a url' } } }",
 	     "make_queue_config: protocol.http.url 'not a url' is not a URL like "
 	     "http://host[:port]/path"},

@@ -130,6 +130,13 @@ static int on_body(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+/* RFC 9110 15: a status code is three digits, 100 to 599 (libhttp-parser
+ * takes any number up to 999). */
+static int on_headers_complete(http_parser *p)
+{
+	return p->status_code >= 100 && p->status_code <= 599 ? 0 : -1;
+}
+
 static int on_message_complete(http_parser *p)
 {
 	struct http_client *c = p->data;
@@ -157,6 +164,7 @@ struct http_client *http_client_new(const struct http_client_config *cfg)
 	http_parser_settings_init(&c->settings);
 	c->settings.on_message_begin = on_message_begin;
 	c->settings.on_status = on_status;
+	c->settings.on_headers_complete = on_headers_complete;
 	c->settings.on_body = on_body;
 	c->settings.on_message_complete = on_message_complete;
 	c->state = HTTP_CLIENT_IDLE;
@@ -277,7 +285,11 @@ int http_client_feed(struct http_client *c, const void *data, size_t len)
 		http_client_complete(c, len - n);
 		return PT_OK;
 	}
-	if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+	if (HTTP_PARSER_ERRNO(&c->parser) == HPE_CB_headers_complete) {
+		snprintf(why, sizeof(why), "malformed HTTP response: status %u is not 100 to 599",
+			 c->parser.status_code);
+		http_client_fail(c, why);
+	} else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
 		snprintf(why, sizeof(why), "malformed HTTP response: %s",
 			 http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
 		http_client_fail(c, why);

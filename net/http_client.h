@@ -19,7 +19,8 @@
  *   READY   a request may be sent (at once after new, and after a response
  *           that keeps the connection alive).
  *   DONE    the request sent has its outcome: http_client_response() holds
- *           the status, reason and the first HTTP_CLIENT_BODY_KEEP octets of
+ *           the status (200-599; a status outside 100-599 is malformed),
+ *           the reason and the first HTTP_CLIENT_BODY_KEEP octets of
  *           the body, or status 0 and a reason when no whole response came
  *           (timeout, connection lost, malformed response).
  *   CLOSED  the connection is done with: the peer said Connection: close
@@ -67,7 +68,7 @@ struct http_client_request {
 };
 
 struct http_client_response {
-	int status;	  /* 100-999; 0: no whole response (reason says why) */
+	int status;	  /* 200-599; 0: no whole response (reason says why) */
 	char reason[256]; /* the status line's reason phrase, or the local failure */
 	char body[HTTP_CLIENT_BODY_KEEP + 1]; /* first octets, NUL-terminated */
 	size_t body_len;		      /* kept (<= HTTP_CLIENT_BODY_KEEP) */

@@ -199,6 +199,8 @@ Test(http_client, bad_responses_are_protocol_errors)
 {
 	check_protocol_error("SMTP 220 hello\r\n\r\n");
 	check_protocol_error("HTTP/1.1 2x0 OK\r\n\r\n");
+	check_protocol_error("HTTP/1.0 2 OK\r\n\r\n"); /* found by tests/fuzz/http_client_fuzz */
+	check_protocol_error("HTTP/1.1 600 Huh\r\nContent-Length: 0\r\n\r\n");
 	check_protocol_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
 	check_protocol_error("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
 }

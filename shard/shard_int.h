@@ -369,9 +369,10 @@ struct shard_out_proto {
 	struct pt_buf *(*output)(struct shard_out *o);	   /* plaintext to send */
 	/* Act on the session's events, then shard_out_pump. */
 	void (*events)(struct shard_out *o);
-	/* The next batch from rq into out (at most its batch_max). */
+	/* A batch: at most batch_max units that go with its first one
+	 * (same_batch: shard_ready_same_message, shard_ready_same_queue). */
 	size_t (*batch_max)(const struct shard_ready *rq);
-	size_t (*take)(struct shard_ready *rq, struct shard_unit **out, size_t max);
+	bool (*same_batch)(const struct shard_unit *first, const struct shard_unit *u);
 	/* o->batch has its bodies (o->bodies): start the transaction. */
 	void (*send)(struct shard_out *o);
 	void (*quit)(struct shard_out *o); /* READY and idle: end the session */
@@ -758,8 +759,13 @@ void shard_ready_add(struct shard *s, struct shard_unit *u);
 void shard_ready_kick(struct shard *s, struct shard_ready *rq);
 /* A connection gave back units it did not attempt (they go back to the front). */
 void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_unit *u);
-/* Take the next batch for a connection: up to max units of one message. */
+/* Take the next batch for a connection: up to max units that go with the
+ * head unit (rq->proto->same_batch), unlinked and INFLIGHT. */
 size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max);
+/* Batch rules: recipients of one message (SMTP), units of one scheduled
+ * queue, any message (HTTP: one URL, header set and template per request). */
+bool shard_ready_same_message(const struct shard_unit *first, const struct shard_unit *u);
+bool shard_ready_same_queue(const struct shard_unit *first, const struct shard_unit *u);
 bool shard_rate_take(struct shard_rate *r, uint64_t now_us, uint64_t *wait_us);
 void shard_rate_set(struct shard_rate *r, const struct policy_rate *rate);
 void shard_ready_conn_gone(struct shard *s, struct shard_ready *rq, struct shard_out *o,
@@ -807,8 +813,6 @@ int shard_out_tls_input(struct shard_out *o, const char *data, size_t len, bool 
 			bool *eof);
 /* The batch's units go back to the front of the ready queue, unattempted. */
 void shard_out_give_back(struct shard_out *o);
-/* shard_ready.c: up to max units of the head unit's scheduled queue, any message. */
-size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max);
 
 /* shard_dns.c: c-ares on the ring. */
 int shard_dns_init(struct shard *s);

@@ -22,7 +22,7 @@
  *               at it and no body request is out.
  *
  * A transaction: when the session is READY the connection takes a batch of
- * ready units (the protocol's take: SMTP the recipients of one message,
+ * ready units (the protocol's same_batch: SMTP the recipients of one message,
  * HTTP up to batch_size units of one queue), one message-rate token, and
  * asks the home shards for the bodies (shard_home.c reads them back from
  * the spool), one after another: batch[0]'s only, or every unit's when
@@ -339,7 +339,7 @@ void shard_out_wake(struct shard_out *o)
 		pt_error("out of memory for a transaction");
 		return;
 	}
-	o->n_batch = o->proto->take(rq, o->batch, max);
+	o->n_batch = shard_ready_take(rq, o->batch, max);
 	if (o->n_batch == 0)
 		return;
 	o->ready = false;

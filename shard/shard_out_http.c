@@ -13,7 +13,7 @@
  * new one).
  *
  * A batch is up to the queue's batch_size ready units of one scheduled
- * queue (shard_ready_take_queue: one config for the whole request), one
+ * queue (shard_ready_same_queue: one config for the whole request), one
  * body per unit.  Each unit's part is the message as stored, or
  * body_template rendered (net/template.c) with:
  *
@@ -522,7 +522,7 @@ const struct shard_out_proto shard_out_http = {
     .output = http_output,
     .events = http_events,
     .batch_max = http_batch_max,
-    .take = shard_ready_take_queue,
+    .same_batch = shard_ready_same_queue,
     .send = http_send,
     .quit = http_quit,
 };

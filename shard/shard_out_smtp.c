@@ -216,7 +216,7 @@ const struct shard_out_proto shard_out_smtp = {
     .output = smtp_output,
     .events = smtp_events,
     .batch_max = smtp_batch_max,
-    .take = shard_ready_take,
+    .same_batch = shard_ready_same_message,
     .send = smtp_send,
     .quit = smtp_quit,
 };

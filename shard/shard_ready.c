@@ -276,12 +276,21 @@ void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_u
 	rq->n_ready++;
 }
 
-/* Up to max units from the head on that go with the head unit (same(first,
- * u)), unlinked and INFLIGHT; a few others (SHARD_BATCH_SKIP) are passed
+/* Recipients of one message travel together (one transaction, several
+ * RCPTs); they arrive together and sit next to each other. */
+bool shard_ready_same_message(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->home == first->home && u->slot == first->slot;
+}
+
+bool shard_ready_same_queue(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->sched == first->sched;
+}
+
+/* A few units that do not go with the head (SHARD_BATCH_SKIP) are passed
  * over, so a queue of units that never go together costs no long walk. */
-static size_t ready_take_where(struct shard_ready *rq, struct shard_unit **out, size_t max,
-			       bool (*same)(const struct shard_unit *first,
-					    const struct shard_unit *u))
+size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
 {
 	struct shard_unit *first = rq->head, *u, *next;
 	size_t n = 0, skipped = 0;
@@ -290,7 +299,7 @@ static size_t ready_take_where(struct shard_ready *rq, struct shard_unit **out, 
 		return 0;
 	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
 		next = u->next;
-		if (u != first && !same(first, u)) {
+		if (u != first && !rq->proto->same_batch(first, u)) {
 			skipped++;
 			continue;
 		}
@@ -301,41 +310,18 @@ static size_t ready_take_where(struct shard_ready *rq, struct shard_unit **out, 
 	return n;
 }
 
-/* Recipients of one message travel together (one transaction, several
- * RCPTs); they arrive together and sit next to each other. */
-static bool ready_same_message(const struct shard_unit *first, const struct shard_unit *u)
-{
-	return u->home == first->home && u->slot == first->slot;
-}
-
-size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
-{
-	return ready_take_where(rq, out, max, ready_same_message);
-}
-
-/* HTTP batches: units of one scheduled queue (one config: URL, headers,
- * template), of any message. */
-static bool ready_same_queue(const struct shard_unit *first, const struct shard_unit *u)
-{
-	return u->sched == first->sched;
-}
-
-size_t shard_ready_take_queue(struct shard_ready *rq, struct shard_unit **out, size_t max)
-{
-	return ready_take_where(rq, out, max, ready_same_queue);
-}
-
-/* True when the ready units make more than k transactions: recipients of
- * one message next to each other go together (shard_ready_take), so a
- * 1,000-recipient message needs one connection, not one per recipient. */
+/* True when the ready units make more than k transactions: units next to
+ * each other that go together (the protocol's same_batch: shard_ready_take)
+ * make one, so a 1,000-recipient message needs one connection, not one per
+ * recipient. */
 static bool ready_more_batches_than(const struct shard_ready *rq, unsigned k)
 {
 	const struct shard_unit *u = rq->head, *first = NULL;
+	size_t max = rq->proto->batch_max(rq);
 	unsigned n_batches = 0, in_batch = 0;
 
 	for (; u; u = u->next) {
-		if (!first || u->home != first->home || u->slot != first->slot ||
-		    in_batch == rq->cfg.max_recipients_per_batch) {
+		if (!first || !rq->proto->same_batch(first, u) || in_batch == max) {
 			if (++n_batches > k)
 				return true;
 			first = u;

@@ -41,6 +41,7 @@ enum filter_kind {
 	FILTER_DEFAULT,
 	FILTER_ESCAPE,
 	FILTER_SAFE,
+	FILTER_TOJSON,
 };
 
 static const struct {
@@ -53,6 +54,7 @@ static const struct {
     {"trim", FILTER_TRIM, 0},	{"default", FILTER_DEFAULT, 1},
     {"d", FILTER_DEFAULT, 1},	{"escape", FILTER_ESCAPE, 0},
     {"e", FILTER_ESCAPE, 0},	{"safe", FILTER_SAFE, 0},
+    {"tojson", FILTER_TOJSON, 0},
 };
 
 struct step {
@@ -398,7 +400,7 @@ static int parse_filter(struct lexer *lx, struct filter *f)
 	if (i == PT_ARRAY_LEN(filters)) {
 		tpl_err(lx->err, lx->err_len, lx->line,
 			"unknown filter '%.*s' (Petrel has upper, lower, title, capitalize, trim, "
-			"default, escape, safe)",
+			"default, escape, safe, tojson)",
 			(int)t->n, t->p);
 		return PT_ERROR;
 	}
@@ -819,6 +821,25 @@ static void case_map(char *s, enum filter_kind k)
 	}
 }
 
+/* Jinja's tojson: the value as compact JSON text (undefined: null), safe
+ * (it is meant to go into JSON as it is). */
+static int filter_tojson(struct value *v)
+{
+	char *text =
+	    json_dumps(v->j ? v->j : json_null(), JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *s;
+
+	if (text == NULL)
+		return PT_NOMEM;
+	s = json_string(text);
+	free(text);
+	if (s == NULL)
+		return PT_NOMEM;
+	value_set_owned(v, s);
+	v->safe = true;
+	return PT_OK;
+}
+
 static int apply_filter(const struct filter *f, struct value *v, const json_t *vars, int line,
 			char *err, size_t err_len)
 {
@@ -839,6 +860,8 @@ static int apply_filter(const struct filter *f, struct value *v, const json_t *v
 	case FILTER_SAFE:
 		v->safe = true;
 		return PT_OK;
+	case FILTER_TOJSON:
+		return filter_tojson(v);
 	case FILTER_ESCAPE: {
 		struct pt_buf b = PT_BUF_INIT;
 		int rc;

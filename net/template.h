@@ -4,7 +4,8 @@
  *
  *   {{ name }}, {{ user.first }}, {{ items[0] }}, {{ map["key"] }}
  *   filters   {{ name | upper }}: upper, lower, title, capitalize, trim,
- *             default(x) (alias d), escape (alias e), safe
+ *             default(x) (alias d), escape (alias e), safe, tojson (the
+ *             value as compact JSON, sorted keys, undefined as null; safe)
  *   literals  "text", 'text', 42, 1.5, true, false, none (filter arguments,
  *             or printed on their own)
  *   {# comments #}, and "-" whitespace control on either side of a tag

@@ -85,6 +85,32 @@ struct policy_queue_config {
 	 * (an IP address, optionally with a port).  NULL/0: by MX. */
 	char **mx_list;
 	size_t n_mx_list;
+	/* protocol = {http = {...}}: deliver by HTTP request instead (NULL: SMTP). */
+	struct policy_queue_http *http;
+};
+
+struct policy_http_header {
+	char *name, *value;
+};
+
+/* make_queue_config's protocol.http (policy_queue_http.c); every string malloc'd. */
+struct policy_queue_http {
+	char *url;	    /* as written */
+	bool tls;	    /* https:// */
+	bool accept_invalid_certs; /* https: any certificate (KumoMTA's http client option) */
+	char *host;	    /* the URL's host: a name or an IP (IPv6 without brackets) */
+	uint16_t port;	    /* the URL's, or 80 (https: 443) */
+	char *connect;	    /* "host:port" or "[v6]:port": where to connect */
+	char *site;	    /* "http(s)://host:port": the ready queue's site */
+	char *host_field;   /* the Host header: host, with ":port" unless the default */
+	char *path;	    /* origin form with the query: "/hook?x=1" */
+	char *method;	    /* POST (default), PUT or PATCH */
+	char *content_type; /* default message/rfc822 */
+	struct policy_http_header *headers; /* in name order */
+	size_t n_headers;
+	char *body_template; /* NULL: the message itself is the body */
+	uint32_t batch_size; /* messages per request, default 1 */
+	uint64_t timeout_ms; /* a request until its whole response, default 60 s */
 };
 
 /*
@@ -172,6 +198,15 @@ struct policy_reply {
  * PT_OK with *out, or PT_ERROR with err = "file:line: message".
  */
 int policy_load(struct policy **out, const char *path, unsigned shard, char *err, size_t err_len);
+/*
+ * The checker make_queue_config runs on protocol.http.body_template, so a
+ * template mistake is a Lua error at that line (net/template.c is out of
+ * policy/'s reach: petreld passes it in).  PT_OK, or PT_ERROR with err
+ * ("line N: ...").  Set once before any policy loads; NULL (unit tests):
+ * templates are checked when first used.
+ */
+typedef int (*policy_template_check_fn)(const char *text, size_t len, char *err, size_t err_len);
+void policy_set_template_check(policy_template_check_fn fn);
 void policy_free(struct policy *p);
 /*
  * Parse a KumoMTA-style duration ("60s", "5m", "1 hour", "2 days", "500ms")
@@ -263,6 +298,11 @@ int policy_get_queue_config(struct policy *p, const char *domain, const char *te
 void policy_queue_config_defaults(struct policy_queue_config *out);
 /* Free q's strings; q then holds the defaults (freeing it again is harmless). */
 void policy_queue_config_free(struct policy_queue_config *q);
+/* A deep copy of src into *out (NULL src: NULL).  PT_OK or PT_NOMEM. */
+int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_queue_http *src);
+void policy_queue_http_free(struct policy_queue_http *h);
+/* True when content_type is application/json (parameters ignored). */
+bool policy_queue_http_is_json(const struct policy_queue_http *h);
 
 /*
  * get_egress_path_config(routing_domain, egress_source, site_name) ->

@@ -93,6 +93,9 @@ uint64_t policy_config_check_timeout(lua_State *L, int idx, const char *fn, cons
 /* A boolean; raises "<fn>: '<key>' must be a boolean, got <type>". */
 bool policy_config_check_bool(lua_State *L, int idx, const char *fn, const char *key);
 
+/* policy_queue_http.c: protocol.http at idx into q->http (raises on any error). */
+void policy_queue_http_parse(lua_State *L, int idx, struct policy_queue_config *q);
+
 /* policy_egress.c: one make_egress_path field by index (automation's SetConfig). */
 int policy_egress_field_index(const char *name);
 void policy_egress_field_parse(lua_State *L, int idx, struct policy_egress_path *e, int field);

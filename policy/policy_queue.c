@@ -26,9 +26,10 @@
  * get_egress_pool or define_egress_pool; none: KumoMTA's "unspecified"
  * pool, one source with no bind), max_message_rate (how fast units move
  * from the scheduled queue into ready queues: shard_route.c), and
- * protocol, of which only
- * { smtp = { mx_list = {...} } } exists in Petrel.  KumoMTA's other keys and
- * protocols (maildir, custom_lua, xfer) are refused by name.  Durations must
+ * protocol: { smtp = { mx_list = {...} } } or { http = {...} } (delivery
+ * by HTTP request: policy_queue_http.c).  KumoMTA's other keys and
+ * protocols (maildir, custom_lua, xfer) are refused by name; maildir and
+ * custom_lua with a pointer to protocol.http.  Durations must
  * be longer than zero: a zero retry_interval would retry in a tight loop.
  *
  * mx_list entries are "host", "host:port", "ip", "ip:port", "[ip]",
@@ -60,11 +61,13 @@ static const char *const queue_kumo_only[] = {
     "reap_interval", "refresh_interval", "refresh_strategy",
     "timerwheel_tick_interval", "strategy", "provider_name", "shrink_policy", NULL,
 };
-static const char *const protocol_keys[] = {"smtp", NULL};
+static const char *const protocol_keys[] = {"smtp", "http", NULL};
 /* KumoMTA's other DeliveryProto forms. */
 static const char *const protocol_kumo_only[] = {
-    "maildir_path", "dir_mode", "file_mode", "maildir", "custom_lua", "xfer", NULL,
+    "maildir_path", "dir_mode", "file_mode", "xfer", NULL,
 };
+/* Refused with a pointer to protocol.http, which covers their usual use. */
+static const char *const protocol_use_http[] = {"custom_lua", "maildir", NULL};
 static const char *const smtp_keys[] = {"mx_list", NULL};
 static const char *const smtp_kumo_only[] = {"treat_mx_list_as_secure", NULL};
 static const char *const mx_keys[] = {"name", "addr", NULL};
@@ -84,6 +87,7 @@ void policy_queue_config_free(struct policy_queue_config *q)
 		free(q->mx_list[i]);
 	free(q->mx_list);
 	free(q->egress_pool);
+	policy_queue_http_free(q->http);
 	policy_queue_config_defaults(q);
 }
 
@@ -160,16 +164,37 @@ static void queue_set_mx_list(lua_State *L, int idx, struct policy_queue_config 
 
 static void queue_set_protocol(lua_State *L, int idx, struct policy_queue_config *q)
 {
+	bool smtp, http;
+
 	if (lua_type(L, idx) != LUA_TTABLE)
 		policy_raise(L,
 			     "%s: 'protocol' must be a table such as { smtp = { mx_list = {...} } "
 			     "}, got %s",
 			     QUEUE_FN, luaL_typename(L, idx));
+	for (size_t i = 0; protocol_use_http[i]; i++) {
+		lua_getfield(L, idx, protocol_use_http[i]);
+		if (!lua_isnil(L, -1))
+			policy_raise(L,
+				     "%s: protocol '%s' is a KumoMTA option Petrel does not "
+				     "support; for delivery to an HTTP endpoint use protocol.http",
+				     QUEUE_FN, protocol_use_http[i]);
+		lua_pop(L, 1);
+	}
 	policy_config_check_keys(L, idx, QUEUE_FN, "make_queue_config protocol", protocol_keys,
 				 protocol_kumo_only);
 	lua_getfield(L, idx, "smtp");
-	if (lua_isnil(L, -1))
-		policy_raise(L, "%s: 'protocol' must have an 'smtp' table", QUEUE_FN);
+	lua_getfield(L, idx, "http");
+	smtp = !lua_isnil(L, -2);
+	http = !lua_isnil(L, -1);
+	if (smtp == http)
+		policy_raise(L, "%s: 'protocol' must have %s 'smtp' or 'http' table", QUEUE_FN,
+			     smtp ? "only one of" : "an");
+	if (http) {
+		policy_queue_http_parse(L, lua_gettop(L), q);
+		lua_settop(L, idx);
+		return;
+	}
+	lua_pop(L, 1);
 	if (lua_type(L, -1) != LUA_TTABLE)
 		policy_raise(L, "%s: protocol.smtp must be a table, got %s", QUEUE_FN,
 			     luaL_typename(L, -1));
@@ -259,6 +284,8 @@ static int queue_take(void *out, const void *value)
 	c.egress_pool = NULL;
 	c.mx_list = NULL;
 	c.n_mx_list = 0;
+	if (policy_queue_http_copy(&c.http, src->http) != PT_OK)
+		goto fail;
 	if (src->egress_pool != NULL && (c.egress_pool = strdup(src->egress_pool)) == NULL)
 		goto fail;
 	if (src->n_mx_list > 0) {

@@ -295,6 +295,7 @@ int main(int argc, char **argv)
 	if ((rc = parse_args(argc, argv, &o)) >= 0)
 		return rc;
 	pt_log_set_level(o.level);
+	policy_set_template_check(shard_out_http_template_check);
 	if (policy_load(&p, o.policy, 0, err, sizeof(err)) != PT_OK) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

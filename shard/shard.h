@@ -30,6 +30,9 @@ struct shard_group_config {
 
 /* Allocate the group and the SPSC rings.  NULL on allocation failure. */
 struct shard_group *shard_group_new(const struct shard_group_config *cfg);
+/* Compile body_template text and say what is wrong (policy_template_check_fn,
+ * given to policy_set_template_check before the policy loads). */
+int shard_out_http_template_check(const char *text, size_t len, char *err, size_t err_len);
 /*
  * Start every shard thread and wait for all of them to finish start-up
  * (policy loaded, spool recovered, listeners bound).  PT_OK, or PT_ERROR

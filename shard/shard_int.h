@@ -25,6 +25,7 @@
 #include "core/strmap.h"
 #include "core/timer.h"
 #include "net/dns.h"
+#include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/smtp_client.h"
 #include "net/smtp_server.h"
@@ -332,6 +333,7 @@ struct shard_ready {
 	uint64_t cfg_expires_ms;
 	struct shard_unit *head, *tail; /* READY units, oldest first */
 	size_t n_ready;
+	const struct shard_out_proto *proto; /* how its connections deliver: SMTP, HTTP */
 	struct shard_out *conns; /* open connections */
 	unsigned n_conns;
 	unsigned n_connecting; /* not READY yet */
@@ -350,10 +352,44 @@ struct out_addr {
 
 enum out_state { OUT_PLANNING = 1, OUT_CONNECTING, OUT_SESSION, OUT_CLOSING };
 
-/* An outbound SMTP connection of a ready queue. */
+struct shard_out;
+
+/*
+ * A delivery protocol of outbound connections (one static table each:
+ * shard_out_smtp, shard_out_http).  shard_out.c runs the connection (plan,
+ * connect, bind, send, receive, timer, batch, bodies, close); the protocol
+ * runs the session on o->session and reports back through the
+ * shard_out_* helpers below.  See "Delivery protocols" in
+ * docs/ARCHITECTURE.md.
+ */
+struct shard_out_proto {
+	const char *name;   /* the log's delivery_protocol: "ESMTP", "HTTP" */
+	bool body_per_unit; /* a body for every unit of a batch (else batch[0]'s) */
+	/* Connected: make o->session.  PT_OK or PT_NOMEM. */
+	int (*open)(struct shard_out *o);
+	void (*free)(struct shard_out *o); /* o->session, when it is not NULL */
+	/* Bytes from the peer (ciphertext when o->tls_state is not NONE). */
+	void (*input)(struct shard_out *o, const char *data, size_t len);
+	void (*eof)(struct shard_out *o);
+	void (*timeout)(struct shard_out *o);
+	uint64_t (*timeout_ms)(const struct shard_out *o); /* 0: nothing awaited */
+	struct pt_buf *(*output)(struct shard_out *o);	   /* plaintext to send */
+	/* Act on the session's events, then shard_out_pump. */
+	void (*events)(struct shard_out *o);
+	/* A batch: at most batch_max units that go with its first one
+	 * (same_batch: shard_ready_same_message, shard_ready_same_queue). */
+	size_t (*batch_max)(const struct shard_ready *rq);
+	bool (*same_batch)(const struct shard_unit *first, const struct shard_unit *u);
+	/* o->batch has its bodies (o->bodies): start the transaction. */
+	void (*send)(struct shard_out *o);
+	void (*quit)(struct shard_out *o); /* READY and idle: end the session */
+};
+
+/* An outbound connection of a ready queue (SMTP or HTTP: o->proto). */
 struct shard_out {
 	struct shard *shard;
 	struct shard_ready *rq;
+	const struct shard_out_proto *proto;
 	struct shard_out *prev, *next; /* rq->conns */
 	enum out_state state;
 	int fd;
@@ -368,7 +404,7 @@ struct shard_out {
 	bool waiting_rate;    /* waiting for a message token */
 	enum conn_tls_state tls_state;
 	struct tls_conn *tls;
-	struct smtp_client *client;
+	void *session; /* the protocol's: struct smtp_client, struct out_http */
 	struct pt_buf out, tx, plain;
 	struct out_addr *addrs;
 	size_t n_addrs, next_addr, plan_idx;
@@ -376,7 +412,8 @@ struct shard_out {
 	struct shard_unit **batch;
 	size_t n_batch, cap_batch;
 	const char **rcpts;
-	struct pt_message *body;
+	struct pt_message **bodies; /* cap_batch of them; n_bodies fetched */
+	size_t n_bodies;
 	struct iovec iov[4];
 	struct smtp_client_tx txd;
 	unsigned n_messages; /* transactions started on this connection */
@@ -754,6 +791,7 @@ bool shard_loghook_is_hook_message(const struct pt_message *m);
 /* shard_log.c: JSON log records (Reception in shard_commit.c). */
 struct shard_log_outcome {
 	const char *type; /* "Delivery", "TransientFailure", "Bounce", "Expiration" */
+	const char *protocol; /* delivery_protocol; NULL: "ESMTP" */
 	const struct smtp_client_reply *reply;
 	const char *peer_name, *peer_addr; /* NULL: no connection */
 	const char *source_address;	   /* "ip:port" we connected from, or NULL */
@@ -844,8 +882,13 @@ void shard_ready_kick(struct shard *s, struct shard_ready *rq);
 bool shard_ready_suspended(struct shard *s, struct shard_ready *rq, uint64_t *until_ms);
 /* A connection gave back units it did not attempt (they go back to the front). */
 void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_unit *u);
-/* Take the next batch for a connection: up to max units of one message. */
+/* Take the next batch for a connection: up to max units that go with the
+ * head unit (rq->proto->same_batch), unlinked and INFLIGHT. */
 size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max);
+/* Batch rules: recipients of one message (SMTP), units of one scheduled
+ * queue, any message (HTTP: one URL, header set and template per request). */
+bool shard_ready_same_message(const struct shard_unit *first, const struct shard_unit *u);
+bool shard_ready_same_queue(const struct shard_unit *first, const struct shard_unit *u);
 bool shard_rate_take(struct shard_rate *r, uint64_t now_us, uint64_t *wait_us);
 void shard_rate_set(struct shard_rate *r, const struct policy_rate *rate);
 void shard_ready_conn_gone(struct shard *s, struct shard_ready *rq, struct shard_out *o,
@@ -854,7 +897,8 @@ void shard_readies_housekeeping(struct shard *s);
 void shard_readies_shutdown(struct shard *s);
 void shard_readies_free(struct shard *s);
 
-/* shard_out.c: outbound SMTP connections. */
+/* shard_out.c: outbound connections (the protocols: shard_out_smtp.c, shard_out_http.c). */
+extern const struct shard_out_proto shard_out_smtp, shard_out_http;
 struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq);
 void shard_out_wake(struct shard_out *o); /* units are ready: an idle connection takes them */
 void shard_out_quit(struct shard_out *o);
@@ -866,6 +910,32 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe);
 void shard_outs_abort(struct shard *s);
 void shard_outs_free(struct shard *s);
 void shard_outs_reap(struct shard *s);
+/* For the protocols: the session's output to the wire, and the timer
+ * (nothing once the connection is closing or out of its session). */
+void shard_out_pump(struct shard_out *o);
+/* The session can take a batch (again). */
+void shard_out_became_ready(struct shard_out *o);
+/* The session failed before it was READY (f: why): the next address. */
+void shard_out_retry_next(struct shard_out *o, const struct smtp_client_reply *f);
+void shard_out_close(struct shard_out *o, const char *reason);
+/* The log outcome of reply r on o (peer, source, TLS, protocol). */
+struct shard_log_outcome shard_out_outcome(struct shard_out *o, const struct smtp_client_reply *r);
+/* Every unit of the batch fails with a local 451 4.3.0 why; the session
+ * takes the next batch. */
+void shard_out_fail_batch_local(struct shard_out *o, const char *why);
+void shard_out_free_bodies(struct shard_out *o);
+/* Start a client TLS handshake on o to o->cur->name (verify: the system CA
+ * bundle and the name).  PT_OK, or PT_ERROR with err (tls_state NONE). */
+int shard_out_tls_start(struct shard_out *o, bool verify, char *err, size_t err_len);
+/* Ciphertext received while TLS is on or shaking hands: PT_AGAIN (the
+ * handshake wants more; its output is pumped), PT_ERROR (the handshake
+ * failed: tls_conn_error(o->tls), tls_state NONE), PT_NOMEM (closed), or
+ * PT_OK with the plaintext in o->plain (maybe none), *handshake_done when
+ * it just finished and *eof when the peer closed or sent an alert. */
+int shard_out_tls_input(struct shard_out *o, const char *data, size_t len, bool *handshake_done,
+			bool *eof);
+/* The batch's units go back to the front of the ready queue, unattempted. */
+void shard_out_give_back(struct shard_out *o);
 
 /* shard_dns.c: c-ares on the ring. */
 int shard_dns_init(struct shard *s);

@@ -776,7 +776,7 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_key(&j, "headers");
 	pt_json_obj_begin(&j);
 	pt_json_obj_end(&j);
-	pt_json_key_str(&j, "delivery_protocol", "ESMTP");
+	pt_json_key_str(&j, "delivery_protocol", o->protocol ? o->protocol : "ESMTP");
 	/* A hook's message says so (KumoMTA's log_hooks helper looks for it). */
 	pt_json_key_str(&j, "reception_protocol", u->log_record ? SHARD_LOGHOOK_PROTOCOL : NULL);
 	pt_json_key_str(&j, "nodeid", s->group->cfg.nodeid);

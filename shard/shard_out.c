@@ -1,7 +1,9 @@
 /*
- * shard_out.c -- outbound SMTP connections on a shard's ring: the glue
- * between a ready queue, the SMTP client state machine (net/smtp_client.c),
- * TLS (net/tls.c) and io_uring.
+ * shard_out.c -- outbound connections on a shard's ring: the glue between a
+ * ready queue, a delivery protocol (struct shard_out_proto: SMTP in
+ * shard_out_smtp.c, HTTP in shard_out_http.c) and io_uring.  This file runs
+ * the connection -- plan, connect, send, receive, timer, batches, bodies,
+ * close -- and the protocol runs the session on o->session.
  *
  * Life of a connection:
  *
@@ -11,24 +13,27 @@
  *   CONNECTING  one address at a time: the egress source's address bound
  *               (when it has one), then a CONNECT linked to a LINK_TIMEOUT
  *               (connect_timeout); on failure the next address;
- *   SESSION     banner, EHLO, STARTTLS, then transactions.  A failure
- *               before the session was READY (banner or EHLO refused, TLS
- *               failed or required but not offered) also moves on to the
- *               next address, on a new socket; after READY it ends the
+ *   SESSION     the protocol's session (SMTP: banner, EHLO, STARTTLS, then
+ *               transactions; HTTP: requests).  A failure before the
+ *               session was READY also moves on to the next address, on a
+ *               new socket (shard_out_retry_next); after READY it ends the
  *               connection.
  *   CLOSING     shut down; released when no operation in the ring points
  *               at it and no body request is out.
  *
  * A transaction: when the session is READY the connection takes a batch of
- * ready units (recipients of one message), one message-rate token, and
- * asks the message's home shard for the body (shard_home.c reads it back
- * from the spool).  With the body it starts the transaction; at TX_DONE
- * every unit gets its outcome (shard_route.c), the body is freed, and the
- * next batch follows, up to max_deliveries_per_connection.  With nothing
- * to send it waits idle_timeout for new units, then says QUIT.
+ * ready units (the protocol's same_batch: SMTP the recipients of one message,
+ * HTTP up to batch_size units of one queue), one message-rate token, and
+ * asks the home shards for the bodies (shard_home.c reads them back from
+ * the spool), one after another: batch[0]'s only, or every unit's when
+ * the protocol says body_per_unit.  With them the protocol starts the
+ * transaction; at its end every unit gets its outcome (shard_route.c), the
+ * bodies are freed, and the next batch follows, up to
+ * max_deliveries_per_connection.  With nothing to send it waits
+ * idle_timeout for new units, then ends the session (SMTP: QUIT).
  *
  * Timers: one per connection on the wheel, for whatever is awaited now:
- * the client's phase timeout (smtp_client_timeout_ms), a message-rate
+ * the protocol's phase timeout (its timeout_ms), a message-rate
  * token, or the idle timeout.
  */
 #include <arpa/inet.h>
@@ -44,10 +49,9 @@
 #include "core/ptime.h"
 #include "shard/shard_int.h"
 
-static void out_after_client(struct shard_out *o);
 static void out_connect_next(struct shard_out *o);
 static void out_maybe_release(struct shard_out *o);
-static void out_close(struct shard_out *o, const char *reason);
+static void out_timer_arm(struct shard_out *o);
 static void out_plan_cb(void *arg, const struct dns_result *res);
 
 static void out_set_fail(struct shard_out *o, int code, const char *fmt, ...)
@@ -84,9 +88,9 @@ static void out_timer_fn(struct pt_timer *t)
 		shard_out_quit(o);
 		return;
 	}
-	if (o->state == OUT_SESSION && o->client) {
-		smtp_client_timeout(o->client);
-		out_after_client(o);
+	if (o->state == OUT_SESSION && o->session) {
+		o->proto->timeout(o);
+		o->proto->events(o);
 	}
 }
 
@@ -97,7 +101,7 @@ static void out_timer_arm(struct shard_out *o)
 
 	if (o->closing || o->waiting_rate || o->state != OUT_SESSION)
 		return;
-	ms = o->client ? smtp_client_timeout_ms(o->client) : 0;
+	ms = o->session ? o->proto->timeout_ms(o) : 0;
 	if (ms == 0 && o->ready)
 		ms = o->rq->cfg.idle_timeout_ms;
 	if (ms == 0) {
@@ -135,11 +139,11 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe)
 	o->send_busy = false;
 	if (cqe->res < 0) {
 		o->tx.len = 0;
-		if (o->client) {
-			smtp_client_eof(o->client);
-			out_after_client(o);
+		if (o->session) {
+			o->proto->eof(o);
+			o->proto->events(o);
 		} else {
-			out_close(o, "send failed");
+			shard_out_close(o, "send failed");
 		}
 	} else if ((size_t)cqe->res < o->tx.len && !o->closing) {
 		pt_buf_consume(&o->tx, (size_t)cqe->res);
@@ -155,20 +159,25 @@ void shard_handle_out_send(struct shard_out *o, struct io_uring_cqe *cqe)
 	out_maybe_release(o);
 }
 
-/* Client output to the wire buffer, through TLS when it is on. */
-static void out_pump(struct shard_out *o)
+/* The session's output to the wire buffer, through TLS when it is on;
+ * then the timer for whatever is awaited now. */
+void shard_out_pump(struct shard_out *o)
 {
-	struct pt_buf *co = o->client ? smtp_client_output(o->client) : NULL;
+	struct pt_buf *co;
+
+	if (o->closing || o->state != OUT_SESSION)
+		return;
+	co = o->session ? o->proto->output(o) : NULL;
 
 	if (co && co->len > 0) {
 		if (o->tls_state == CONN_TLS_ON) {
 			if (tls_conn_write(o->tls, co->data, co->len) != PT_OK) {
 				co->len = 0;
-				out_close(o, "TLS write failed");
+				shard_out_close(o, "TLS write failed");
 				return;
 			}
 		} else if (pt_buf_append(&o->out, co->data, co->len) != PT_OK) {
-			pt_error("out of memory for SMTP output");
+			pt_error("out of memory for %s output", o->proto->name);
 		}
 		co->len = 0;
 	}
@@ -181,11 +190,65 @@ static void out_pump(struct shard_out *o)
 		}
 	}
 	out_flush(o);
+	out_timer_arm(o);
+}
+
+/* ---- TLS (client side, for the protocols) ---- */
+
+int shard_out_tls_start(struct shard_out *o, bool verify, char *err, size_t err_len)
+{
+	struct shard *s = o->shard;
+	struct tls_ctx **ctx = verify ? &s->tls_client_verify : &s->tls_client_insecure;
+
+	if (!*ctx)
+		*ctx = tls_ctx_new_client(verify, err, err_len);
+	if (!*ctx)
+		return PT_ERROR;
+	o->tls = tls_conn_new_client(*ctx, o->cur->name);
+	if (!o->tls) {
+		snprintf(err, err_len, "out of memory for TLS");
+		return PT_ERROR;
+	}
+	o->tls_state = CONN_TLS_HANDSHAKE;
+	/* The ClientHello goes out with the next shard_out_pump. */
+	if (tls_conn_handshake(o->tls) == PT_ERROR) {
+		o->tls_state = CONN_TLS_NONE;
+		snprintf(err, err_len, "%s", tls_conn_error(o->tls));
+		return PT_ERROR;
+	}
+	return PT_OK;
+}
+
+int shard_out_tls_input(struct shard_out *o, const char *data, size_t len, bool *handshake_done,
+			bool *eof)
+{
+	*handshake_done = *eof = false;
+	if (tls_conn_feed(o->tls, data, len) != PT_OK) {
+		shard_out_close(o, "out of memory");
+		return PT_NOMEM;
+	}
+	if (o->tls_state == CONN_TLS_HANDSHAKE) {
+		int rc = tls_conn_handshake(o->tls);
+
+		if (rc == PT_AGAIN) {
+			shard_out_pump(o);
+			return PT_AGAIN;
+		}
+		if (rc != PT_OK) {
+			o->tls_state = CONN_TLS_NONE;
+			return PT_ERROR;
+		}
+		o->tls_state = CONN_TLS_ON;
+		*handshake_done = true;
+	}
+	o->plain.len = 0;
+	*eof = tls_conn_read(o->tls, &o->plain) != PT_OK;
+	return PT_OK;
 }
 
 /* ---- Transactions ---- */
 
-static void out_give_back(struct shard_out *o)
+void shard_out_give_back(struct shard_out *o)
 {
 	/* Units not attempted go back to the front of the queue, in order. */
 	for (size_t i = o->n_batch; i-- > 0;)
@@ -193,18 +256,19 @@ static void out_give_back(struct shard_out *o)
 	o->n_batch = 0;
 }
 
-static void out_free_body(struct shard_out *o)
+void shard_out_free_bodies(struct shard_out *o)
 {
-	if (o->body) {
-		pt_message_clear(o->body);
-		free(o->body);
-		o->body = NULL;
+	for (size_t i = 0; i < o->n_bodies; i++) {
+		pt_message_clear(o->bodies[i]);
+		free(o->bodies[i]);
 	}
+	o->n_bodies = 0;
 }
 
 static bool out_reserve_batch(struct shard_out *o, size_t n)
 {
 	struct shard_unit **b;
+	struct pt_message **m;
 	const char **r;
 
 	if (n <= o->cap_batch)
@@ -215,16 +279,20 @@ static bool out_reserve_batch(struct shard_out *o, size_t n)
 	r = realloc(o->rcpts, n * sizeof(*r));
 	if (r)
 		o->rcpts = r;
-	if (!b || !r)
+	m = realloc(o->bodies, n * sizeof(*m));
+	if (m)
+		o->bodies = m;
+	if (!b || !r || !m)
 		return false;
 	o->cap_batch = n;
 	return true;
 }
 
+/* Ask for the next body: batch[n_bodies]'s message. */
 static void out_request_body(struct shard_out *o)
 {
 	struct shard *s = o->shard;
-	struct shard_unit *u = o->batch[0];
+	struct shard_unit *u = o->batch[o->n_bodies];
 	struct shard_msg *msg;
 
 	o->body_wait = true;
@@ -248,6 +316,7 @@ void shard_out_wake(struct shard_out *o)
 	struct shard *s = o->shard;
 	struct shard_ready *rq = o->rq;
 	uint64_t wait_us;
+	size_t max;
 
 	if (o->closing || !o->ready || o->waiting_rate)
 		return;
@@ -265,11 +334,12 @@ void shard_out_wake(struct shard_out *o)
 		pt_timer_add(&s->wheel, &o->timer, pt_monotonic_ms() + (wait_us + 999) / 1000);
 		return;
 	}
-	if (!out_reserve_batch(o, rq->cfg.max_recipients_per_batch)) {
+	max = o->proto->batch_max(rq);
+	if (!out_reserve_batch(o, max)) {
 		pt_error("out of memory for a transaction");
 		return;
 	}
-	o->n_batch = shard_ready_take(rq, o->batch, rq->cfg.max_recipients_per_batch);
+	o->n_batch = shard_ready_take(rq, o->batch, max);
 	if (o->n_batch == 0)
 		return;
 	o->ready = false;
@@ -278,9 +348,9 @@ void shard_out_wake(struct shard_out *o)
 	out_request_body(o);
 }
 
-static struct shard_log_outcome out_outcome(struct shard_out *o, const struct smtp_client_reply *r)
+struct shard_log_outcome shard_out_outcome(struct shard_out *o, const struct smtp_client_reply *r)
 {
-	struct shard_log_outcome lo = { .reply = r };
+	struct shard_log_outcome lo = {.reply = r, .protocol = o->proto->name};
 
 	shard_auto_observe(o->shard, o->rq, r);
 	if (o->cur) {
@@ -299,7 +369,7 @@ static struct shard_log_outcome out_outcome(struct shard_out *o, const struct sm
 /* Every unit of the batch fails with r (no transaction was made). */
 static void out_fail_batch(struct shard_out *o, const struct smtp_client_reply *r)
 {
-	struct shard_log_outcome lo = out_outcome(o, r);
+	struct shard_log_outcome lo = shard_out_outcome(o, r);
 
 	for (size_t i = 0; i < o->n_batch; i++)
 		shard_unit_failed(o->shard, o->batch[i], &lo);
@@ -308,7 +378,7 @@ static void out_fail_batch(struct shard_out *o, const struct smtp_client_reply *
 
 /* The batch fails before any byte of it was sent (451 4.3.0, made here);
  * the session takes the next one. */
-static void out_fail_batch_local(struct shard_out *o, const char *why)
+void shard_out_fail_batch_local(struct shard_out *o, const char *why)
 {
 	struct smtp_client_reply r;
 
@@ -318,90 +388,38 @@ static void out_fail_batch_local(struct shard_out *o, const char *why)
 	shard_out_wake(o);
 }
 
+/* A body arrived (NULL: it could not be read): keep it; with all of them
+ * the protocol starts the transaction. */
 void shard_out_body(struct shard_out *o, struct pt_message *body)
 {
-	int n_iov;
+	size_t need = o->proto->body_per_unit ? o->n_batch : 1;
 
 	o->body_wait = false;
+	if (body)
+		o->bodies[o->n_bodies++] = body;
 	if (o->closing) {
-		if (body) {
-			pt_message_clear(body);
-			free(body);
-		}
-		out_give_back(o);
+		shard_out_free_bodies(o);
+		shard_out_give_back(o);
 		out_maybe_release(o);
 		return;
 	}
 	if (!body) {
-		out_fail_batch_local(o, "the message could not be read back from the spool");
+		shard_out_free_bodies(o);
+		shard_out_fail_batch_local(o, "the message could not be read back from the spool");
 		return;
 	}
-	o->body = body;
-	for (size_t i = 0; i < o->n_batch; i++)
-		o->rcpts[i] = o->batch[i]->recipient;
-	n_iov = pt_message_iov(body, o->iov);
-	o->txd.sender = body->sender;
-	o->txd.rcpts = o->rcpts;
-	o->txd.n_rcpts = o->n_batch;
-	o->txd.body = o->iov;
-	o->txd.n_body = n_iov;
-	o->txd.body_len = pt_message_size(body);
-	if (smtp_client_send(o->client, &o->txd) != PT_OK) {
-		out_free_body(o);
-		out_fail_batch_local(o, "out of memory starting the transaction");
+	if (o->n_bodies < need) {
+		out_request_body(o);
 		return;
 	}
-	out_after_client(o);
-}
-
-static void out_tx_done(struct shard_out *o)
-{
-	for (size_t i = 0; i < o->n_batch; i++) {
-		const struct smtp_client_reply *r = smtp_client_rcpt_reply(o->client, i);
-		struct shard_log_outcome lo = out_outcome(o, r);
-
-		if (r->code >= 200 && r->code < 300)
-			shard_unit_delivered(o->shard, o->batch[i], &lo);
-		else
-			shard_unit_failed(o->shard, o->batch[i], &lo);
-	}
-	o->n_batch = 0;
-	out_free_body(o);
+	o->proto->send(o);
 }
 
 /* ---- The session ---- */
 
-static void out_start_tls(struct shard_out *o)
-{
-	struct shard *s = o->shard;
-	bool verify = smtp_client_tls_verify(o->client);
-	struct tls_ctx **ctx = verify ? &s->tls_client_verify : &s->tls_client_insecure;
-	char err[256];
-
-	if (!*ctx)
-		*ctx = tls_ctx_new_client(verify, err, sizeof(err));
-	if (!*ctx) {
-		smtp_client_tls_done(o->client, false, err);
-		return;
-	}
-	o->tls = tls_conn_new_client(*ctx, o->cur->name);
-	if (!o->tls) {
-		smtp_client_tls_done(o->client, false, "out of memory for TLS");
-		return;
-	}
-	o->tls_state = CONN_TLS_HANDSHAKE;
-	/* The ClientHello goes out now; the answer comes through out_input. */
-	if (tls_conn_handshake(o->tls) == PT_ERROR) {
-		o->tls_state = CONN_TLS_NONE;
-		smtp_client_tls_done(o->client, false, tls_conn_error(o->tls));
-	}
-}
-
 /* Start over on the next address (a failure before the session was ready). */
-static void out_retry_next(struct shard_out *o)
+void shard_out_retry_next(struct shard_out *o, const struct smtp_client_reply *f)
 {
-	const struct smtp_client_reply *f = smtp_client_failure(o->client);
-
 	o->fail = *f;
 	o->have_fail = true;
 	pt_info("%s [%s]: %d %s (%s); trying the next host", o->cur->name, o->cur->addr.text,
@@ -412,7 +430,7 @@ static void out_retry_next(struct shard_out *o)
 	out_maybe_release(o);
 }
 
-static void out_became_ready(struct shard_out *o)
+void shard_out_became_ready(struct shard_out *o)
 {
 	if (o->connecting) {
 		o->connecting = false;
@@ -421,88 +439,6 @@ static void out_became_ready(struct shard_out *o)
 	o->ready = true;
 	o->rq->n_consecutive_failures = 0;
 	shard_out_wake(o);
-}
-
-static void out_after_client(struct shard_out *o)
-{
-	enum smtp_client_event ev;
-
-	while (!o->closing && o->client && o->state == OUT_SESSION &&
-	       (ev = smtp_client_next_event(o->client)) != SMTP_CLIENT_EV_NONE) {
-		switch (ev) {
-		case SMTP_CLIENT_EV_READY:
-			out_became_ready(o);
-			break;
-		case SMTP_CLIENT_EV_START_TLS:
-			out_pump(o); /* nothing plaintext may follow STARTTLS's reply */
-			out_start_tls(o);
-			break;
-		case SMTP_CLIENT_EV_TX_DONE:
-			out_tx_done(o);
-			break;
-		case SMTP_CLIENT_EV_FAILED:
-			if (smtp_client_failed_before_ready(o->client)) {
-				out_retry_next(o);
-				return;
-			}
-			out_close(o, smtp_client_failure(o->client)->content);
-			return;
-		case SMTP_CLIENT_EV_CLOSED:
-			out_close(o, "QUIT");
-			return;
-		default:
-			break;
-		}
-	}
-	if (o->closing || o->state != OUT_SESSION)
-		return;
-	out_pump(o);
-	out_timer_arm(o);
-}
-
-static void out_tls_input(struct shard_out *o, const char *data, size_t len)
-{
-	int rc;
-
-	if (tls_conn_feed(o->tls, data, len) != PT_OK) {
-		out_close(o, "out of memory");
-		return;
-	}
-	if (o->tls_state == CONN_TLS_HANDSHAKE) {
-		rc = tls_conn_handshake(o->tls);
-		if (rc == PT_AGAIN) {
-			out_pump(o);
-			return;
-		}
-		if (rc != PT_OK) {
-			o->tls_state = CONN_TLS_NONE;
-			smtp_client_tls_done(o->client, false, tls_conn_error(o->tls));
-			out_after_client(o);
-			return;
-		}
-		o->tls_state = CONN_TLS_ON;
-		smtp_client_tls_done(o->client, true, NULL);
-	}
-	o->plain.len = 0;
-	rc = tls_conn_read(o->tls, &o->plain);
-	if (o->plain.len > 0)
-		smtp_client_feed(o->client, o->plain.data, o->plain.len);
-	if (rc != PT_OK)
-		smtp_client_eof(o->client);
-	out_after_client(o);
-}
-
-static void out_input(struct shard_out *o, const char *data, size_t len)
-{
-	if (o->tls_state != CONN_TLS_NONE) {
-		out_tls_input(o, data, len);
-		return;
-	}
-	if (smtp_client_feed(o->client, data, len) != PT_OK) {
-		out_close(o, "out of memory");
-		return;
-	}
-	out_after_client(o);
 }
 
 static void out_recv_arm(struct shard_out *o)
@@ -521,7 +457,7 @@ void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe)
 {
 	struct shard *s = o->shard;
 	int res = cqe->res;
-	bool live = o->state == OUT_SESSION && !o->closing && o->client;
+	bool live = o->state == OUT_SESSION && !o->closing && o->session;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		o->recv_armed = false;
@@ -532,15 +468,15 @@ void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe)
 		char *buf = s->buf_base + (size_t)bid * s->buf_size;
 
 		if (res > 0 && live)
-			out_input(o, buf, (size_t)res);
+			o->proto->input(o, buf, (size_t)res);
 		io_uring_buf_ring_add(s->buf_ring, buf, s->buf_size, (unsigned short)bid,
 				      io_uring_buf_ring_mask(s->n_bufs), 0);
 		io_uring_buf_ring_advance(s->buf_ring, 1);
 	}
-	live = o->state == OUT_SESSION && !o->closing && o->client;
+	live = o->state == OUT_SESSION && !o->closing && o->session;
 	if (live && (res == 0 || (res < 0 && res != -ENOBUFS))) {
-		smtp_client_eof(o->client);
-		out_after_client(o);
+		o->proto->eof(o);
+		o->proto->events(o);
 	} else if (live && !o->recv_armed) {
 		out_recv_arm(o);
 	}
@@ -548,28 +484,6 @@ void shard_handle_out_recv(struct shard_out *o, struct io_uring_cqe *cqe)
 }
 
 /* ---- Connecting ---- */
-
-static struct smtp_client *out_client_new(struct shard_out *o)
-{
-	const struct policy_egress_path *e = &o->rq->cfg;
-	/* KumoMTA's order: the path's ehlo_domain, the source's, the host name. */
-	const char *ehlo = e->ehlo_domain ? e->ehlo_domain : o->rq->src.ehlo_domain;
-	struct smtp_client_config cfg = {
-		.ehlo_domain = ehlo ? ehlo : o->shard->hostname,
-		.tls = (enum smtp_client_tls)e->enable_tls,
-		.enable_pipelining = e->enable_pipelining,
-		.banner_timeout_ms = e->banner_timeout_ms,
-		.ehlo_timeout_ms = e->ehlo_timeout_ms,
-		.starttls_timeout_ms = e->starttls_timeout_ms,
-		.mail_from_timeout_ms = e->mail_from_timeout_ms,
-		.rcpt_to_timeout_ms = e->rcpt_to_timeout_ms,
-		.data_timeout_ms = e->data_timeout_ms,
-		.data_dot_timeout_ms = e->data_dot_timeout_ms,
-		.rset_timeout_ms = e->rset_timeout_ms,
-	};
-
-	return smtp_client_new(&cfg);
-}
 
 /* "ip:port" of our end of the connection, for the log's source_address
  * (getsockname never blocks). */
@@ -618,14 +532,13 @@ void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
 	}
 	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	out_note_local(o);
-	o->client = out_client_new(o);
-	if (!o->client) {
-		out_close(o, "out of memory for an SMTP client");
+	if (o->proto->open(o) != PT_OK) {
+		shard_out_close(o, "out of memory for a session");
 		return;
 	}
 	o->state = OUT_SESSION;
 	out_recv_arm(o);
-	out_timer_arm(o);
+	o->proto->events(o); /* HTTP is READY at once; SMTP waits for the banner */
 }
 
 /*
@@ -704,9 +617,9 @@ static void out_connect(struct shard_out *o)
 /* Reset the per-session state for a fresh attempt. */
 static void out_session_reset(struct shard_out *o)
 {
-	if (o->client)
-		smtp_client_free(o->client);
-	o->client = NULL;
+	if (o->session)
+		o->proto->free(o);
+	o->session = NULL;
 	tls_conn_free(o->tls);
 	o->tls = NULL;
 	o->tls_state = CONN_TLS_NONE;
@@ -720,7 +633,7 @@ static void out_connect_next(struct shard_out *o)
 		if (!o->have_fail)
 			out_set_fail(o, 451, "no address to connect to for %s", o->rq->site);
 		o->failed_before_ready = true;
-		out_close(o, "every host failed");
+		shard_out_close(o, "every host failed");
 		return;
 	}
 	o->cur = &o->addrs[o->next_addr++];
@@ -879,6 +792,7 @@ struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq)
 		return NULL;
 	o->shard = s;
 	o->rq = rq;
+	o->proto = rq->proto;
 	o->fd = -1;
 	o->connect_op.kind = SHARD_OP_OUT_CONNECT;
 	o->recv_op.kind = SHARD_OP_OUT_RECV;
@@ -903,22 +817,21 @@ void shard_out_quit(struct shard_out *o)
 {
 	if (o->closing)
 		return;
-	if (o->state == OUT_SESSION && o->ready && o->client) {
+	if (o->state == OUT_SESSION && o->ready && o->session) {
 		o->ready = false;
-		smtp_client_quit(o->client);
-		out_after_client(o);
+		o->proto->quit(o);
 		return;
 	}
 	if (o->state != OUT_SESSION || !o->n_batch)
-		out_close(o, "shutting down");
+		shard_out_close(o, "shutting down");
 }
 
 void shard_out_abort(struct shard_out *o, const char *reason)
 {
-	out_close(o, reason);
+	shard_out_close(o, reason);
 }
 
-static void out_close(struct shard_out *o, const char *reason)
+void shard_out_close(struct shard_out *o, const char *reason)
 {
 	if (o->closing)
 		return;
@@ -933,8 +846,8 @@ static void out_close(struct shard_out *o, const char *reason)
 	if (o->n_batch && !o->body_wait) {
 		/* Cut mid-transaction (drain deadline): the units go back; they may
 		 * have been delivered, so a restart may deliver them again. */
-		out_free_body(o);
-		out_give_back(o);
+		shard_out_free_bodies(o);
+		shard_out_give_back(o);
 	}
 	if (o->fd >= 0)
 		shutdown(o->fd, SHUT_RDWR);
@@ -948,7 +861,7 @@ static void out_release_io(struct shard_out *o)
 		close(o->fd);
 	o->fd = -1;
 	out_session_reset(o);
-	out_free_body(o);
+	shard_out_free_bodies(o);
 	pt_buf_free(&o->out);
 	pt_buf_free(&o->tx);
 	pt_buf_free(&o->plain);
@@ -988,6 +901,7 @@ void shard_outs_reap(struct shard *s)
 		free(o->addrs);
 		free(o->batch);
 		free(o->rcpts);
+		free(o->bodies);
 		free(o);
 	}
 }
@@ -1000,7 +914,7 @@ static void out_maybe_release(struct shard_out *o)
 		out_release(o);
 		return;
 	}
-	if (o->state == OUT_CONNECTING && o->client) {
+	if (o->state == OUT_CONNECTING && o->session) {
 		/* A failure before READY: the old socket is quiet now; next address. */
 		close(o->fd);
 		o->fd = -1;
@@ -1018,7 +932,7 @@ void shard_outs_abort(struct shard *s)
 	while ((rq = pt_strmap_next(&s->readies, &pos)))
 		for (struct shard_out *o = rq->conns, *next; o; o = next) {
 			next = o->next;
-			out_close(o, "drain deadline passed");
+			shard_out_close(o, "drain deadline passed");
 		}
 }
 

@@ -155,7 +155,15 @@ static struct shard_ready *ready_new(struct shard *s, struct shard_unit *u, cons
 	rq->routing_domain = strdup(u->routing_domain ? u->routing_domain : u->domain);
 	if (!rq->key || !rq->site || !rq->source || !rq->domain || !rq->routing_domain)
 		goto fail;
-	if (qc->n_mx_list) {
+	rq->proto = &shard_out_smtp;
+	if (qc->http) {
+		/* The URL's host:port is the one host to connect to. */
+		rq->proto = &shard_out_http;
+		if (!(rq->mx_list = calloc(1, sizeof(char *))) ||
+		    !(rq->mx_list[0] = strdup(qc->http->connect)))
+			goto fail;
+		rq->n_mx_list = 1;
+	} else if (qc->n_mx_list) {
 		rq->mx_list = calloc(qc->n_mx_list, sizeof(char *));
 		if (!rq->mx_list)
 			goto fail;
@@ -268,6 +276,20 @@ void shard_ready_requeue(struct shard *s, struct shard_ready *rq, struct shard_u
 	rq->n_ready++;
 }
 
+/* Recipients of one message travel together (one transaction, several
+ * RCPTs); they arrive together and sit next to each other. */
+bool shard_ready_same_message(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->home == first->home && u->slot == first->slot;
+}
+
+bool shard_ready_same_queue(const struct shard_unit *first, const struct shard_unit *u)
+{
+	return u->sched == first->sched;
+}
+
+/* A few units that do not go with the head (SHARD_BATCH_SKIP) are passed
+ * over, so a queue of units that never go together costs no long walk. */
 size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t max)
 {
 	struct shard_unit *first = rq->head, *u, *next;
@@ -275,13 +297,9 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 
 	if (!first || max == 0)
 		return 0;
-	/* Recipients of one message travel together (one transaction, several
-	 * RCPTs); they arrive together and sit next to each other, so skip
-	 * only a few units of other messages (a queue of one-recipient
-	 * messages must not cost a long walk per transaction). */
 	for (u = first; u && n < max && skipped < SHARD_BATCH_SKIP; u = next) {
 		next = u->next;
-		if (u != first && (u->home != first->home || u->slot != first->slot)) {
+		if (u != first && !rq->proto->same_batch(first, u)) {
 			skipped++;
 			continue;
 		}
@@ -292,17 +310,18 @@ size_t shard_ready_take(struct shard_ready *rq, struct shard_unit **out, size_t 
 	return n;
 }
 
-/* True when the ready units make more than k transactions: recipients of
- * one message next to each other go together (shard_ready_take), so a
- * 1,000-recipient message needs one connection, not one per recipient. */
+/* True when the ready units make more than k transactions: units next to
+ * each other that go together (the protocol's same_batch: shard_ready_take)
+ * make one, so a 1,000-recipient message needs one connection, not one per
+ * recipient. */
 static bool ready_more_batches_than(const struct shard_ready *rq, unsigned k)
 {
 	const struct shard_unit *u = rq->head, *first = NULL;
+	size_t max = rq->proto->batch_max(rq);
 	unsigned n_batches = 0, in_batch = 0;
 
 	for (; u; u = u->next) {
-		if (!first || u->home != first->home || u->slot != first->slot ||
-		    in_batch == rq->cfg.max_recipients_per_batch) {
+		if (!first || !rq->proto->same_batch(first, u) || in_batch == max) {
 			if (++n_batches > k)
 				return true;
 			first = u;
@@ -350,7 +369,7 @@ void shard_ready_kick(struct shard *s, struct shard_ready *rq)
 static void ready_defer_all(struct shard *s, struct shard_ready *rq, struct shard_out *o)
 {
 	struct smtp_client_reply r = o->fail;
-	struct shard_log_outcome lo = { .reply = &r };
+	struct shard_log_outcome lo = {.reply = &r, .protocol = rq->proto->name};
 
 	shard_auto_observe(s, rq, &r);
 	if (o->cur) {

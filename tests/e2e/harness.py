@@ -237,7 +237,8 @@ end)
 
 def lua_value(v):
 	"""A Lua literal for a Python value: str, int, float, bool, None (nil), a
-	list (array) or a dict (table with identifier keys)."""
+	list (array) or a dict (a table: identifier keys as they are, other
+	string keys as ["key"], e.g. header names)."""
 	if v is None:
 		return "nil"
 	if isinstance(v, bool):
@@ -249,10 +250,11 @@ def lua_value(v):
 	if isinstance(v, (list, tuple)):
 		return "{" + ", ".join(lua_value(x) for x in v) + "}"
 	if isinstance(v, dict):
-		for k in v:
-			if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
-				raise ValueError("Lua table key %r is not an identifier" % (k,))
-		return "{" + ", ".join("%s=%s" % (k, lua_value(x)) for k, x in v.items()) + "}"
+		def key(k):
+			if not isinstance(k, str):
+				raise ValueError("Lua table key %r is not a string" % (k,))
+			return k if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) else "[%s]" % lua_str(k)
+		return "{" + ", ".join("%s=%s" % (key(k), lua_value(x)) for k, x in v.items()) + "}"
 	raise TypeError("no Lua literal for %r" % (v,))
 
 

@@ -151,7 +151,7 @@ Test(inject, template_errors_name_the_field)
 		    "Petrel's templates have {{ variables }} with filters, and {# comments #}");
 	parse_fails("{" SENDER ", " RCPT ", \"content\": {\"text_body\": \"a\\n{{ x | nope }}\"}}",
 		    "content.text_body: line 2: unknown filter 'nope' (Petrel has upper, lower, "
-		    "title, capitalize, trim, default, escape, safe)");
+		    "title, capitalize, trim, default, escape, safe, tojson)");
 	parse_fails("{" SENDER ", " RCPT ", \"content\": {\"text_body\": \"x\", \"headers\": "
 		    "{\"X-A\": \"{{ a + 1 }}\"}}}",
 		    "content.headers.X-A: line 1: '+' is not supported in an expression (Petrel's "

@@ -107,6 +107,17 @@ Test(template, filters)
 	check("{{ html | e }}", "&lt;b&gt;Tom &amp; &#x27;Jerry&#x27;&lt;&#x2f;b&gt;");
 }
 
+Test(template, tojson_filter)
+{
+	check("{{ name | tojson }} {{ n | tojson }} {{ f | tojson }} {{ yes | tojson }}",
+	      "\"Ada Lovelace\" 42 1.25 true");
+	check("{{ nil | tojson }} {{ missing | tojson }}", "null null");
+	check("{{ obj | tojson }} {{ list | tojson }}", "{\"a\":\"x\",\"b\":1} [1,2]");
+	check("{{ 'a\"b\\\\c' | tojson }}", "\"a\\\"b\\\\c\"");
+	/* safe: not HTML-escaped in an HTML template either */
+	cr_assert_str_eq(render("{{ html | tojson }}", true), "\"<b>Tom & 'Jerry'</b>\"");
+}
+
 Test(template, html_mode_escapes_values_not_text)
 {
 	cr_assert_str_eq(render("<p>{{ html }}</p>", true),
@@ -170,7 +181,7 @@ Test(template, unsupported_syntax_is_refused)
 	refused("{{ range(3) }}", "line 1: function calls are not supported at '3'");
 	refused("{{ a | wordcount }}",
 		"line 1: unknown filter 'wordcount' (Petrel has upper, lower, "
-		"title, capitalize, trim, default, escape, safe)");
+		"title, capitalize, trim, default, escape, safe, tojson)");
 	refused("{{ a | default }}", "line 1: filter 'default' takes 1 argument");
 	refused("{{ a | upper(1) }}", "line 1: too many filter arguments at '1'");
 	refused("a\n\n{{ name", "line 3: '{{' is not closed");

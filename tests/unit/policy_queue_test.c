@@ -60,6 +60,23 @@ static void queue_fails_with(const char *ret, int line, const char *msg)
 	policy_queue_config_free(&q);
 }
 
+/* make_queue_config with args, at line 3 of a policy, fails with msg. */
+struct queue_case {
+	const char *args;
+	const char *msg;
+};
+
+static void make_fails_with(const struct queue_case *cases, size_t n)
+{
+	char text[512];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
+			 cases[i].args);
+		load_fails_with(text, 3, cases[i].msg);
+	}
+}
+
 Test(policy_queue, no_handler_gives_defaults)
 {
 	struct policy *p = load_ok(HEAD);
@@ -270,10 +287,7 @@ Test(policy_queue, reject_in_handler_is_an_error)
 
 Test(policy_queue, unknown_and_kumo_only_keys_are_named)
 {
-	static const struct {
-		const char *args;
-		const char *msg;
-	} cases[] = {
+	static const struct queue_case cases[] = {
 	    {"{ retry_intervl = '5m' }", "'retry_intervl' is not a make_queue_config option"},
 	    {"{ reap_interval = '10m' }",
 	     "make_queue_config: 'reap_interval' is a KumoMTA option Petrel does not support yet"},
@@ -294,12 +308,15 @@ Test(policy_queue, unknown_and_kumo_only_keys_are_named)
 	    {"{ protocol = { maildir_path = '/tmp/m' } }",
 	     "make_queue_config: 'maildir_path' is a KumoMTA option Petrel does not support yet"},
 	    {"{ protocol = { custom_lua = { constructor = 'x' } } }",
-	     "make_queue_config: 'custom_lua' is a KumoMTA option Petrel does not support yet"},
+	     "make_queue_config: protocol 'custom_lua' is a KumoMTA option Petrel does not "
+	     "support; for delivery to an HTTP endpoint use protocol.http"},
 	    {"{ protocol = { maildir = {} } }",
-	     "make_queue_config: 'maildir' is a KumoMTA option Petrel does not support yet"},
+	     "make_queue_config: protocol 'maildir' is a KumoMTA option Petrel does not "
+	     "support; for delivery to an HTTP endpoint use protocol.http"},
 	    {"{ protocol = { xfer = {} } }",
 	     "make_queue_config: 'xfer' is a KumoMTA option Petrel does not support yet"},
-	    {"{ protocol = { http = {} } }", "'http' is not a make_queue_config protocol option"},
+	    {"{ protocol = { http = { url = 'http://h/', uri = 'x' } } }",
+	     "'uri' is not a make_queue_config protocol.http option"},
 	    {"{ protocol = { smtp = { mx_list = {}, treat_mx_list_as_secure = true } } }",
 	     "make_queue_config: 'treat_mx_list_as_secure' is a KumoMTA option Petrel does not "
 	     "support yet"},
@@ -308,13 +325,8 @@ Test(policy_queue, unknown_and_kumo_only_keys_are_named)
 	    {"{ protocol = { smtp = { mx_list = { { host = 'a' } } } } }",
 	     "'host' is not a make_queue_config mx_list entry option"},
 	};
-	char text[512];
 
-	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
-		snprintf(text, sizeof(text), HEAD "local x = 1\nkumo.make_queue_config %s\n",
-			 cases[i].args);
-		load_fails_with(text, 3, cases[i].msg);
-	}
+	make_fails_with(cases, PT_ARRAY_LEN(cases));
 }
 
 Test(policy_queue, bad_values_are_errors_with_line)
@@ -340,7 +352,7 @@ Test(policy_queue, bad_values_are_errors_with_line)
 	    {"{ protocol = 'smtp' }",
 	     "make_queue_config: 'protocol' must be a table such as { smtp "
 	     "= { mx_list = {...} } }, got string"},
-	    {"{ protocol = {} }", "make_queue_config: 'protocol' must have an 'smtp' table"},
+	    {"{ protocol = {} }", "make_queue_config: 'protocol' must have an 'smtp' or 'http' table"},
 	    {"{ protocol = { smtp = true } }",
 	     "make_queue_config: protocol.smtp must be a table, got boolean"},
 	    {"{ protocol = { smtp = { mx_list = 'mx.example.com' } } }",
@@ -407,4 +419,103 @@ Test(policy_queue, mx_list_is_bounded)
 			     "for i = 1, 65 do l[i] = 'mx' .. i .. '.example.com' end\n"
 			     "kumo.make_queue_config { protocol = { smtp = { mx_list = l } } }\n",
 			4, "make_queue_config: 'mx_list' has 65 entries; at most 64 are allowed");
+}
+
+Test(policy_queue, http_protocol_is_parsed)
+{
+	struct policy_queue_config q;
+	const struct policy_queue_http *h;
+	char err[512];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { http = {\n"
+			       "  url = 'http://hooks.example:8080/in?k=1', method = 'PUT',\n"
+			       "  headers = { ['X-Key'] = 'v', Authorization = 'Bearer t' },\n"
+			       "  content_type = 'application/json', body_template = '{{ id }}',\n"
+			       "  batch_size = 5, timeout = '10s' } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	h = q.http;
+	cr_assert_not_null(h);
+	cr_assert_str_eq(h->url, "http://hooks.example:8080/in?k=1");
+	cr_assert_str_eq(h->host, "hooks.example");
+	cr_assert_eq(h->port, 8080);
+	cr_assert_str_eq(h->connect, "hooks.example:8080");
+	cr_assert_str_eq(h->site, "http://hooks.example:8080");
+	cr_assert_str_eq(h->host_field, "hooks.example:8080");
+	cr_assert_str_eq(h->path, "/in?k=1");
+	cr_assert_str_eq(h->method, "PUT");
+	cr_assert_str_eq(h->content_type, "application/json");
+	cr_assert(policy_queue_http_is_json(h));
+	cr_assert_eq(h->n_headers, 2);
+	cr_assert_str_eq(h->headers[0].name, "Authorization");
+	cr_assert_str_eq(h->headers[1].name, "X-Key");
+	cr_assert_str_eq(h->headers[1].value, "v");
+	cr_assert_str_eq(h->body_template, "{{ id }}");
+	cr_assert_eq(h->batch_size, 5);
+	cr_assert_eq(h->timeout_ms, 10000);
+	cr_assert_null(q.mx_list);
+	policy_queue_config_free(&q);
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { http = {\n"
+			       "  url = 'http://[::1]' } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	h = q.http;
+	cr_assert_str_eq(h->connect, "[::1]:80");
+	cr_assert_str_eq(h->site, "http://[::1]:80");
+	cr_assert_str_eq(h->host_field, "[::1]");
+	cr_assert_str_eq(h->path, "/");
+	cr_assert_str_eq(h->method, "POST");
+	cr_assert_str_eq(h->content_type, "message/rfc822");
+	cr_assert_eq(h->batch_size, 1);
+	cr_assert_eq(h->timeout_ms, 60000);
+	cr_assert_null(h->body_template);
+	cr_assert(!h->tls);
+	policy_queue_config_free(&q);
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { http = {\n"
+			       "  url = 'https://hooks.example/x', accept_invalid_certs = true } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	h = q.http;
+	cr_assert(h->tls);
+	cr_assert(h->accept_invalid_certs);
+	cr_assert_eq(h->port, 443);
+	cr_assert_str_eq(h->site, "https+insecure://hooks.example:443");
+	cr_assert_str_eq(h->host_field, "hooks.example");
+	policy_queue_config_free(&q);
+}
+
+Test(policy_queue, http_protocol_errors_have_the_line)
+{
+	static const struct queue_case cases[] = {
+	    {"{ protocol = { http = {} } }", "make_queue_config: protocol.http.url is required"},
+	    {"{ protocol = { http = { url = 'ftp://h/' } } }",
+	     "make_queue_config: protocol.http.url 'ftp://h/' must start with http:// or https://"},
+	    {"{ protocol = { http = { url = 'http://h/', accept_invalid_certs = true } } }",
+	     "make_queue_config: protocol.http.accept_invalid_certs applies to https:// URLs only"},
+	    {"{ protocol = { http = { url = 'not a url' } } }",
+	     "make_queue_config: protocol.http.url 'not a url' is not a URL like "
+	     "http://host[:port]/path"},
+	    {"{ protocol = { http = { url = 'http://u:p@h/' } } }",
+	     "make_queue_config: protocol.http.url 'http://u:p@h/': user info and fragments are "
+	     "not allowed (use headers for credentials)"},
+	    {"{ protocol = { http = { url = 'http://h/', method = 'GET' } } }",
+	     "make_queue_config: protocol.http.method must be 'POST', 'PUT' or 'PATCH', got 'GET'"},
+	    {"{ protocol = { http = { url = 'http://h/', headers = { ['Content-Length'] = '1' } } } }",
+	     "make_queue_config: protocol.http.headers: Petrel writes 'Content-Length' itself"},
+	    {"{ protocol = { http = { url = 'http://h/', headers = { ['X A'] = '1' } } } }",
+	     "make_queue_config: protocol.http.headers: 'X A' is not a header name"},
+	    {"{ protocol = { http = { url = 'http://h/', headers = { X = 'a\\r\\nB: c' } } } }",
+	     "make_queue_config: protocol.http.headers['X'] has a control character"},
+	    {"{ protocol = { http = { url = 'http://h/', batch_size = 2 } } }",
+	     "make_queue_config: protocol.http.batch_size 2 needs content_type 'application/json' "
+	     "(a batch is a JSON array of the bodies)"},
+	    {"{ protocol = { http = { url = 'http://h/', timeout = 0 } } }",
+	     "make_queue_config: 'protocol.http.timeout' must be longer than zero"},
+	    {"{ protocol = { smtp = {}, http = { url = 'http://h/' } } }",
+	     "make_queue_config: 'protocol' must have only one of 'smtp' or 'http' table"},
+	};
+
+	make_fails_with(cases, PT_ARRAY_LEN(cases));
 }

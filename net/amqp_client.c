@@ -671,11 +671,28 @@ static void amqp_client_on_method(struct amqp_client *c, uint16_t channel, amqp_
 	amqp_client_protocol_error(c, what);
 }
 
+/* The channel a frame must come on: 0 for heartbeats and the connection
+ * class's methods, ours for everything else. */
+static uint16_t amqp_client_frame_channel(int type, const unsigned char *p, size_t n)
+{
+	if (type == AMQP_FRAME_HEARTBEAT)
+		return 0;
+	if (type == AMQP_FRAME_METHOD && n >= 2 && (p[0] << 8 | p[1]) == AMQP_CONNECTION_CLASS)
+		return 0;
+	return AMQP_CLIENT_CHANNEL;
+}
+
 static void amqp_client_on_frame(struct amqp_client *c, int type, uint16_t channel,
 				 const unsigned char *p, size_t n)
 {
+	char what[80];
 	void *args;
 
+	if (channel != amqp_client_frame_channel(type, p, n)) {
+		snprintf(what, sizeof(what), "a frame of type %d on channel %u", type, channel);
+		amqp_client_protocol_error(c, what);
+		return;
+	}
 	if (type == AMQP_FRAME_HEARTBEAT)
 		return;
 	if (c->returning && type == AMQP_FRAME_HEADER && c->return_left == UINT64_MAX) {

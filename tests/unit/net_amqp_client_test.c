@@ -644,6 +644,7 @@ Test(amqp_client, protocol_errors_fail_the_session)
 				  "publisher confirms"},
 	    {"unknown return", "AMQP protocol error in READY: basic.return of a message we did "
 			       "not publish"},
+	    {"wrong channel", "AMQP protocol error in READY: a frame of type 1 on channel 7"},
 	};
 
 	for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
@@ -663,8 +664,11 @@ Test(amqp_client, protocol_errors_fail_the_session)
 			put_frame_header(&b, AMQP_FRAME_BODY, CH, 200000);
 		} else if (i == 4) {
 			broker_tune(&b, 4096);
-		} else {
+		} else if (i == 5) {
 			broker_return(&b, 42, 0); /* a tag never published */
+		} else {
+			broker_close(&b, false, 406, "PRECONDITION_FAILED");
+			b.data[2] = 7; /* channel 1 -> 7 */
 		}
 		feed(&b, 0);
 		cr_assert_eq(fx.n_events, 2, "%s", cases[i].name);

@@ -5,13 +5,14 @@
  * drives the state machine; a shard never does this.
  *
  *   amqp-publish [--declare] [--mandatory] [--exchange X] [--window N]
- *                [--frame-max N] URL ROUTING_KEY < bodies
+ *                [--frame-max N] [--print-acks] URL ROUTING_KEY < bodies
  *
  * Every line of standard input (without its line feed; "\n" inside a line
  * written as the two characters backslash n is sent as a line feed) is one
  * persistent message, published with content type text/plain.  --declare
  * declares ROUTING_KEY as a durable queue first.  Prints one line per
- * message refused ("nack N: reason") and the session's failure, then
+ * message refused ("nack N: reason"), per message acked with --print-acks
+ * ("ack N", line-buffered, N counting from 0), and the session's failure, then
  * "acked A of N"; exits 0 only when every message was acked and the
  * connection closed cleanly, 1 otherwise, 2 on bad usage.
  */
@@ -113,7 +114,7 @@ static int flush_output(int fd, struct amqp_client *c)
 struct run {
 	struct bodies bodies;
 	const char *exchange, *routing_key;
-	bool mandatory;
+	bool mandatory, print_acks;
 	size_t next, acked, settled;
 	bool ready, done, clean;
 };
@@ -130,6 +131,8 @@ static void take_events(struct amqp_client *c, struct run *r)
 			break;
 		case AMQP_CLIENT_EV_CONFIRMED:
 			r->settled++;
+			if (ev.ok && r->print_acks)
+				printf("ack %zu\n", (size_t)(uintptr_t)ev.cookie);
 			if (ev.ok)
 				r->acked++;
 			else
@@ -199,16 +202,20 @@ static int drive(int fd, struct amqp_client *c, struct run *r)
 static void usage(void)
 {
 	fprintf(stderr, "usage: amqp-publish [--declare] [--mandatory] [--exchange X] [--window N] "
-			"[--frame-max N] URL ROUTING_KEY < bodies\n");
+			"[--frame-max N] [--print-acks] URL ROUTING_KEY < bodies\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"declare", no_argument, NULL, 'd'},	 {"mandatory", no_argument, NULL, 'm'},
-	    {"exchange", required_argument, NULL, 'x'},	 {"window", required_argument, NULL, 'w'},
-	    {"frame-max", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
+	    {"declare", no_argument, NULL, 'd'},
+	    {"mandatory", no_argument, NULL, 'm'},
+	    {"exchange", required_argument, NULL, 'x'},
+	    {"window", required_argument, NULL, 'w'},
+	    {"frame-max", required_argument, NULL, 'f'},
+	    {"print-acks", no_argument, NULL, 'a'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct amqp_client_config cfg = {0};
 	struct run r = {.exchange = ""};
@@ -228,11 +235,15 @@ int main(int argc, char **argv)
 			cfg.window = atoi(optarg);
 		else if (opt == 'f')
 			cfg.frame_max = atoi(optarg);
+		else if (opt == 'a')
+			r.print_acks = true;
 		else
 			usage();
 	}
 	if (argc - optind != 2)
 		usage();
+	if (r.print_acks)
+		setvbuf(stdout, NULL, _IOLBF, 0); /* the test reads acks as they come */
 	if (amqp_client_url_parse(argv[optind], &u, err, sizeof(err)) != PT_OK) {
 		fprintf(stderr, "amqp-publish: %s\n", err);
 		return 2;

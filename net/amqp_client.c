@@ -396,7 +396,7 @@ static int amqp_client_send_start_ok(struct amqp_client *c)
 	    {amqp_cstring_bytes("capabilities"),
 	     {.kind = AMQP_FIELD_KIND_TABLE, .value.table = {(int)PT_ARRAY_LEN(caps), caps}}},
 	};
-	char response[2 + 255 + 255];
+	char response[2 + 255 + 255 + 1]; /* \0user\0password, and snprintf's NUL */
 	int n = snprintf(response, sizeof(response), "%c%s%c%s", 0, c->user, 0, c->password);
 	amqp_connection_start_ok_t m = {
 	    .client_properties = {(int)PT_ARRAY_LEN(props), props},

@@ -31,7 +31,7 @@ def drain(port, queue, limit=100000, timeout=60):
 	is empty: a list of (body, properties).  Bounded by limit and timeout."""
 	import pika
 	conn = pika.BlockingConnection(pika.ConnectionParameters(
-		host="127.0.0.1", port=port, connection_attempts=1, socket_timeout=10,
+		host="127.0.0.1", port=port, connection_attempts=1, socket_timeout=10, heartbeat=0,
 		blocked_connection_timeout=10))
 	try:
 		ch = conn.channel()
@@ -62,7 +62,9 @@ class AMQPClientTest(unittest.TestCase):
 			raise AssertionError("%s does not exist (build it with make all)" % PUBLISH)
 		self.dir = tempfile.mkdtemp(prefix="petrel-e2e-amqp-")
 		harness._temp_dirs.append(self.dir)
-		self.broker = harness.RabbitMQ(self.dir)
+		# A 1 s heartbeat offered: the client declines heartbeats (TuneOk 0),
+		# which the idle publish below proves the broker accepts.
+		self.broker = harness.RabbitMQ(self.dir, config="heartbeat = 1\n")
 		self.addCleanup(self.broker.close)
 		self.broker.start()
 		harness.note("rabbitmq-server started in %.1f s" % self.broker.start_seconds)
@@ -93,6 +95,11 @@ class AMQPClientTest(unittest.TestCase):
 		rc, out = publish(url, "petrel-logs", [big, ""], "--frame-max", "4096", "--window", "1")
 		self.assertEqual((rc, out.strip()), (0, "acked 2 of 2"))
 		self.assertEqual([b for b, _ in drain(port, "petrel-logs")], [big, ""])
+
+		# No heartbeats: a connection idle for 4 heartbeat intervals still publishes.
+		rc, out = publish(url, "petrel-logs", ["after a pause"], "--pause-ms", "4000")
+		self.assertEqual((rc, out.strip()), (0, "acked 1 of 1"))
+		self.assertEqual([b for b, _ in drain(port, "petrel-logs")], ["after a pause"])
 
 		# Refusals carry the broker's own words.
 		rc, out = publish(url, "no-such-queue", ["lost"], "--mandatory")

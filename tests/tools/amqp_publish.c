@@ -5,7 +5,7 @@
  * drives the state machine; a shard never does this.
  *
  *   amqp-publish [--declare] [--mandatory] [--exchange X] [--window N]
- *                [--frame-max N] [--print-acks] URL ROUTING_KEY < bodies
+ *                [--frame-max N] [--print-acks] [--pause-ms N] URL ROUTING_KEY < bodies
  *
  * Every line of standard input (without its line feed; "\n" inside a line
  * written as the two characters backslash n is sent as a line feed) is one
@@ -14,7 +14,9 @@
  * message refused ("nack N: reason"), per message acked with --print-acks
  * ("ack N", line-buffered, N counting from 0), and the session's failure, then
  * "acked A of N"; exits 0 only when every message was acked and the
- * connection closed cleanly, 1 otherwise, 2 on bad usage.
+ * connection closed cleanly, 1 otherwise, 2 on bad usage.  --pause-ms
+ * leaves the connection idle that long after login, before publishing
+ * (no heartbeats are sent: the broker must not drop it).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -115,6 +117,7 @@ struct run {
 	struct bodies bodies;
 	const char *exchange, *routing_key;
 	bool mandatory, print_acks;
+	unsigned pause_ms;
 	size_t next, acked, settled;
 	bool ready, done, clean;
 };
@@ -154,6 +157,10 @@ static void take_events(struct amqp_client *c, struct run *r)
 
 static void publish_more(struct amqp_client *c, struct run *r)
 {
+	if (r->ready && r->pause_ms > 0) {
+		usleep(r->pause_ms * 1000u);
+		r->pause_ms = 0;
+	}
 	while (r->ready && r->next < r->bodies.n && amqp_client_can_publish(c)) {
 		const char *body = r->bodies.lines[r->next];
 		struct amqp_client_message m = {
@@ -202,20 +209,17 @@ static int drive(int fd, struct amqp_client *c, struct run *r)
 static void usage(void)
 {
 	fprintf(stderr, "usage: amqp-publish [--declare] [--mandatory] [--exchange X] [--window N] "
-			"[--frame-max N] [--print-acks] URL ROUTING_KEY < bodies\n");
+			"[--frame-max N] [--print-acks] [--pause-ms N] URL ROUTING_KEY < bodies\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"declare", no_argument, NULL, 'd'},
-	    {"mandatory", no_argument, NULL, 'm'},
-	    {"exchange", required_argument, NULL, 'x'},
-	    {"window", required_argument, NULL, 'w'},
-	    {"frame-max", required_argument, NULL, 'f'},
-	    {"print-acks", no_argument, NULL, 'a'},
-	    {NULL, 0, NULL, 0},
+	    {"declare", no_argument, NULL, 'd'},	 {"mandatory", no_argument, NULL, 'm'},
+	    {"exchange", required_argument, NULL, 'x'},	 {"window", required_argument, NULL, 'w'},
+	    {"frame-max", required_argument, NULL, 'f'}, {"print-acks", no_argument, NULL, 'a'},
+	    {"pause-ms", required_argument, NULL, 'p'},	 {NULL, 0, NULL, 0},
 	};
 	struct amqp_client_config cfg = {0};
 	struct run r = {.exchange = ""};
@@ -237,6 +241,8 @@ int main(int argc, char **argv)
 			cfg.frame_max = atoi(optarg);
 		else if (opt == 'a')
 			r.print_acks = true;
+		else if (opt == 'p')
+			r.pause_ms = atoi(optarg);
 		else
 			usage();
 	}

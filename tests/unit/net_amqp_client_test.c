@@ -767,3 +767,27 @@ Test(amqp_client, url_parse)
 			      "vhost): http://h");
 	cr_assert_eq(amqp_client_url_parse("amqp://h:port", &u, err, sizeof(err)), PT_ERROR);
 }
+
+Test(amqp_client, longest_user_and_password_go_whole_into_plain)
+{
+	struct pt_buf b = PT_BUF_INIT;
+	char user[256], password[256], want[512];
+	struct amqp_client_config cfg = {.user = user, .password = password};
+	amqp_connection_start_ok_t *ok;
+
+	memset(user, 'u', 255);
+	memset(password, 'p', 255);
+	user[255] = password[255] = '\0';
+	want[0] = '\0';
+	memcpy(want + 1, user, 255);
+	want[256] = '\0';
+	memcpy(want + 257, password, 255);
+	fx.c = amqp_client_new(&cfg);
+	cr_assert_not_null(fx.c);
+	fx.out_off = 8;
+	broker_start(&b, "PLAIN");
+	feed(&b, 0);
+	ok = expect_method(0, AMQP_CONNECTION_START_OK_METHOD);
+	cr_assert_eq(ok->response.len, 512);
+	cr_assert_eq(memcmp(ok->response.bytes, want, 512), 0);
+}

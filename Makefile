@@ -14,7 +14,8 @@
 
 BUILD	?= build
 CC	?= cc
-PKGS	:= liburing wolfssl libcares luajit jansson libpcre2-8 libzstd
+# librabbitmq: only its AMQP 0-9-1 frame codec, for net/amqp_client.c (no socket of its own).
+PKGS	:= liburing wolfssl libcares luajit jansson libpcre2-8 libzstd librabbitmq
 
 CFLAGS_BASE := -std=gnu11 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 	       $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -57,7 +58,7 @@ TOOLS	   := $(BUILD)/petreld $(BUILD)/petrel-spool $(BUILD)/petrel-logs $(BUILD)
 
 .PHONY: all test unit e2e run asan fuzz bench bench-reception bench-backlog deps clean
 # Small programs the e2e suite runs (tests/tools/), not installed.
-TEST_TOOLS := $(BUILD)/tests/tools/metrics-sample
+TEST_TOOLS := $(BUILD)/tests/tools/metrics-sample $(BUILD)/tests/tools/amqp-publish
 all: $(TOOLS) $(UNIT_BIN) $(TEST_TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -105,6 +106,10 @@ $(BUILD)/petrel-gen: $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gen*.c bench/b
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/tools/metrics-sample: $(BUILD)/tests/tools/metrics_sample.o $(LIB_shard)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+# net/amqp_client.c against a real RabbitMQ (tests/e2e/test_amqp_client.py).
+$(BUILD)/tests/tools/amqp-publish: $(BUILD)/tests/tools/amqp_publish.o $(LIB_net)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 .SECONDEXPANSION:

@@ -313,8 +313,11 @@ class TraceReader:
 
 	def __init__(self, test, cmd):
 		self.lines = []
+		# SIGINT back to its default: a runner started in the background by a
+		# non-interactive shell ignores it, and children inherit that.
 		self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-					     stdin=subprocess.DEVNULL)
+					     stdin=subprocess.DEVNULL,
+					     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 		test.addCleanup(self.stop)
 		self.thread = threading.Thread(target=self._read, daemon=True)
 		self.thread.start()

@@ -332,7 +332,13 @@ int main(int argc, char **argv)
 	load_nodeid(policy_config(p)->spool_path, nodeid);
 	policy_free(p);
 
-	/* Shards inherit this mask; shard 0 takes the signals from a signalfd. */
+	/* Shards inherit this mask; shard 0 takes the signals from a signalfd.
+	 * An ignored signal is discarded even while blocked, and a daemon
+	 * started in the background by a non-interactive shell inherits
+	 * SIGINT ignored: the dispositions go back to their defaults first. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);

@@ -615,6 +615,16 @@ struct pt_buf *smtp_client_output(struct smtp_client *c)
 	return &c->out;
 }
 
+bool smtp_client_output_body(struct smtp_client *c, size_t *off, size_t *len)
+{
+	bool there = c->body_len > 0 && c->body_off + c->body_len <= c->out.len;
+
+	*off = there ? c->body_off : 0;
+	*len = there ? c->body_len : 0;
+	c->body_len = 0;
+	return there;
+}
+
 void smtp_client_tls_done(struct smtp_client *c, bool ok, const char *reason)
 {
 	if (c->state != SMTP_CLIENT_STATE_TLS) {

@@ -164,6 +164,11 @@ enum smtp_client_event smtp_client_next_event(struct smtp_client *c);
 /* Bytes to send (plaintext; the shard encrypts when TLS is on); the caller
  * consumes what it sent. */
 struct pt_buf *smtp_client_output(struct smtp_client *c);
+/* Where the message body is in that output (dot-stuffed, its final CRLF
+ * but not the "." line): true with off and len, false when none of it is
+ * there.  Forgets it: call it once per smtp_client_output() whose bytes
+ * are all consumed (the shard traces commands and body apart with it). */
+bool smtp_client_output_body(struct smtp_client *c, size_t *off, size_t *len);
 
 /* After START_TLS: ok = handshake done (the client sends EHLO again), or
  * failed (reason for the FAILED reply; copied). */

@@ -61,6 +61,7 @@ struct smtp_client {
 	size_t n_accepted;  /* its recipients accepted by RCPT */
 	unsigned n_transactions;
 	struct pt_buf out;
+	size_t body_off, body_len; /* the body's bytes in out (len 0: none there) */
 	struct smtp_client_parse parse;
 	enum smtp_client_event events[SMTP_CLIENT_MAX_EVENTS];
 	unsigned ev_head, n_events;

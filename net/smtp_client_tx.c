@@ -255,6 +255,7 @@ static int client_write_body(struct smtp_client *c)
 	const struct smtp_client_tx *tx = c->tx;
 	bool bol = true;
 	int rc = PT_OK;
+	size_t off = c->out.len;
 
 	if (pt_buf_reserve(&c->out, tx->body_len + tx->body_len / 64 + 8) != PT_OK)
 		rc = PT_NOMEM;
@@ -280,6 +281,8 @@ static int client_write_body(struct smtp_client *c)
 	}
 	if (rc == PT_OK && !client_body_ends_crlf(tx))
 		rc = pt_buf_append(&c->out, "\r\n", 2);
+	c->body_off = off;
+	c->body_len = rc == PT_OK ? c->out.len - off : 0;
 	if (rc == PT_OK)
 		rc = pt_buf_append(&c->out, ".\r\n", 3);
 	if (rc != PT_OK)

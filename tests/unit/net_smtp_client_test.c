@@ -1067,6 +1067,28 @@ SCENARIO(body_is_dot_stuffed_across_pieces)
 	finish_body(f);
 }
 
+/* The shard traces commands and body apart: the body's place in the output,
+ * once, without the final dot line; none in a commands-only output. */
+SCENARIO(output_body_marks_the_body_once)
+{
+	static const char *const pieces[] = {".dot\r\n", "no final CRLF"};
+	size_t off = 99, len = 99;
+	struct pt_buf *o;
+
+	greet(f, EHLO_BARE);
+	cr_assert_not(smtp_client_output_body(f->c, &off, &len));
+	cr_assert_eq(off + len, 0);
+	send_body_iov(f, pieces, PT_ARRAY_LEN(pieces));
+	o = smtp_client_output(f->c);
+	cr_assert(smtp_client_output_body(f->c, &off, &len));
+	cr_assert_eq(off, 0);
+	cr_assert_eq(len, strlen("..dot\r\nno final CRLF\r\n"));
+	cr_assert_eq(o->len, len + 3);
+	cr_assert_not(smtp_client_output_body(f->c, &off, &len), "forgotten once asked");
+	expect_out(f, "..dot\r\nno final CRLF\r\n.\r\n");
+	finish_body(f);
+}
+
 SCENARIO(body_without_final_crlf_gets_one)
 {
 	static const char *const pieces[] = {"line one\r\n", ".last line"};

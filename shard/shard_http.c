@@ -97,6 +97,7 @@ static const struct shard_http_route {
      shard_admin_log_filter_v1},
     {"POST", "/api/admin/bump-config-epoch", SHARD_HTTP_TRUSTED, shard_admin_bump_config_v1},
     {"GET", "/api/admin/trace-smtp-server/v1", SHARD_HTTP_TRUSTED, shard_trace_v1},
+    {"GET", "/api/admin/trace-smtp-client/v1", SHARD_HTTP_TRUSTED, shard_trace_client_v1},
 };
 
 static void http_after_session(struct shard_http_conn *c);

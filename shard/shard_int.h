@@ -424,6 +424,7 @@ struct shard_out {
 	struct sockaddr_storage addr_ss; /* the CONNECT's address (kept until it completes) */
 	char local_addr[INET6_ADDRSTRLEN + 8]; /* "ip:port" of our end, once connected */
 	struct shard_op connect_op, recv_op, send_op;
+	uint64_t trace_session; /* per-shard number, for trace-smtp-client */
 };
 
 /* A body read in flight on the home shard. */
@@ -467,14 +468,19 @@ enum shard_msg_kind {
 	SHARD_MSG_TRACE_EVENT, /* event line `text` for subscriber trace_id (+ n_dropped) */
 };
 
-/* A trace-smtp-server subscriber; every shard has a copy. */
+/* A trace-smtp-server or trace-smtp-client subscriber; every shard has a
+ * copy (a plain value: the filters are arrays, nothing is shared). */
 struct shard_trace_sub {
 	uint64_t id;		      /* unique in the process: shard << 48 | sequence */
 	unsigned shard;		      /* where its HTTP connection is */
 	struct shard_http_conn *conn; /* valid on that shard only */
+	bool client;		      /* trace-smtp-client: outbound sessions */
 	bool has_filter;
-	struct pt_cidr filter; /* ?source=CIDR */
-	uint64_t n_dropped;    /* here: events not sent to it (its ring was full) */
+	struct pt_cidr filter; /* server: ?source=CIDR; client: ?mx_addr=CIDR */
+	/* trace-smtp-client's other filters ("": any). */
+	char domain[256], routing_domain[256], ready_queue[512], egress_source[128],
+	    mx_host[256];
+	uint64_t n_dropped; /* here: events not sent to it (its ring was full) */
 };
 
 /* An admin API rule over units or ready queues (shard_admin.c); every
@@ -713,13 +719,15 @@ void shard_admin_answered(struct shard_http_conn *c, int status, char *body);
 /* The body of a JSON admin request: an object, or NULL (answered 400). */
 json_t *shard_admin_body(struct shard_http_conn *c, const struct http_request *r);
 
-/* shard_trace.c: GET /api/admin/trace-smtp-server/v1, a live stream of SMTP events. */
+/* shard_trace.c: GET /api/admin/trace-smtp-server/v1 and
+ * /api/admin/trace-smtp-client/v1, live streams of SMTP events. */
 void shard_trace_v1(struct shard_http_conn *c, const struct http_request *r);
+void shard_trace_client_v1(struct shard_http_conn *c, const struct http_request *r);
 enum shard_trace_kind {
 	SHARD_TRACE_CONNECT,
-	SHARD_TRACE_COMMAND, /* a line from the client */
+	SHARD_TRACE_COMMAND, /* a line from the SMTP client (ours, outbound) */
 	SHARD_TRACE_DATA,    /* message bytes (counted, not copied) */
-	SHARD_TRACE_REPLY,   /* a line of ours */
+	SHARD_TRACE_REPLY,   /* a line from the SMTP server (ours, inbound) */
 	SHARD_TRACE_TLS,
 	SHARD_TRACE_CLOSE,
 };
@@ -727,6 +735,9 @@ enum shard_trace_kind {
  * COMMAND and REPLY.  Callers test s->n_trace_subs first (one branch). */
 void shard_trace_smtp(struct shard_conn *c, enum shard_trace_kind kind, const char *text,
 		      size_t len);
+/* The same for an outbound connection (nothing unless o speaks SMTP). */
+void shard_trace_out(struct shard_out *o, enum shard_trace_kind kind, const char *text,
+		     size_t len);
 void shard_trace_handle(struct shard *s, struct shard_msg *m); /* TRACE_* messages */
 /* The stream's connection is closing, or the shard drains: end it. */
 void shard_trace_end(struct shard_http_conn *c);

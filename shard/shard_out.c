@@ -424,6 +424,8 @@ void shard_out_retry_next(struct shard_out *o, const struct smtp_client_reply *f
 	o->have_fail = true;
 	pt_info("%s [%s]: %d %s (%s); trying the next host", o->cur->name, o->cur->addr.text,
 		f->code, f->content, f->command ? f->command : "");
+	if (o->shard->n_trace_subs)
+		shard_trace_out(o, SHARD_TRACE_CLOSE, f->content, strlen(f->content));
 	o->state = OUT_CONNECTING; /* out_maybe_release connects again once idle */
 	pt_timer_del(&o->shard->wheel, &o->timer);
 	shutdown(o->fd, SHUT_RDWR);
@@ -525,6 +527,9 @@ void shard_handle_out_connect(struct shard_out *o, struct io_uring_cqe *cqe)
 			     o->cur->addr.text, o->cur->port,
 			     cqe->res == -ECANCELED ? "timed out" : strerror(-cqe->res));
 		pt_info("%s", o->fail.content);
+		if (o->shard->n_trace_subs)
+			shard_trace_out(o, SHARD_TRACE_CLOSE, o->fail.content,
+					strlen(o->fail.content));
 		close(o->fd);
 		o->fd = -1;
 		out_connect_next(o);
@@ -577,6 +582,16 @@ static int out_bind(struct shard_out *o)
 	return PT_ERROR;
 }
 
+/* trace-smtp-client: an attempt (its queue's details come with it). */
+static void out_trace_connect(struct shard_out *o)
+{
+	char text[sizeof(o->cur->name) + 64];
+	int n = snprintf(text, sizeof(text), "connecting to %s [%s]:%u", o->cur->name,
+			 o->cur->addr.text, o->cur->port);
+
+	shard_trace_out(o, SHARD_TRACE_CONNECT, text, (size_t)PT_MIN(n, (int)sizeof(text) - 1));
+}
+
 static void out_connect(struct shard_out *o)
 {
 	struct shard *s = o->shard;
@@ -602,6 +617,8 @@ static void out_connect(struct shard_out *o)
 		return;
 	}
 	o->addr_ss = ss;
+	if (s->n_trace_subs)
+		out_trace_connect(o);
 	o->connect_ts.tv_sec = (long long)(o->rq->cfg.connect_timeout_ms / 1000);
 	o->connect_ts.tv_nsec = (long long)(o->rq->cfg.connect_timeout_ms % 1000) * 1000000;
 	sqe = shard_sqe(s);
@@ -836,6 +853,8 @@ void shard_out_close(struct shard_out *o, const char *reason)
 	if (o->closing)
 		return;
 	pt_debug("%s: closing: %s", o->cur ? o->cur->addr.text : o->rq->site, reason);
+	if (o->shard->n_trace_subs && o->fd >= 0)
+		shard_trace_out(o, SHARD_TRACE_CLOSE, reason, strlen(reason)); /* a socket ends */
 	o->closing = true;
 	o->state = OUT_CLOSING;
 	pt_timer_del(&o->shard->wheel, &o->timer);

@@ -9,6 +9,12 @@
  * (shard_out_retry_next); after READY it ends the connection.  A batch is
  * the recipients of one message (shard_ready_take), one body; at TX_DONE
  * every recipient gets its own reply's outcome.
+ *
+ * trace-smtp-client (shard_trace.c) sees the plaintext both ways, behind
+ * one `if (n_trace_subs)` each: what the peer sent as reply lines (as
+ * received: a line cut between two reads shows as two), what we send as
+ * command lines except the body, counted as "data" (the client says where
+ * it is in the output: smtp_client_output_body), and TLS's outcome.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -71,13 +77,26 @@ static void smtp_tx_done(struct shard_out *o)
 
 /* The ClientHello goes out with the pump after the event loop; the answer
  * comes through smtp_input. */
+/* STARTTLS's outcome, to the client and the trace (reason NULL: done). */
+static void smtp_tls_done(struct shard_out *o, bool ok, const char *reason)
+{
+	if (o->shard->n_trace_subs) {
+		char text[300];
+		int n = ok ? snprintf(text, sizeof(text), "%s %s", tls_conn_version(o->tls),
+				      tls_conn_cipher(o->tls))
+			   : snprintf(text, sizeof(text), "failed: %s", reason);
+
+		shard_trace_out(o, SHARD_TRACE_TLS, text, (size_t)PT_MIN(n, (int)sizeof(text) - 1));
+	}
+	smtp_client_tls_done(smtp_of(o), ok, reason);
+}
+
 static void smtp_start_tls(struct shard_out *o)
 {
-	struct smtp_client *c = smtp_of(o);
 	char err[256];
 
-	if (shard_out_tls_start(o, smtp_client_tls_verify(c), err, sizeof(err)) != PT_OK)
-		smtp_client_tls_done(c, false, err);
+	if (shard_out_tls_start(o, smtp_client_tls_verify(smtp_of(o)), err, sizeof(err)) != PT_OK)
+		smtp_tls_done(o, false, err);
 }
 
 static void smtp_events(struct shard_out *o)
@@ -123,14 +142,16 @@ static void smtp_tls_input(struct shard_out *o, const char *data, size_t len)
 	case PT_OK:
 		break;
 	case PT_ERROR:
-		smtp_client_tls_done(c, false, tls_conn_error(o->tls));
+		smtp_tls_done(o, false, tls_conn_error(o->tls));
 		smtp_events(o);
 		return;
 	default:
 		return;
 	}
 	if (done)
-		smtp_client_tls_done(c, true, NULL);
+		smtp_tls_done(o, true, NULL);
+	if (o->plain.len > 0 && o->shard->n_trace_subs)
+		shard_trace_out(o, SHARD_TRACE_REPLY, o->plain.data, o->plain.len);
 	if (o->plain.len > 0)
 		smtp_client_feed(c, o->plain.data, o->plain.len);
 	if (eof)
@@ -144,6 +165,8 @@ static void smtp_input(struct shard_out *o, const char *data, size_t len)
 		smtp_tls_input(o, data, len);
 		return;
 	}
+	if (o->shard->n_trace_subs)
+		shard_trace_out(o, SHARD_TRACE_REPLY, data, len);
 	if (smtp_client_feed(smtp_of(o), data, len) != PT_OK) {
 		shard_out_close(o, "out of memory");
 		return;
@@ -166,9 +189,28 @@ static uint64_t smtp_timeout_ms(const struct shard_out *o)
 	return smtp_client_timeout_ms(smtp_of(o));
 }
 
+/* What goes out, for the trace: command lines, the body as its size. */
+static void smtp_trace_output(struct shard_out *o, const struct pt_buf *b, size_t body_off,
+			      size_t body_len)
+{
+	shard_trace_out(o, SHARD_TRACE_COMMAND, b->data, body_off);
+	if (body_len == 0)
+		return;
+	shard_trace_out(o, SHARD_TRACE_DATA, NULL, body_len);
+	shard_trace_out(o, SHARD_TRACE_COMMAND, b->data + body_off + body_len,
+			b->len - body_off - body_len);
+}
+
+/* shard_out_pump sends all of it (the body's place is forgotten with it). */
 static struct pt_buf *smtp_output(struct shard_out *o)
 {
-	return smtp_client_output(smtp_of(o));
+	struct pt_buf *b = smtp_client_output(smtp_of(o));
+	size_t off, len;
+	bool body = smtp_client_output_body(smtp_of(o), &off, &len);
+
+	if (o->shard->n_trace_subs && b->len > 0)
+		smtp_trace_output(o, b, body ? off : b->len, len);
+	return b;
 }
 
 static size_t smtp_batch_max(const struct shard_ready *rq)

@@ -19,6 +19,9 @@
  *     petrelctl [--url URL] [--json] set-log-filter FILTER
  *     petrelctl [--url URL] [--json] reload
  *     petrelctl [--url URL] [--json] trace-smtp-server [--source CIDR]
+ *     petrelctl [--url URL] [--json] trace-smtp-client [--mx-addr CIDR] [--domain D]
+ *                    [--routing-domain R] [--ready-queue Q] [--egress-source S]
+ *                    [--mx-host H]
  *
  * Each sub-command is one request (resume --domain: the list, then one
  * DELETE per suspension of that domain) to petreld's HTTP listener
@@ -113,6 +116,15 @@ static const struct command_help {
      "command and reply line, message data sizes, TLS, close), optionally only\n"
      "for clients in CIDR, until Ctrl-C.  Events petrelctl cannot keep up with\n"
      "are dropped and counted, never slowing petreld.\n"},
+    {"trace-smtp-client",
+     "trace-smtp-client [--mx-addr CIDR] [--domain D] [--routing-domain R]\n"
+     "       [--ready-queue SOURCE->SITE] [--egress-source S] [--mx-host H]",
+     "Print petreld's outbound SMTP sessions live, one line per event (connection\n"
+     "attempt with the MX host and address, each command sent and reply line\n"
+     "received, message data sizes, TLS, close with its reason), until Ctrl-C.\n"
+     "Each filter given must match (KumoMTA's names): the MX address in CIDR, the\n"
+     "ready queue's domain, routing domain, name or egress source, the MX host's\n"
+     "name.  Events petrelctl cannot keep up with are dropped and counted.\n"},
     {"reload", "reload",
      "Reload the policy, as SIGHUP does.  Prints whether it loaded; when it did not,\n"
      "petreld says why (file:line) and keeps the running configuration.\n"},
@@ -772,9 +784,11 @@ static void trace_print(const char *line)
 
 	if (opt_json)
 		printf("%s\n", line);
-	else if (strcmp(type, "subscribed") == 0)
+	else if (strcmp(type, "subscribed") == 0 && !json_object_get(j, "mx_addr"))
 		printf("tracing SMTP sessions (source %s); Ctrl-C ends\n",
 		       str_or(j, "source", "any"));
+	else if (strcmp(type, "subscribed") == 0)
+		printf("tracing outbound SMTP sessions; Ctrl-C ends\n");
 	else if (strcmp(type, "dropped") == 0)
 		printf("... %lld events dropped (the trace is slower than the traffic)\n",
 		       (long long)json_integer_value(json_object_get(j, "count")));
@@ -861,21 +875,47 @@ static int trace_stream(int fd, const char *path)
 	return status && status != 200 ? -status : rc;
 }
 
-static int cmd_trace(int argc, char **argv)
+/* The options in o as a query string on path, values percent-encoded. */
+static void trace_query(struct pt_buf *path, json_t *o)
 {
-	static const char *const opts[] = {"source", NULL};
+	const char *key;
+	json_t *v;
+	char sep = '?';
+
+	json_object_foreach(o, key, v) {
+		pt_buf_printf(path, "%c%s=", sep, key);
+		for (const char *p = json_string_value(v); p && *p; p++) {
+			if (strchr("-._~", *p) || (*p >= '0' && *p <= '9') ||
+			    ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+				pt_buf_append(path, p, 1);
+			else
+				pt_buf_printf(path, "%%%02X", (unsigned char)*p);
+		}
+		sep = '&';
+	}
+}
+
+/* trace-smtp-server and trace-smtp-client: the filters, then the stream. */
+static int cmd_trace(const char *cmd, int argc, char **argv)
+{
+	static const char *const server_opts[] = {"source", NULL};
+	static const char *const client_opts[] = {
+	    "mx-addr", "domain", "routing-domain", "ready-queue", "egress-source", "mx-host", NULL};
+	bool client = strcmp(cmd, "trace-smtp-client") == 0;
 	json_t *o = json_object(), *err;
 	struct http_answer a;
-	char path[200] = "/api/admin/trace-smtp-server/v1";
-	const char *source;
-	int rc = parse_opts("trace-smtp-server", argc, argv, opts, o, NULL), fd;
+	struct pt_buf pb = PT_BUF_INIT;
+	char path[4096];
+	int rc = parse_opts(cmd, argc, argv, client ? client_opts : server_opts, o, NULL), fd;
 
 	if (rc) {
 		json_decref(o);
-		return rc < 0 ? command_help("trace-smtp-server", stdout) : rc;
+		return rc < 0 ? command_help(cmd, stdout) : rc;
 	}
-	if ((source = json_string_value(json_object_get(o, "source"))))
-		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?source=%s", source);
+	pt_buf_printf(&pb, "/api/admin/%s/v1", cmd);
+	trace_query(&pb, o);
+	snprintf(path, sizeof(path), "%s", pt_buf_cstr(&pb));
+	pt_buf_free(&pb);
 	json_decref(o);
 	if ((fd = http_send("GET", path, NULL, 0)) < 0)
 		return 1;
@@ -941,8 +981,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "reload") == 0)
 		return cmd_plain(cmd, "POST", "/api/admin/bump-config-epoch", argc, argv,
 				 table_reloaded);
-	if (strcmp(cmd, "trace-smtp-server") == 0)
-		return cmd_trace(argc, argv);
+	if (strcmp(cmd, "trace-smtp-server") == 0 || strcmp(cmd, "trace-smtp-client") == 0)
+		return cmd_trace(cmd, argc, argv);
 	if (strcmp(cmd, "help") == 0)
 		return argc > 0 ? command_help(argv[0], stdout) : (usage(stdout), 0);
 	return usage_error(NULL, "unknown command '%s'", cmd);

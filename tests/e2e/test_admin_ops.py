@@ -15,7 +15,10 @@ while another domain delivers, lists it, and resume-ready-q releases it;
 bounce by exact queue name (--queue); set-log-filter turns DEBUG lines on
 and off in petreld's stderr and refuses a bad filter naming the problem;
 reload (bump-config-epoch) loads a changed policy, and a broken one is
-refused with file:line while mail still flows.
+refused with file:line while mail still flows; trace-smtp-server and
+trace-smtp-client (a delivery to other.test's receiver: every command and
+reply in order, the body as one data event; filters that exclude it see
+nothing; a refused connection's close with its reason).
 """
 
 import json
@@ -26,6 +29,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import dns
 import harness
@@ -341,6 +346,9 @@ class TraceReader:
 
 
 class TraceTest(AdminBase):
+	def zone(self):
+		return ops_zone()  # dead.test too: its MX refuses connections
+
 	def petrelctl(self, *args):
 		return [str(petrelctl_path()), "--url", "http://127.0.0.1:%d" % self.hport] + list(args)
 
@@ -401,6 +409,96 @@ class TraceTest(AdminBase):
 		for t in (table, raw, elsewhere):
 			t.stop()
 			self.assertEqual(t.proc.returncode, -signal.SIGINT)
+
+	@harness.bound(90)
+	def test_trace_client_shows_a_delivery(self):
+		"""trace-smtp-client: the outbound session to other.test's receiver,
+		commands and its replies in order; filters that exclude it see
+		nothing."""
+		raw = TraceReader(self, self.petrelctl("--json", "trace-smtp-client"))
+		table = TraceReader(self, self.petrelctl("trace-smtp-client", "--domain", "other.test",
+							 "--mx-addr", OTHER_ADDR + "/32"))
+		excluded = [TraceReader(self, self.petrelctl("--json", "trace-smtp-client", *f))
+			    for f in (("--domain", "held.test"), ("--mx-addr", "10.0.0.0/8"),
+				      ("--ready-queue", "nosuch->queue"))]
+		for t in [raw, table] + excluded:
+			self.wait_for(lambda: len(t.lines) >= 1, 10, what="the trace to start")
+		self.assertEqual(table.lines[0], "tracing outbound SMTP sessions; Ctrl-C ends")
+		first = json.loads(excluded[2].lines[0])
+		self.assertEqual((first["type"], first["ready_queue"], first["domain"]),
+				 ("subscribed", "nosuch->queue", None))
+		time.sleep(0.2)  # the subscriptions reach the other shard
+
+		self.send(["t@other.test"], subject="traced outbound")
+		self.wait_for(lambda: self.other.count() == 1, 15, what="the traced message delivered")
+		self.wait_for(lambda: any(re.search(r'"line":"250 2\.0\.0 OK received"', l)
+					  for l in raw.lines), 10, what="the final reply in the trace")
+
+		events = [json.loads(l) for l in raw.lines[1:]]
+		self.assertEqual({e["session"] for e in events}, {events[0]["session"]}, events)
+		self.assertEqual({e["peer"] for e in events}, {OTHER_ADDR})
+		connect = events[0]
+		self.assertEqual((connect["type"], connect["mx_host"], connect["domain"]),
+				 ("connect", "mx.other.test", "other.test"), connect)
+		self.assertRegex(connect["line"], r"^connecting to mx\.other\.test \[%s\]:\d+$"
+				 % re.escape(OTHER_ADDR))
+		self.assertEqual((connect["ready_queue"], connect["egress_source"]),
+				 ("unspecified->mx.other.test", "unspecified"))
+		got = [(e["type"], e.get("line", e.get("bytes"))) for e in events[1:]]
+		self.assertRegex(got[0][1], r"^220 ", got)  # the banner
+		commands = [line for kind, line in got if kind == "command"]
+		self.assertRegex(commands[0], r"^EHLO \S+$")
+		self.assertRegex(commands[1], r"^MAIL FROM:<%s>" % re.escape(SENDER))
+		self.assertEqual(commands[2:], ["RCPT TO:<t@other.test>", "DATA", "."], commands)
+		# Each command, then the receiver's answer, in order (no PIPELINING here).
+		order = [(kind, line.split(" ")[0] if kind == "command" else line[:4])
+			 for kind, line in got if kind in ("command", "reply")
+			 and not (kind == "reply" and line.startswith("250-"))]
+		self.assertEqual(order, [("reply", "220 "), ("command", "EHLO"), ("reply", "250 "),
+					 ("command", "MAIL"), ("reply", "250 "), ("command", "RCPT"),
+					 ("reply", "250 "), ("command", "DATA"), ("reply", "354 "),
+					 ("command", "."), ("reply", "250 ")], got)
+		i354 = [i for i, (kind, line) in enumerate(got) if kind == "reply" and line.startswith("354 ")]
+		self.assertEqual(got[i354[0] + 1][0], "data")
+		self.assertGreater(got[i354[0] + 1][1], 100)
+		self.assertEqual(got[i354[0] + 2], ("command", "."))
+		self.assertEqual(got[-1], ("reply", "250 2.0.0 OK received"))
+		self.assertTrue(any(re.search(r" command\s+RCPT TO:<t@other\.test>$", l)
+				    for l in table.lines), table.lines)
+		for t in excluded:
+			self.assertEqual(len(t.lines), 1, t.lines)  # the subscription only
+		for t in [raw, table] + excluded:
+			t.stop()
+			self.assertEqual(t.proc.returncode, -signal.SIGINT)
+		rc, out, err = self.ctl("trace-smtp-client", "--source", "x")
+		self.assertEqual(rc, 2, err)
+		self.assertIn("unknown option --source", err)
+		rc, out, err = self.ctl("trace-smtp-client", "--mx-addr", "bogus")
+		self.assertEqual(rc, 1)
+		self.assertIn('"mx_addr": expected an address or CIDR', err)
+		# A misspelt filter is refused, not ignored (that would trace everything).
+		with self.assertRaises(urllib.error.HTTPError) as cm:
+			urllib.request.urlopen("http://127.0.0.1:%d/api/admin/trace-smtp-client/v1"
+					       "?domain=other.test&mxaddr=1.2.3.4" % self.hport, timeout=10)
+		self.assertEqual(cm.exception.code, 400)
+		self.assertIn('unknown filter \\"mxaddr\\"', cm.exception.read().decode())
+
+	@harness.bound(60)
+	def test_trace_client_shows_a_refused_connection(self):
+		"""A connection that fails: the attempt, then its close with the reason."""
+		t = TraceReader(self, self.petrelctl("--json", "trace-smtp-client", "--domain",
+						     "DEAD.test"))
+		self.wait_for(lambda: len(t.lines) >= 1, 10, what="the trace to start")
+		time.sleep(0.2)  # the subscription reaches the other shard
+		self.send(["x@dead.test"], subject="to a dead MX")
+		self.wait_for(lambda: any('"close"' in l for l in t.lines), 15,
+			      what="the failed connection's close in the trace")
+		events = [json.loads(l) for l in t.lines[1:]]
+		self.assertEqual([e["type"] for e in events[:2]], ["connect", "close"], events)
+		self.assertEqual((events[0]["mx_host"], events[0]["peer"]), ("mx.dead.test", DEAD_ADDR))
+		self.assertRegex(events[1]["line"], r"^connection to mx\.dead\.test \[%s\]:\d+ "
+				 r"failed: Connection refused$" % re.escape(DEAD_ADDR))
+		self.assertEqual({e["domain"] for e in events if e["type"] == "connect"}, {"dead.test"})
 
 	@harness.bound(60)
 	def test_trace_errors_and_drain(self):

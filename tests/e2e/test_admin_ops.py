@@ -39,6 +39,7 @@ from test_admin import AdminBase, HELD_ADDR, OTHER_ADDR, ID_RE, petrelctl_path
 from test_delivery import SENDER
 
 DEAD_ADDR = "127.0.0.93"  # MX of dead.test: nothing listens there
+TLS_ADDR = "127.0.0.94"  # MX of tls.test (TraceTest): STARTTLS offered
 
 
 def ops_zone():
@@ -347,7 +348,12 @@ class TraceReader:
 
 class TraceTest(AdminBase):
 	def zone(self):
-		return ops_zone()  # dead.test too: its MX refuses connections
+		# dead.test: its MX refuses connections; tls.test's offers STARTTLS.
+		return ops_zone().mx("tls.test", 10, "mx.tls.test").a("mx.tls.test", TLS_ADDR)
+
+	def petrel_options(self):
+		# STARTTLS where offered (only tls.test's receiver), its certificate self-signed.
+		return {"egress": {"enable_tls": "OpportunisticInsecure"}}
 
 	def petrelctl(self, *args):
 		return [str(petrelctl_path()), "--url", "http://127.0.0.1:%d" % self.hport] + list(args)
@@ -499,6 +505,32 @@ class TraceTest(AdminBase):
 		self.assertRegex(events[1]["line"], r"^connection to mx\.dead\.test \[%s\]:\d+ "
 				 r"failed: Connection refused$" % re.escape(DEAD_ADDR))
 		self.assertEqual({e["domain"] for e in events if e["type"] == "connect"}, {"dead.test"})
+
+	@harness.bound(60)
+	def test_trace_client_shows_starttls(self):
+		"""STARTTLS outbound: the 220, the handshake's outcome, then the
+		session again (EHLO and the transaction, decrypted)."""
+		cert = receivers.make_cert(self.env.dir, "mx.tls.test")
+		r = self.receiver(receivers.SmtpReceiver, TLS_ADDR, tls=cert)
+		t = TraceReader(self, self.petrelctl("--json", "trace-smtp-client", "--mx-host",
+						     "mx.tls.test"))
+		self.wait_for(lambda: len(t.lines) >= 1, 10, what="the trace to start")
+		time.sleep(0.2)  # the subscription reaches the other shard
+		self.send(["u@tls.test"], subject="traced over TLS")
+		self.wait_for(lambda: r.count() == 1, 15, what="the message delivered over TLS")
+		self.wait_for(lambda: any('"250 2.0.0 OK received"' in l for l in t.lines), 10,
+			      what="the final reply in the trace")
+		got = [(e["type"], e.get("line", e.get("bytes")))
+		       for e in (json.loads(l) for l in t.lines[2:])]
+		commands = [line for kind, line in got if kind == "command"]
+		self.assertEqual([c.split(" ")[0] for c in commands],
+				 ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT", "DATA", "."], got)
+		i = got.index(("command", "STARTTLS"))
+		self.assertRegex(got[i + 1][1], r"^220 ", got)
+		self.assertEqual(got[i + 2][0], "tls", got)
+		self.assertRegex(got[i + 2][1], r"^TLSv1\.[23] \S+$")
+		self.assertEqual(got[i + 3], ("command", commands[0]), got)
+		self.assertEqual([d.tls for d in r.deliveries()], [True])
 
 	@harness.bound(60)
 	def test_trace_errors_and_drain(self):

@@ -249,11 +249,12 @@ static void amqp_send(struct shard_out *o)
 	for (size_t i = o->n_batch; i-- > kept;)
 		shard_ready_requeue(o->shard, o->rq, o->batch[i]);
 	o->n_batch = kept;
-	if (rc == PT_NOMEM && kept > 0)
-		pt_error("%s: out of memory publishing; the rest of the batch waits", o->rq->site);
-	if (kept == 0 && rc != PT_NOMEM) {
-		o->ready = true;
-		shard_out_wake(o);
+	if (rc != PT_OK)
+		pt_error("%s: publish refused (%s) after %zu of the batch; the rest waits",
+			 o->rq->site, rc == PT_NOMEM ? "out of memory" : "session not ready", kept);
+	if (kept == 0) {
+		/* Nothing went out: taking the same units again would loop. */
+		shard_out_close(o, "AMQP session cannot publish");
 		return;
 	}
 	a->in_tx = true;

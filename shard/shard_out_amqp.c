@@ -18,10 +18,11 @@
  * published back to back (the client pipelines them, cookie = the unit), and
  * each unit gets its outcome when its confirm arrives, in any order:
  *
- *   Basic.Ack                          Delivery, 250 2.0.0 "AMQP broker acked"
- *   Basic.Nack, a mandatory Return,    TransientFailure, 451 4.0.0 (the
- *   the broker's Close                 broker's code and text), or 4.4.2
- *   EOF, timeout, protocol error       when local (no answer)
+ *   Basic.Ack                          Delivery, 250 2.0.0 "AMQP broker <host> acked"
+ *   Basic.Nack, a mandatory Return,    TransientFailure, 451 4.0.0 "AMQP <code>:
+ *   the broker's Close                 <the client's text>" (no code for a nack)
+ *   EOF, timeout, protocol error       TransientFailure, 451 4.4.2 "AMQP publish
+ *                                      failed: <why>"
  *
  * delivery_protocol "AMQP".  When the batch's last confirm is in, the
  * session takes the next batch.  A session that fails before READY
@@ -102,8 +103,13 @@ static void amqp_reply(const struct shard_out *o, const struct amqp_client_event
 		smtp_client_local_reply(r, 451, 4, 2, NULL, "AMQP publish failed: %s",
 					ev->reply.text);
 	} else {
-		smtp_client_local_reply(r, 451, 0, 0, NULL, "AMQP %u %s", ev->reply.code,
-					ev->reply.text);
+		/* "AMQP 312: the broker returned the message (...): NO_ROUTE";
+		 * a nack has no code. */
+		if (ev->reply.code)
+			smtp_client_local_reply(r, 451, 0, 0, NULL, "AMQP %u: %s", ev->reply.code,
+						ev->reply.text);
+		else
+			smtp_client_local_reply(r, 451, 0, 0, NULL, "AMQP: %s", ev->reply.text);
 		r->local = false;
 	}
 }

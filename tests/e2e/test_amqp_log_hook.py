@@ -119,6 +119,10 @@ class AmqpLogHook(BrokerTailOnFailure, DeliveryTest):
 			time.sleep(pause)
 		return ids
 
+	def broker_log(self):
+		return "".join(p.read_text(errors="replace")
+			       for p in sorted((self.broker.dir / "log").glob("*.log")))
+
 	def hook_records(self, type):
 		return [r for r in local_records(self.env.log_dir)[1] if r["type"] == type]
 
@@ -216,7 +220,7 @@ class AmqpLogHook(BrokerTailOnFailure, DeliveryTest):
 		queue's schedule, and in the end every record is in the queue once
 		(a refused publish is not enqueued)."""
 		exchange, routing_key = "petrel-x", "records"
-		self.start_petrel(policy=amqp_hook_policy(
+		d = self.start_petrel(policy=amqp_hook_policy(
 			self.env, self.dnsmasq.port, self.rport, self.broker.url,
 			amqp={"exchange": exchange, "routing_key": routing_key, "mandatory": True,
 			      "window": 4}))
@@ -244,6 +248,13 @@ class AmqpLogHook(BrokerTailOnFailure, DeliveryTest):
 		self.assertEqual(Counter(key(b) for b in bodies), Counter(key(r) for r in ordinary))
 		self.assertEqual({b["id"] for b in bodies}, set(ids))
 		self.assertEqual(self.dest.count(), 5)
+		# petreld's connections end politely (Connection.Close) when it stops:
+		# the broker logs their close, and no socket cut under it.
+		before = len(self.broker_log())
+		d.stop()
+		after = self.wait_for(lambda: (lambda t: t if "closing AMQP connection" in t else None)(
+			self.broker_log()[before:]), 10, what="the broker logging the close")
+		self.assertFalse("unexpectedly closed" in after, after[-2000:])
 
 	@harness.bound(240)
 	def test_publishes_in_flight_when_the_broker_dies_are_retried(self):

@@ -47,7 +47,6 @@ struct out_amqp {
 	struct pt_buf body; /* one unit's message, contiguous */
 	bool was_ready;	    /* READY seen: a failure ends the connection */
 	bool in_tx;	    /* a batch is published and awaits its confirms */
-	bool failed;	    /* FAILED seen */
 };
 
 static struct out_amqp *amqp_of(const struct shard_out *o)
@@ -145,7 +144,6 @@ static void amqp_failed(struct shard_out *o, const struct amqp_client_event *ev)
 	struct out_amqp *a = amqp_of(o);
 	struct smtp_client_reply r;
 
-	a->failed = true;
 	if (a->was_ready) {
 		pt_info("%s [%s]: AMQP session failed: %s", o->cur->name, o->cur->addr.text,
 			ev->reply.text);
@@ -156,8 +154,8 @@ static void amqp_failed(struct shard_out *o, const struct amqp_client_event *ev)
 		smtp_client_local_reply(&r, 451, 4, 2, "AMQP", "AMQP login to %s failed: %s",
 					o->cur->name, ev->reply.text);
 	else
-		smtp_client_local_reply(&r, 451, 4, 0, "AMQP", "AMQP login to %s refused: %u %s",
-					o->cur->name, ev->reply.code, ev->reply.text);
+		smtp_client_local_reply(&r, 451, 4, 0, "AMQP", "AMQP login to %s refused: %s",
+					o->cur->name, ev->reply.text);
 	shard_out_retry_next(o, &r);
 }
 

@@ -296,3 +296,23 @@ class AmqpLogHook(BrokerTailOnFailure, DeliveryTest):
 		bodies = [json.loads(b) for b, _ in drain(self.broker.port, QUEUE, timeout=60)]
 		self.assertEqual(Counter(key(b) for b in bodies), Counter(key(r) for r in ordinary))
 		self.assertEqual({b["id"] for b in bodies}, set(ids))
+
+	@harness.bound(120)
+	def test_refused_login_is_retried_with_the_brokers_words(self):
+		"""A wrong password: the broker refuses the login (403), which is a
+		failure before the session was ready: every hook message waits for
+		its retry with the broker's words, and ordinary mail is delivered."""
+		url = self.broker.url.replace("guest:guest@", "guest:wrong@")
+		self.assertNotEqual(url, self.broker.url)
+		self.start_petrel(policy=amqp_hook_policy(self.env, self.dnsmasq.port, self.rport, url))
+		self.send_all(0, 2)
+		self.wait_records("Delivery", 2, timeout=30)
+		recs = self.wait_for(lambda: [r for r in self.hook_records("TransientFailure")
+					      if r["num_attempts"] >= 1], 30,
+				     what="hook messages retried after a refused login")
+		content = recs[0]["response"]["content"]
+		self.assertIn("AMQP login to 127.0.0.1 refused: ", content)
+		self.assertIn("403 ACCESS_REFUSED", content)
+		self.assertEqual(recs[0]["response"]["code"], 451)
+		self.assertEqual(self.hook_records("Delivery"), [])
+		self.assertEqual(self.dest.count(), 2)

@@ -87,6 +87,8 @@ struct policy_queue_config {
 	size_t n_mx_list;
 	/* protocol = {http = {...}}: deliver by HTTP request instead (NULL: SMTP). */
 	struct policy_queue_http *http;
+	/* protocol = {amqp = {...}}: publish to an AMQP broker instead (NULL: not). */
+	struct policy_queue_amqp *amqp;
 };
 
 struct policy_http_header {
@@ -111,6 +113,23 @@ struct policy_queue_http {
 	char *body_template; /* NULL: the message itself is the body */
 	uint32_t batch_size; /* messages per request, default 1 */
 	uint64_t timeout_ms; /* a request until its whole response, default 60 s */
+};
+
+/* make_queue_config's protocol.amqp (policy_queue_amqp.c); every string malloc'd. */
+struct policy_queue_amqp {
+	char *url;		       /* as written */
+	char *user, *password, *vhost; /* the URL's (percent-decoded; guest, guest, "/") */
+	char *host;		       /* a name or an IP (IPv6 without brackets) */
+	uint16_t port;		       /* the URL's, or 5672 */
+	char *connect;		       /* "host:port" or "[v6]:port": where to connect */
+	char *site;	     /* the ready queue's: "amqp://user@host:port/vhost[?declare=q]" */
+	char *exchange;	     /* "" (default) names the default exchange */
+	char *routing_key;   /* on the default exchange: the queue's name */
+	bool declare_queue;  /* declare routing_key as a durable queue (exchange "") */
+	bool mandatory;	     /* unroutable messages come back and are retried */
+	char *content_type;  /* NULL: none */
+	uint32_t window;     /* unconfirmed publishes per connection, default 64 */
+	uint64_t timeout_ms; /* handshake, and an ack awaited, default 60 s */
 };
 
 /*
@@ -303,6 +322,9 @@ int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_q
 void policy_queue_http_free(struct policy_queue_http *h);
 /* True when content_type is application/json (parameters ignored). */
 bool policy_queue_http_is_json(const struct policy_queue_http *h);
+/* The same pair for protocol.amqp. */
+int policy_queue_amqp_copy(struct policy_queue_amqp **out, const struct policy_queue_amqp *src);
+void policy_queue_amqp_free(struct policy_queue_amqp *a);
 
 /*
  * get_egress_path_config(routing_domain, egress_source, site_name) ->

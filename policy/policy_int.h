@@ -95,6 +95,17 @@ bool policy_config_check_bool(lua_State *L, int idx, const char *fn, const char 
 
 /* policy_queue_http.c: protocol.http at idx into q->http (raises on any error). */
 void policy_queue_http_parse(lua_State *L, int idx, struct policy_queue_config *q);
+/* policy_queue_amqp.c: protocol.amqp at idx into q->amqp (raises on any error). */
+void policy_queue_amqp_parse(lua_State *L, int idx, struct policy_queue_config *q);
+
+/* policy_queue.c: helpers of the protocol parsers.  policy_queue_dup: *out
+ * a copy of s (NULL s: NULL), PT_OK or PT_NOMEM.  policy_queue_oom raises
+ * make_queue_config's out-of-memory error when p is NULL.
+ * policy_queue_host_port: "<prefix>host:port" ("[host]" for IPv6), malloc'd
+ * (raises when out of memory). */
+int policy_queue_dup(char **out, const char *s);
+void policy_queue_oom(lua_State *L, const void *p);
+char *policy_queue_host_port(lua_State *L, const char *prefix, const char *host, unsigned port);
 
 /* policy_egress.c: one make_egress_path field by index (automation's SetConfig). */
 int policy_egress_field_index(const char *name);

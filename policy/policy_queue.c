@@ -26,8 +26,9 @@
  * get_egress_pool or define_egress_pool; none: KumoMTA's "unspecified"
  * pool, one source with no bind), max_message_rate (how fast units move
  * from the scheduled queue into ready queues: shard_route.c), and
- * protocol: { smtp = { mx_list = {...} } } or { http = {...} } (delivery
- * by HTTP request: policy_queue_http.c).  KumoMTA's other keys and
+ * protocol: { smtp = { mx_list = {...} } }, { http = {...} } (delivery
+ * by HTTP request: policy_queue_http.c) or { amqp = {...} } (publishing to
+ * an AMQP broker: policy_queue_amqp.c).  KumoMTA's other keys and
  * protocols (maildir, custom_lua, xfer) are refused by name; maildir and
  * custom_lua with a pointer to protocol.http.  Durations must
  * be longer than zero: a zero retry_interval would retry in a tight loop.
@@ -44,6 +45,7 @@
  */
 #include "policy/policy_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,7 +63,7 @@ static const char *const queue_kumo_only[] = {
     "reap_interval", "refresh_interval", "refresh_strategy",
     "timerwheel_tick_interval", "strategy", "provider_name", "shrink_policy", NULL,
 };
-static const char *const protocol_keys[] = {"smtp", "http", NULL};
+static const char *const protocol_keys[] = {"smtp", "http", "amqp", NULL};
 /* KumoMTA's other DeliveryProto forms. */
 static const char *const protocol_kumo_only[] = {
     "maildir_path", "dir_mode", "file_mode", "xfer", NULL,
@@ -88,7 +90,34 @@ void policy_queue_config_free(struct policy_queue_config *q)
 	free(q->mx_list);
 	free(q->egress_pool);
 	policy_queue_http_free(q->http);
+	policy_queue_amqp_free(q->amqp);
 	policy_queue_config_defaults(q);
+}
+
+/* --- helpers of the protocol parsers (policy_queue_http.c, _amqp.c) ---------- */
+
+int policy_queue_dup(char **out, const char *s)
+{
+	*out = NULL;
+	if (s == NULL)
+		return PT_OK;
+	return (*out = strdup(s)) ? PT_OK : PT_NOMEM;
+}
+
+void policy_queue_oom(lua_State *L, const void *p)
+{
+	if (p == NULL)
+		policy_raise(L, "%s: out of memory", QUEUE_FN);
+}
+
+char *policy_queue_host_port(lua_State *L, const char *prefix, const char *host, unsigned port)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, strchr(host, ':') ? "%s[%s]:%u" : "%s%s:%u", prefix, host, port) < 0)
+		s = NULL;
+	policy_queue_oom(L, s);
+	return s;
 }
 
 /* --- make_queue_config ------------------------------------------------------ */
@@ -164,7 +193,7 @@ static void queue_set_mx_list(lua_State *L, int idx, struct policy_queue_config 
 
 static void queue_set_protocol(lua_State *L, int idx, struct policy_queue_config *q)
 {
-	bool smtp, http;
+	bool smtp, http, amqp;
 
 	if (lua_type(L, idx) != LUA_TTABLE)
 		policy_raise(L,
@@ -182,19 +211,23 @@ static void queue_set_protocol(lua_State *L, int idx, struct policy_queue_config
 	}
 	policy_config_check_keys(L, idx, QUEUE_FN, "make_queue_config protocol", protocol_keys,
 				 protocol_kumo_only);
-	lua_getfield(L, idx, "smtp");
+	lua_getfield(L, idx, "amqp");
 	lua_getfield(L, idx, "http");
-	smtp = !lua_isnil(L, -2);
-	http = !lua_isnil(L, -1);
-	if (smtp == http)
-		policy_raise(L, "%s: 'protocol' must have %s 'smtp' or 'http' table", QUEUE_FN,
-			     smtp ? "only one of" : "an");
-	if (http) {
-		policy_queue_http_parse(L, lua_gettop(L), q);
+	lua_getfield(L, idx, "smtp");
+	smtp = !lua_isnil(L, -1);
+	http = !lua_isnil(L, -2);
+	amqp = !lua_isnil(L, -3);
+	if (smtp + http + amqp != 1)
+		policy_raise(L, "%s: 'protocol' must have %s 'smtp', 'http' or 'amqp' table",
+			     QUEUE_FN, smtp + http + amqp ? "only one of" : "an");
+	if (http || amqp) {
+		if (http)
+			policy_queue_http_parse(L, lua_gettop(L) - 1, q);
+		else
+			policy_queue_amqp_parse(L, lua_gettop(L) - 2, q);
 		lua_settop(L, idx);
 		return;
 	}
-	lua_pop(L, 1);
 	if (lua_type(L, -1) != LUA_TTABLE)
 		policy_raise(L, "%s: protocol.smtp must be a table, got %s", QUEUE_FN,
 			     luaL_typename(L, -1));
@@ -282,9 +315,11 @@ static int queue_take(void *out, const void *value)
 	struct policy_queue_config c = *src;
 
 	c.egress_pool = NULL;
+	c.amqp = NULL; /* policy_queue_http_copy sets c.http */
 	c.mx_list = NULL;
 	c.n_mx_list = 0;
-	if (policy_queue_http_copy(&c.http, src->http) != PT_OK)
+	if (policy_queue_http_copy(&c.http, src->http) != PT_OK ||
+	    policy_queue_amqp_copy(&c.amqp, src->amqp) != PT_OK)
 		goto fail;
 	if (src->egress_pool != NULL && (c.egress_pool = strdup(src->egress_pool)) == NULL)
 		goto fail;

@@ -86,14 +86,6 @@ void policy_queue_http_free(struct policy_queue_http *h)
 	free(h);
 }
 
-static int http_dup(char **out, const char *s)
-{
-	*out = NULL;
-	if (s == NULL)
-		return PT_OK;
-	return (*out = strdup(s)) ? PT_OK : PT_NOMEM;
-}
-
 int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_queue_http *src)
 {
 	struct policy_queue_http *h;
@@ -109,16 +101,18 @@ int policy_queue_http_copy(struct policy_queue_http **out, const struct policy_q
 	h->accept_invalid_certs = src->accept_invalid_certs;
 	h->batch_size = src->batch_size;
 	h->timeout_ms = src->timeout_ms;
-	rc |= http_dup(&h->url, src->url) | http_dup(&h->host, src->host);
-	rc |= http_dup(&h->connect, src->connect) | http_dup(&h->site, src->site);
-	rc |= http_dup(&h->host_field, src->host_field) | http_dup(&h->path, src->path);
-	rc |= http_dup(&h->method, src->method) | http_dup(&h->content_type, src->content_type);
-	rc |= http_dup(&h->body_template, src->body_template);
+	rc |= policy_queue_dup(&h->url, src->url) | policy_queue_dup(&h->host, src->host);
+	rc |= policy_queue_dup(&h->connect, src->connect) | policy_queue_dup(&h->site, src->site);
+	rc |= policy_queue_dup(&h->host_field, src->host_field) |
+	      policy_queue_dup(&h->path, src->path);
+	rc |= policy_queue_dup(&h->method, src->method) |
+	      policy_queue_dup(&h->content_type, src->content_type);
+	rc |= policy_queue_dup(&h->body_template, src->body_template);
 	if (src->n_headers && (h->headers = calloc(src->n_headers, sizeof(*h->headers))) == NULL)
 		rc = PT_NOMEM;
 	for (size_t i = 0; rc == PT_OK && i < src->n_headers; i++, h->n_headers++)
-		rc |= http_dup(&h->headers[i].name, src->headers[i].name) |
-		      http_dup(&h->headers[i].value, src->headers[i].value);
+		rc |= policy_queue_dup(&h->headers[i].name, src->headers[i].name) |
+		      policy_queue_dup(&h->headers[i].value, src->headers[i].value);
 	if (rc != PT_OK) {
 		policy_queue_http_free(h);
 		return PT_NOMEM;
@@ -147,19 +141,13 @@ static bool http_token(const char *s)
 	return true;
 }
 
-static void http_oom(lua_State *L, void *p)
-{
-	if (p == NULL)
-		policy_raise(L, "%s: out of memory", QUEUE_FN);
-}
-
 static char *http_printf(lua_State *L, const char *fmt, const char *a, unsigned port)
 {
 	char *s = NULL;
 
 	if (asprintf(&s, fmt, a, port) < 0)
 		s = NULL;
-	http_oom(L, s);
+	policy_queue_oom(L, s);
 	return s;
 }
 
@@ -193,31 +181,27 @@ static void http_set_url(lua_State *L, int idx, struct policy_queue_http *h)
 			     QUEUE_FN, url);
 	if ((u.field_set & (1 << UF_PORT)) && u.port == 0)
 		policy_raise(L, "%s: protocol.http.url '%s': port 0", QUEUE_FN, url);
-	http_oom(L, h->host = http_field(url, &u, UF_HOST));
+	policy_queue_oom(L, h->host = http_field(url, &u, UF_HOST));
 	if (policy_dns_check_host(h->host, true, &why) != PT_OK)
 		policy_raise(L, "%s: protocol.http.url '%s': bad host '%s' (%s)", QUEUE_FN, url,
 			     h->host, why);
 	h->port = (u.field_set & (1 << UF_PORT)) ? u.port : h->tls ? 443 : 80;
 	v6 = strchr(h->host, ':') != NULL;
-	h->connect = http_printf(L, v6 ? "[%s]:%u" : "%s:%u", h->host, h->port);
-	if (h->tls)
-		h->site =
-		    http_printf(L, v6 ? "https://[%s]:%u" : "https://%s:%u", h->host, h->port);
-	else
-		h->site = http_printf(L, v6 ? "http://[%s]:%u" : "http://%s:%u", h->host, h->port);
+	h->connect = policy_queue_host_port(L, "", h->host, h->port);
+	h->site = policy_queue_host_port(L, h->tls ? "https://" : "http://", h->host, h->port);
 	if (h->port == (h->tls ? 443 : 80))
 		h->host_field = http_printf(L, v6 ? "[%s]" : "%s", h->host, 0);
 	else
 		h->host_field = http_printf(L, v6 ? "[%s]:%u" : "%s:%u", h->host, h->port);
 	if (!(u.field_set & (1 << UF_PATH)))
-		http_oom(L, h->path = strdup("/"));
+		policy_queue_oom(L, h->path = strdup("/"));
 	else
-		http_oom(L, h->path = strndup(url + u.field_data[UF_PATH].off,
-					      (u.field_set & (1 << UF_QUERY))
-						  ? (size_t)(u.field_data[UF_QUERY].off +
-							     u.field_data[UF_QUERY].len -
-							     u.field_data[UF_PATH].off)
-						  : u.field_data[UF_PATH].len));
+		policy_queue_oom(L, h->path = strndup(url + u.field_data[UF_PATH].off,
+						      (u.field_set & (1 << UF_QUERY))
+							  ? (size_t)(u.field_data[UF_QUERY].off +
+								     u.field_data[UF_QUERY].len -
+								     u.field_data[UF_PATH].off)
+							  : u.field_data[UF_PATH].len));
 }
 
 static void http_set_method(lua_State *L, int idx, struct policy_queue_http *h)
@@ -252,7 +236,7 @@ static void http_set_headers(lua_State *L, int idx, struct policy_queue_http *h)
 	if (lua_type(L, idx) != LUA_TTABLE)
 		policy_raise(L, "%s: protocol.http.headers must be a table of name = value, got %s",
 			     QUEUE_FN, luaL_typename(L, idx));
-	http_oom(L, h->headers = calloc(HTTP_MAX_HEADERS, sizeof(*h->headers)));
+	policy_queue_oom(L, h->headers = calloc(HTTP_MAX_HEADERS, sizeof(*h->headers)));
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
 		struct policy_http_header *e;
@@ -279,8 +263,8 @@ static void http_set_headers(lua_State *L, int idx, struct policy_queue_http *h)
 			policy_raise(L, "%s: protocol.http.headers: at most %d", QUEUE_FN,
 				     HTTP_MAX_HEADERS);
 		e = &h->headers[h->n_headers++];
-		http_oom(L, e->name = strdup(name));
-		http_oom(L, e->value = strdup(lua_tostring(L, -1)));
+		policy_queue_oom(L, e->name = strdup(name));
+		policy_queue_oom(L, e->value = strdup(lua_tostring(L, -1)));
 		lua_pop(L, 1);
 	}
 	/* lua_next's order is the table's: sort so the request is the same every time. */
@@ -346,7 +330,7 @@ void policy_queue_http_parse(lua_State *L, int idx, struct policy_queue_config *
 	policy_config_check_keys(L, idx, QUEUE_FN, "make_queue_config protocol.http", http_keys,
 				 http_kumo_only);
 	/* q (a userdata with __gc) owns h at once: a later error leaks nothing. */
-	http_oom(L, h = q->http = calloc(1, sizeof(*h)));
+	policy_queue_oom(L, h = q->http = calloc(1, sizeof(*h)));
 	h->batch_size = 1;
 	h->timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
 	for (size_t i = 0; http_keys[i] != NULL; i++) {
@@ -360,9 +344,9 @@ void policy_queue_http_parse(lua_State *L, int idx, struct policy_queue_config *
 	if (h->url == NULL)
 		policy_raise(L, "%s: protocol.http.url is required", QUEUE_FN);
 	if (h->method == NULL)
-		http_oom(L, h->method = strdup("POST"));
+		policy_queue_oom(L, h->method = strdup("POST"));
 	if (h->content_type == NULL)
-		http_oom(L, h->content_type = strdup("message/rfc822"));
+		policy_queue_oom(L, h->content_type = strdup("message/rfc822"));
 	if (h->batch_size > 1 && !policy_queue_http_is_json(h))
 		policy_raise(L,
 			     "%s: protocol.http.batch_size %u needs content_type "

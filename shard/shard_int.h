@@ -333,7 +333,8 @@ struct shard_ready {
 	uint64_t cfg_expires_ms;
 	struct shard_unit *head, *tail; /* READY units, oldest first */
 	size_t n_ready;
-	const struct shard_out_proto *proto; /* how its connections deliver: SMTP, HTTP */
+	const struct shard_out_proto *proto; /* how its connections deliver: SMTP, HTTP, AMQP */
+	struct policy_queue_amqp *amqp; /* AMQP: its connections' login (the first unit's queue) */
 	struct shard_out *conns; /* open connections */
 	unsigned n_conns;
 	unsigned n_connecting; /* not READY yet */
@@ -356,14 +357,14 @@ struct shard_out;
 
 /*
  * A delivery protocol of outbound connections (one static table each:
- * shard_out_smtp, shard_out_http).  shard_out.c runs the connection (plan,
+ * shard_out_smtp, shard_out_http, shard_out_amqp).  shard_out.c runs the connection (plan,
  * connect, bind, send, receive, timer, batch, bodies, close); the protocol
  * runs the session on o->session and reports back through the
  * shard_out_* helpers below.  See "Delivery protocols" in
  * docs/ARCHITECTURE.md.
  */
 struct shard_out_proto {
-	const char *name;   /* the log's delivery_protocol: "ESMTP", "HTTP" */
+	const char *name;   /* the log's delivery_protocol: "ESMTP", "HTTP", "AMQP" */
 	bool body_per_unit; /* a body for every unit of a batch (else batch[0]'s) */
 	/* Connected: make o->session.  PT_OK or PT_NOMEM. */
 	int (*open)(struct shard_out *o);
@@ -404,7 +405,7 @@ struct shard_out {
 	bool waiting_rate;    /* waiting for a message token */
 	enum conn_tls_state tls_state;
 	struct tls_conn *tls;
-	void *session; /* the protocol's: struct smtp_client, struct out_http */
+	void *session; /* the protocol's: struct smtp_client, out_http, out_amqp */
 	struct pt_buf out, tx, plain;
 	struct out_addr *addrs;
 	size_t n_addrs, next_addr, plan_idx;
@@ -909,7 +910,7 @@ void shard_readies_shutdown(struct shard *s);
 void shard_readies_free(struct shard *s);
 
 /* shard_out.c: outbound connections (the protocols: shard_out_smtp.c, shard_out_http.c). */
-extern const struct shard_out_proto shard_out_smtp, shard_out_http;
+extern const struct shard_out_proto shard_out_smtp, shard_out_http, shard_out_amqp;
 struct shard_out *shard_out_open(struct shard *s, struct shard_ready *rq);
 void shard_out_wake(struct shard_out *o); /* units are ready: an idle connection takes them */
 void shard_out_quit(struct shard_out *o);

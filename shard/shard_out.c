@@ -1,9 +1,10 @@
 /*
  * shard_out.c -- outbound connections on a shard's ring: the glue between a
  * ready queue, a delivery protocol (struct shard_out_proto: SMTP in
- * shard_out_smtp.c, HTTP in shard_out_http.c) and io_uring.  This file runs
- * the connection -- plan, connect, send, receive, timer, batches, bodies,
- * close -- and the protocol runs the session on o->session.
+ * shard_out_smtp.c, HTTP in shard_out_http.c, AMQP in shard_out_amqp.c)
+ * and io_uring.  This file runs the connection -- plan, connect, send,
+ * receive, timer, batches, bodies, close -- and the protocol runs the
+ * session on o->session.
  *
  * Life of a connection:
  *

@@ -125,6 +125,7 @@ static void ready_free(struct shard_ready *rq)
 	for (size_t i = 0; i < rq->n_mx_list; i++)
 		free(rq->mx_list[i]);
 	free(rq->mx_list);
+	policy_queue_amqp_free(rq->amqp);
 	free(rq->key);
 	free(rq->site);
 	free(rq->source);
@@ -161,6 +162,15 @@ static struct shard_ready *ready_new(struct shard *s, struct shard_unit *u, cons
 		rq->proto = &shard_out_http;
 		if (!(rq->mx_list = calloc(1, sizeof(char *))) ||
 		    !(rq->mx_list[0] = strdup(qc->http->connect)))
+			goto fail;
+		rq->n_mx_list = 1;
+	} else if (qc->amqp) {
+		/* The broker is the one host; its login is the site's (the URL's
+		 * user and vhost are in the site, policy_queue_amqp.c). */
+		rq->proto = &shard_out_amqp;
+		if (policy_queue_amqp_copy(&rq->amqp, qc->amqp) != PT_OK ||
+		    !(rq->mx_list = calloc(1, sizeof(char *))) ||
+		    !(rq->mx_list[0] = strdup(qc->amqp->connect)))
 			goto fail;
 		rq->n_mx_list = 1;
 	} else if (qc->n_mx_list) {

@@ -16,7 +16,8 @@
  * (shard_source.c: weighted round robin, one pick per message); a queue
  * with protocol.smtp.mx_list goes to that
  * fixed host list, whose site name is the list itself; one with
- * protocol.http to its URL's "http://host:port" (shard_out_http.c); otherwise the
+ * protocol.http to its URL's "http://host:port" (shard_out_http.c), one with
+ * protocol.amqp to its broker's "amqp://user@host:port/vhost" (shard_out_amqp.c); otherwise the
  * recipient's domain is looked up (MX, then A/AAAA; dns.h) on this shard's
  * resolver and its site is the MX rollup name.  The site's owner is
  * pt_hash_str(site) % N, whatever the source: every ready queue of a site
@@ -140,7 +141,8 @@ static void sched_load(struct shard *s, struct shard_sched *sq, const struct sha
 	free(sq->mx_site);
 	sq->cfg = cfg;
 	sq->mx_site = cfg.n_mx_list ? sched_mx_site(&cfg) : NULL;
-	if (cfg.http && !(sq->mx_site = strdup(cfg.http->site)))
+	if ((cfg.http || cfg.amqp) &&
+	    !(sq->mx_site = strdup(cfg.http ? cfg.http->site : cfg.amqp->site)))
 		pt_panic("out of memory for queue %s", sq->name);
 	shard_rate_set(&sq->rate, &cfg.max_message_rate);
 	sq->cfg_expires_ms = pt_monotonic_ms() + SHARD_CONFIG_TTL_MS;

@@ -14,7 +14,9 @@
 --     batch_size = 1,
 --   }
 --
---   -- RabbitMQ (Petrel's own helper).
+--   -- RabbitMQ (Petrel's own helper): each record a persistent message,
+--   -- content_type application/json; declare_queue (with exchange '')
+--   -- declares routing_key as a durable queue.
 --   log_hooks:new_amqp {
 --     name = 'rabbit', url = 'amqp://127.0.0.1:5672', exchange = 'logs',
 --     routing_key = 'mta',
@@ -66,9 +68,15 @@ mod.protocol = {
       },
     }
   end,
-  amqp = function(url, exchange, routing_key)
+  amqp = function(url, exchange, routing_key, declare_queue)
     return {
-      amqp = { url = url, exchange = exchange, routing_key = routing_key },
+      amqp = {
+        url = url,
+        exchange = exchange,
+        routing_key = routing_key,
+        declare_queue = declare_queue,
+        content_type = 'application/json',
+      },
     }
   end,
 }
@@ -92,7 +100,12 @@ local NEW_OPTIONS = options_spec {
   max_batch_latency = 'string',
 }
 local JSON_OPTIONS = options_spec { url = 'string', batch_size = 'number' }
-local AMQP_OPTIONS = options_spec { url = 'string', exchange = 'string', routing_key = 'string' }
+local AMQP_OPTIONS = options_spec {
+  url = 'string',
+  exchange = 'string',
+  routing_key = 'string',
+  declare_queue = 'boolean',
+}
 
 local function require_keys(options, keys, where)
   for _, k in ipairs(keys) do
@@ -210,7 +223,8 @@ local function new_amqp(options)
   local where = 'log_hooks:new_amqp'
   utils.check_record(options, AMQP_OPTIONS, where)
   require_keys(options, { 'name', 'url', 'exchange', 'routing_key' }, where)
-  local protocol = mod.protocol.amqp(options.url, options.exchange, options.routing_key)
+  local protocol = mod.protocol.amqp(options.url, options.exchange, options.routing_key,
+    options.declare_queue)
   setup(options, config_with(options, protocol, where), where)
 end
 

@@ -51,7 +51,20 @@ def drain(port, queue, limit=100000, timeout=60):
 		conn.close()
 
 
-class AMQPClientTest(unittest.TestCase):
+class BrokerTailOnFailure:
+	"""Mixin for a TestCase with self.broker (harness.RabbitMQ): a failed or
+	erring test prints the broker's output tail."""
+
+	def run(self, result=None):
+		result = result if result is not None else self.defaultTestResult()
+		before = len(result.failures) + len(result.errors)
+		out = super().run(result)
+		if len(result.failures) + len(result.errors) > before and getattr(self, "broker", None):
+			print(self.broker.output_tail(), flush=True)
+		return out
+
+
+class AMQPClientTest(BrokerTailOnFailure, unittest.TestCase):
 
 	def setUp(self):
 		try:
@@ -69,13 +82,6 @@ class AMQPClientTest(unittest.TestCase):
 		self.broker.start()
 		harness.note("rabbitmq-server started in %.1f s" % self.broker.start_seconds)
 
-	def run(self, result=None):
-		result = result if result is not None else self.defaultTestResult()
-		before = len(result.failures) + len(result.errors)
-		out = super().run(result)
-		if len(result.failures) + len(result.errors) > before and getattr(self, "broker", None):
-			print(self.broker.output_tail(), flush=True)
-		return out
 
 	@harness.bound(240)
 	def test_publish_confirm_consume_and_survive_restart(self):

@@ -54,6 +54,14 @@ log_hooks:new {
 	return path
 
 
+def local_records(log_dir):
+	"""The local log's records (every shard's segments, decoded):
+	(records about ordinary messages, records about hook messages)."""
+	recs = harness.log_records(log_dir)
+	hook = [r for r in recs if r.get("reception_protocol") == "LogRecord"]
+	return [r for r in recs if r.get("reception_protocol") != "LogRecord"], hook
+
+
 def key(rec):
 	"""What identifies a log record: its type, message id and recipient."""
 	rcpt = rec.get("recipient")
@@ -78,10 +86,7 @@ class LogHookBase(DeliveryTest):
 							    local_logs, listener))
 
 	def local_records(self):
-		"""(records about ordinary messages, records about hook messages)."""
-		recs = harness.log_records(self.env.log_dir)
-		hook = [r for r in recs if r.get("reception_protocol") == "LogRecord"]
-		return [r for r in recs if r.get("reception_protocol") != "LogRecord"], hook
+		return local_records(self.env.log_dir)
 
 	def hook_bodies(self, hook_rx):
 		"""The records the hook receiver got, parsed, with their envelopes."""

@@ -295,6 +295,14 @@ Test(policy_loghook, log_hooks_errors_point_at_the_calling_line)
 	     "out"},
 	    {"log_hooks:new_amqp { name = 'w', url = 'amqp://x', exchange = 'e' }",
 	     "log_hooks:new_amqp: 'routing_key' is required"},
+	    {"log_hooks:new_amqp { name = 'w', url = 'amqp://x', exchange = '',\n"
+	     "  routing_key = 'q', declare_queue = 'yes' }",
+	     "log_hooks:new_amqp: 'declare_queue' must be a boolean, got \"yes\""},
+	    {"log_hooks:new_amqp { name = 'w', url = 'amqp://x', exchange = 'e',\n"
+	     "  routing_key = 'q', declare_queue = true }",
+	     "log_hooks:new_amqp: queue_config: make_queue_config: protocol.amqp.declare_queue "
+	     "needs exchange '' (it declares the queue routing_key, where the default exchange "
+	     "routes)"},
 	    {"log_hooks:new { name = 'w', queue_config = { retry_interval = 'soon',\n"
 	     "  protocol = { smtp = { mx_list = { '10.0.0.1' } } } } }",
 	     "log_hooks:new: queue_config: make_queue_config: 'retry_interval': invalid duration "
@@ -308,4 +316,32 @@ Test(policy_loghook, log_hooks_errors_point_at_the_calling_line)
 			"log_hooks:new { name = 'w', queue_config = q }\n"
 			"log_hooks:new { name = 'w', queue_config = q }\n",
 			5, "log_hooks:new: log_hook with name 'w' has already been configured");
+}
+
+Test(policy_loghook, log_hooks_new_amqp_builds_the_protocol)
+{
+	static const char text[] = "local kumo = require 'kumo'\n"
+				   "local log_hooks = require 'policy-extras.log_hooks'\n"
+				   "log_hooks:new_amqp { name = 'rabbit',\n"
+				   "  url = 'amqp://u:p@127.0.0.1:5673/v', exchange = '',\n"
+				   "  routing_key = 'records', declare_queue = true,\n"
+				   "  queue_config = { max_age = '1h' } }\n";
+	struct policy *p = load_ok(text);
+	struct policy_queue_config q;
+	char err[512];
+
+	cr_assert_eq(
+	    policy_get_queue_config(p, "rabbit.log_hook", NULL, NULL, NULL, &q, err, sizeof(err)),
+	    PT_OK, "%s", err);
+	cr_assert_not_null(q.amqp);
+	cr_assert_null(q.http);
+	cr_assert_eq(q.max_age_ms, 3600000);
+	cr_assert_eq(q.retry_interval_ms, 60000);
+	cr_assert_str_eq(q.amqp->site, "amqp://u@127.0.0.1:5673/v?declare=records");
+	cr_assert_str_eq(q.amqp->routing_key, "records");
+	cr_assert_str_eq(q.amqp->exchange, "");
+	cr_assert(q.amqp->declare_queue);
+	cr_assert_str_eq(q.amqp->content_type, "application/json");
+	policy_queue_config_free(&q);
+	policy_free(p);
 }

@@ -346,13 +346,15 @@ Test(policy_queue, bad_values_are_errors_with_line)
 	    {"{ max_message_rate = 'fast' }",
 	     "make_queue_config: 'max_message_rate': invalid rate 'fast': expected a count such "
 	     "as \"100/s\""},
-	    {"{ egress_pool = 7 }", "make_queue_config: 'egress_pool' must be a string, got number"},
+	    {"{ egress_pool = 7 }",
+	     "make_queue_config: 'egress_pool' must be a string, got number"},
 	    {"{ egress_pool = '' }",
 	     "make_queue_config: 'egress_pool' must name a pool, got an empty string"},
 	    {"{ protocol = 'smtp' }",
 	     "make_queue_config: 'protocol' must be a table such as { smtp "
 	     "= { mx_list = {...} } }, got string"},
-	    {"{ protocol = {} }", "make_queue_config: 'protocol' must have an 'smtp' or 'http' table"},
+	    {"{ protocol = {} }",
+	     "make_queue_config: 'protocol' must have an 'smtp', 'http' or 'amqp' table"},
 	    {"{ protocol = { smtp = true } }",
 	     "make_queue_config: protocol.smtp must be a table, got boolean"},
 	    {"{ protocol = { smtp = { mx_list = 'mx.example.com' } } }",
@@ -502,7 +504,8 @@ Test(policy_queue, http_protocol_errors_have_the_line)
 	     "not allowed (use headers for credentials)"},
 	    {"{ protocol = { http = { url = 'http://h/', method = 'GET' } } }",
 	     "make_queue_config: protocol.http.method must be 'POST', 'PUT' or 'PATCH', got 'GET'"},
-	    {"{ protocol = { http = { url = 'http://h/', headers = { ['Content-Length'] = '1' } } } }",
+	    {"{ protocol = { http = { url = 'http://h/', headers = { ['Content-Length'] = '1' } } "
+	     "} }",
 	     "make_queue_config: protocol.http.headers: Petrel writes 'Content-Length' itself"},
 	    {"{ protocol = { http = { url = 'http://h/', headers = { ['X A'] = '1' } } } }",
 	     "make_queue_config: protocol.http.headers: 'X A' is not a header name"},
@@ -514,7 +517,109 @@ Test(policy_queue, http_protocol_errors_have_the_line)
 	    {"{ protocol = { http = { url = 'http://h/', timeout = 0 } } }",
 	     "make_queue_config: 'protocol.http.timeout' must be longer than zero"},
 	    {"{ protocol = { smtp = {}, http = { url = 'http://h/' } } }",
-	     "make_queue_config: 'protocol' must have only one of 'smtp' or 'http' table"},
+	     "make_queue_config: 'protocol' must have only one of 'smtp', 'http' or 'amqp' "
+	     "table"},
+	};
+
+	make_fails_with(cases, PT_ARRAY_LEN(cases));
+}
+
+Test(policy_queue, amqp_protocol_is_parsed)
+{
+	struct policy_queue_config q, copy;
+	const struct policy_queue_amqp *a;
+	char err[512];
+
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { amqp = {\n"
+			       "  url = 'amqp://hook%40x:p%3Aw@mq.example:5673/logs%2Fv',\n"
+			       "  exchange = '', routing_key = 'petrel', declare_queue = true,\n"
+			       "  mandatory = true, content_type = 'application/json',\n"
+			       "  window = 8, timeout = '5s' } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	a = q.amqp;
+	cr_assert_not_null(a);
+	cr_assert_null(q.http);
+	cr_assert_str_eq(a->user, "hook@x");
+	cr_assert_str_eq(a->password, "p:w");
+	cr_assert_str_eq(a->vhost, "logs/v");
+	cr_assert_str_eq(a->host, "mq.example");
+	cr_assert_eq(a->port, 5673);
+	cr_assert_str_eq(a->connect, "mq.example:5673");
+	cr_assert_str_eq(a->site, "amqp://hook@x@mq.example:5673/logs/v?declare=petrel");
+	cr_assert_str_eq(a->exchange, "");
+	cr_assert_str_eq(a->routing_key, "petrel");
+	cr_assert(a->declare_queue);
+	cr_assert(a->mandatory);
+	cr_assert_str_eq(a->content_type, "application/json");
+	cr_assert_eq(a->window, 8);
+	cr_assert_eq(a->timeout_ms, 5000);
+	policy_queue_config_free(&q);
+
+	/* Defaults: guest, guest, port 5672, vhost "/", window 64, 60 s, the
+	 * default exchange unless named; the copy made for a shard is deep. */
+	cr_assert_eq(queue_for("kumo.make_queue_config { protocol = { amqp = {\n"
+			       "  url = 'amqp://[::1]', exchange = 'logs', routing_key = '' } } }",
+			       &q, err, sizeof(err)),
+		     PT_OK, "%s", err);
+	cr_assert_eq(policy_queue_amqp_copy(&copy.amqp, q.amqp), PT_OK);
+	policy_queue_config_free(&q);
+	a = copy.amqp;
+	cr_assert_str_eq(a->user, "guest");
+	cr_assert_str_eq(a->password, "guest");
+	cr_assert_str_eq(a->vhost, "/");
+	cr_assert_str_eq(a->connect, "[::1]:5672");
+	cr_assert_str_eq(a->site, "amqp://guest@[::1]:5672/");
+	cr_assert_str_eq(a->exchange, "logs");
+	cr_assert_null(a->content_type);
+	cr_assert(!a->declare_queue && !a->mandatory);
+	cr_assert_eq(a->window, 64);
+	cr_assert_eq(a->timeout_ms, 60000);
+	policy_queue_amqp_free(copy.amqp);
+}
+
+Test(policy_queue, amqp_protocol_errors_have_the_line)
+{
+	static const struct queue_case cases[] = {
+	    {"{ protocol = { amqp = {} } }", "make_queue_config: protocol.amqp.url is required"},
+	    {"{ protocol = { amqp = { url = 'amqp://h' } } }",
+	     "make_queue_config: protocol.amqp.routing_key is required"},
+	    {"{ protocol = { amqp = 'amqp://h' } }",
+	     "make_queue_config: protocol.amqp must be a table, got string"},
+	    {"{ protocol = { amqp = { url = 'http://h/', routing_key = 'q' } } }",
+	     "make_queue_config: protocol.amqp.url 'http://h/' is not a URL like "
+	     "amqp://user:password@host:port/vhost"},
+	    {"{ protocol = { amqp = { url = 'amqps://h', routing_key = 'q' } } }",
+	     "make_queue_config: protocol.amqp.url 'amqps://h': amqps:// (TLS) is not supported "
+	     "yet"},
+	    {"{ protocol = { amqp = { url = 'amqp://h:0', routing_key = 'q' } } }",
+	     "make_queue_config: protocol.amqp.url 'amqp://h:0': port 0"},
+	    {"{ protocol = { amqp = { url = 'amqp://a_b!/', routing_key = 'q' } } }",
+	     "make_queue_config: protocol.amqp.url 'amqp://a_b!/': bad host 'a_b!' (not a host "
+	     "name or IP address)"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = '' } } }",
+	     "make_queue_config: protocol.amqp.routing_key is empty: on the default exchange it "
+	     "names the queue"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', exchange = 'x', routing_key = 'q', "
+	     "declare_queue = true } } }",
+	     "make_queue_config: protocol.amqp.declare_queue needs exchange '' (it declares the "
+	     "queue routing_key, where the default exchange routes)"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = string.rep('k', 256) } } }",
+	     "make_queue_config: protocol.amqp.routing_key is longer than 255 bytes (an AMQP "
+	     "short string)"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = 'q', window = 0 } } }",
+	     "make_queue_config: 'protocol.amqp.window' must be a whole number from 1 to 4096"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = 'q', timeout = 0 } } }",
+	     "make_queue_config: 'protocol.amqp.timeout' must be longer than zero"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = 'q', mandatory = 1 } } }",
+	     "make_queue_config: 'protocol.amqp.mandatory' must be a boolean, got number"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = 'q', content_type = '' } } }",
+	     "make_queue_config: protocol.amqp.content_type is empty (leave it out for none)"},
+	    {"{ protocol = { amqp = { url = 'amqp://h', routing_key = 'q', queue = 'q' } } }",
+	     "'queue' is not a make_queue_config protocol.amqp option"},
+	    {"{ protocol = { http = { url = 'http://h/' }, amqp = { url = 'amqp://h' } } }",
+	     "make_queue_config: 'protocol' must have only one of 'smtp', 'http' or 'amqp' "
+	     "table"},
 	};
 
 	make_fails_with(cases, PT_ARRAY_LEN(cases));

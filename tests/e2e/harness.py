@@ -201,6 +201,13 @@ end)
 """
 
 
+# Where the reception tests' resolver points: a loopback address no test
+# serves and the discard port, so no other test's dnsmasq can answer it (a
+# free port taken at policy time could be, on a machine running tests side
+# by side, and an NXDOMAIN bounces the test's messages out of the spool).
+DEAD_RESOLVER = "127.0.0.253:9"
+
+
 def policy_source(*, listen, spool, log_dir, hostname=HOSTNAME, relay_hosts=("127.0.0.1",),
 		  max_message_size=20971520, max_recipients=100, client_timeout="60s",
 		  data_timeout="300s", max_connections=32768, message_hook=DEFAULT_MESSAGE_HOOK):
@@ -231,7 +238,7 @@ end)
 		"relay": relay, "host": lua_str(hostname), "size": max_message_size,
 		"rcpts": max_recipients, "timeout": lua_str(client_timeout), "hook": message_hook,
 		"conns": max_connections, "data_timeout": lua_str(data_timeout),
-		"dns": lua_str("127.0.0.1:%d" % free_port()),
+		"dns": lua_str(DEAD_RESOLVER),
 	}
 
 

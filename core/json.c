@@ -91,10 +91,16 @@ void pt_json_arr_end(struct pt_json *j)
 /* Write `"key":`; the next call must write the value. */
 void pt_json_key(struct pt_json *j, const char *key)
 {
+	pt_json_keyn(j, key, strlen(key));
+}
+
+/* Write `"key[0, n)":` (key need not be NUL-terminated). */
+void pt_json_keyn(struct pt_json *j, const char *key, size_t n)
+{
 	json_before_value(j);
 	j->need_comma &= ~(UINT32_C(1) << j->depth);
 	pt_buf_append(j->out, "\"", 1);
-	pt_json_escape(j->out, key, strlen(key));
+	pt_json_escape(j->out, key, n);
 	pt_buf_append(j->out, "\":", 2);
 }
 

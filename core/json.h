@@ -26,6 +26,7 @@ void pt_json_arr_begin(struct pt_json *j);
 void pt_json_arr_end(struct pt_json *j);
 /* Keyed members (inside an object). */
 void pt_json_key(struct pt_json *j, const char *key);
+void pt_json_keyn(struct pt_json *j, const char *key, size_t n);
 void pt_json_key_str(struct pt_json *j, const char *key, const char *val);	/* NULL -> null */
 void pt_json_key_strn(struct pt_json *j, const char *key, const char *val, size_t n);
 void pt_json_key_int(struct pt_json *j, const char *key, int64_t val);

@@ -22,6 +22,7 @@
  * the message; pt_message_clear() frees them all.
  */
 #include "core/message.h"
+#include "core/json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -375,4 +376,140 @@ int pt_message_iov(const struct pt_message *m, struct iovec iov[4])
 	if (header_end < m->data.len)
 		n = message_iov_add(iov, n, m->data.data + header_end, m->data.len - header_end);
 	return n;
+}
+
+/*
+ * Header capture for log records (configure_local_logs{headers}).  A
+ * pattern names a field case-insensitively; a final '*' matches any name
+ * with that prefix ("X-*"), as KumoMTA's logger does.
+ */
+bool pt_header_name_match(const char *pattern, const char *name, size_t name_len)
+{
+	size_t n = strlen(pattern);
+
+	if (n > 0 && pattern[n - 1] == '*')
+		return name_len >= n - 1 && strncasecmp(pattern, name, n - 1) == 0;
+	return n == name_len && strncasecmp(pattern, name, n) == 0;
+}
+
+/* A field chosen for capture: its header part, name and value offsets. */
+struct message_field {
+	const char *s;
+	size_t n;
+	size_t name_len; /* the name is s[at, at + name_len) */
+	size_t at;
+	size_t value; /* just after the colon */
+	size_t order; /* position in the stored header block */
+};
+
+/* If s[at] starts a field (RFC 5322 3.6.8 name, WSP tolerated before the
+ * colon), set *name_len and return the offset after the colon, else 0. */
+static size_t message_field_name(const char *s, size_t n, size_t at, size_t *name_len)
+{
+	size_t i = at;
+
+	while (i < n && s[i] > ' ' && s[i] <= '~' && s[i] != ':')
+		i++;
+	*name_len = i - at;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return *name_len > 0 && i < n && s[i] == ':' ? i + 1 : 0;
+}
+
+/* Fields of part s[0, n) matching a pattern, appended to *fields. */
+static int message_collect(const char *s, size_t n, char *const *patterns, size_t n_patterns,
+			   struct message_field **fields, size_t *n_fields, size_t *order)
+{
+	for (size_t at = 0; at < n; at = message_next_line(s, n, at)) {
+		size_t name_len, value = message_field_name(s, n, at, &name_len);
+		bool want = false;
+		struct message_field *grown;
+
+		(*order)++;
+		for (size_t i = 0; value != 0 && i < n_patterns && !want; i++)
+			want = pt_header_name_match(patterns[i], s + at, name_len);
+		if (!want)
+			continue;
+		if ((grown = realloc(*fields, (*n_fields + 1) * sizeof(**fields))) == NULL)
+			return PT_NOMEM;
+		*fields = grown;
+		grown[(*n_fields)++] = (struct message_field){s, n, name_len, at, value, *order};
+	}
+	return PT_OK;
+}
+
+static int message_field_name_cmp(const struct message_field *a, const struct message_field *b)
+{
+	int c = strncasecmp(a->s + a->at, b->s + b->at, PT_MIN(a->name_len, b->name_len));
+
+	if (c != 0 || a->name_len == b->name_len)
+		return c;
+	return a->name_len < b->name_len ? -1 : 1;
+}
+
+/* By name (case-insensitive), then stored order. */
+static int message_field_cmp(const void *pa, const void *pb)
+{
+	const struct message_field *a = pa, *b = pb;
+	int c = message_field_name_cmp(a, b);
+
+	return c != 0 ? c : a->order < b->order ? -1 : 1;
+}
+
+/* Write the value of fields f[0, k) (one name): a string, or an array of
+ * them in stored order when the field occurs more than once. */
+static int message_write_values(const struct message_field *f, size_t k, struct pt_json *j)
+{
+	int rc = PT_OK;
+
+	pt_json_keyn(j, f[0].s + f[0].at, f[0].name_len);
+	if (k > 1)
+		pt_json_arr_begin(j);
+	for (size_t i = 0; i < k; i++) {
+		char *v = message_unfold(f[i].s, f[i].n, f[i].value);
+
+		if (v == NULL)
+			rc = PT_NOMEM;
+		pt_json_str(j, v ? v : "");
+		free(v);
+	}
+	if (k > 1)
+		pt_json_arr_end(j);
+	return rc;
+}
+
+/*
+ * The fields of m's header block whose names match one of patterns, as a
+ * JSON object written to j: each name once (spelt as in its first
+ * occurrence), its value unfolded (RFC 5322 2.2.3) and otherwise raw, or
+ * an array of values when the field occurs several times.  Sorting the
+ * matches makes this O(k log k) in the k matching fields.  PT_OK or
+ * PT_NOMEM (the object is then still closed, possibly short).
+ */
+int pt_message_capture_headers(const struct pt_message *m, char *const *patterns, size_t n_patterns,
+			       struct pt_json *j)
+{
+	size_t header_end = PT_MIN(m->header_end, m->data.len), n = 0, order = 0;
+	struct message_field *f = NULL;
+	int rc;
+
+	rc = message_collect(m->prefix.data, m->prefix.len, patterns, n_patterns, &f, &n, &order);
+	if (rc == PT_OK)
+		rc =
+		    message_collect(m->data.data, header_end, patterns, n_patterns, &f, &n, &order);
+	if (rc == PT_OK)
+		rc = message_collect(m->appended.data, m->appended.len, patterns, n_patterns, &f,
+				     &n, &order);
+	if (n > 1)
+		qsort(f, n, sizeof(*f), message_field_cmp);
+	pt_json_obj_begin(j);
+	for (size_t i = 0, k; i < n; i += k) {
+		for (k = 1; i + k < n && message_field_name_cmp(&f[i], &f[i + k]) == 0; k++)
+			;
+		if (message_write_values(f + i, k, j) != PT_OK)
+			rc = PT_NOMEM;
+	}
+	pt_json_obj_end(j);
+	free(f);
+	return rc;
 }

@@ -24,6 +24,8 @@
 #include "core/id.h"
 #include <sys/uio.h>
 
+struct pt_json;
+
 struct pt_meta {
 	char *key;  /* owned */
 	char *json; /* owned; valid JSON text */
@@ -71,6 +73,14 @@ void pt_message_remove_header(struct pt_message *m, const char *name);
  * (prefix, data headers, appended), unfolded, without the trailing CRLF,
  * in a new malloc'd string the caller frees; NULL when absent. */
 char *pt_message_header_value(const struct pt_message *m, const char *name);
+/* Does header field name[0, name_len) match pattern (case-insensitive; a
+ * final '*' matches any name with that prefix)? */
+bool pt_header_name_match(const char *pattern, const char *name, size_t name_len);
+/* The fields matching patterns as a JSON object value written to j: name
+ * (first spelling) -> unfolded raw value, or an array for a repeated field.
+ * PT_OK or PT_NOMEM. */
+int pt_message_capture_headers(const struct pt_message *m, char *const *patterns, size_t n_patterns,
+			       struct pt_json *j);
 /* Total size of the message as stored. */
 size_t pt_message_size(const struct pt_message *m);
 /* Fill iov (4 entries) with the message as stored; returns the count used

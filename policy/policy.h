@@ -62,6 +62,15 @@ struct policy_config {
 	 * to (should_enqueue_log_record), in the order configured. */
 	char **log_hooks;
 	size_t n_log_hooks;
+	/* headers = {...}: configure_local_logs's (a second call replaces
+	 * them) and every hook's; log_headers is their union, each name once
+	 * (case-insensitively; pointers into the two lists, not owned): the
+	 * fields every record captures (pt_message_capture_headers).
+	 * n_log_headers 0: records carry {}. */
+	char **log_local_headers, **log_hook_headers;
+	size_t n_log_local_headers, n_log_hook_headers;
+	char **log_headers;
+	size_t n_log_headers;
 };
 
 /* A rate such as "100/s", "500/min", "10000/h", "5/d" (KumoMTA's syntax):

@@ -23,10 +23,12 @@
  * checked to be a string), as are `kind` and `flush`: Petrel always syncs
  * before replying 250 (DESIGN.md, message life).
  *
- * Records.  per_record, meta and headers (configure_local_logs and
- * configure_log_hook alike) are checked for shape only: Petrel's records
- * are one shape for the local log and every hook (Reception carries all of
- * the message's meta; templates and header capture are not implemented).
+ * Records.  headers (configure_local_logs and configure_log_hook alike)
+ * are kept per origin and their union, config.log_headers, is what every
+ * record, local or a hook's, captures (docs/ARCHITECTURE.md, Logs).  per_record
+ * and meta are checked for shape only and not implemented: records are one
+ * shape for the local log and every hook, Reception carries all of the
+ * message's meta, delivery records an empty meta, and no templates.
  *
  * Errors are raised as Lua errors; the message handler in policy.c adds the
  * policy's file:line.  A listener is built in p->scratch, not on the C
@@ -451,9 +453,75 @@ static void logs_check_per_record(lua_State *L, int idx, const char *fn)
 	}
 }
 
+static void logs_free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* c->log_headers again: the local names, then the hooks', each once. */
+static void logs_union_headers(lua_State *L, const char *fn, struct policy_config *c)
+{
+	size_t n_all = c->n_log_local_headers + c->n_log_hook_headers;
+	char **all;
+
+	/* Emptied first: a raise must not leave pointers to freed names. */
+	free(c->log_headers);
+	c->log_headers = NULL;
+	c->n_log_headers = 0;
+	if (n_all == 0)
+		return;
+	if ((all = calloc(n_all, sizeof(*all))) == NULL)
+		policy_raise(L, "%s: out of memory", fn);
+	c->log_headers = all;
+	for (size_t i = 0; i < n_all; i++) {
+		char *name = i < c->n_log_local_headers
+				 ? c->log_local_headers[i]
+				 : c->log_hook_headers[i - c->n_log_local_headers];
+		bool have = false;
+
+		for (size_t k = 0; k < c->n_log_headers && !have; k++)
+			have = strcasecmp(all[k], name) == 0;
+		if (!have)
+			all[c->n_log_headers++] = name;
+	}
+}
+
+/* headers = {...} at idx, appended to *names (owned there even if we
+ * raise).  A '*' may only end a name ("X-*"). */
+static void logs_add_headers(lua_State *L, int idx, const char *fn, char ***names, size_t *n_names)
+{
+	size_t n = lua_objlen(L, idx);
+	char **grown = realloc(*names, (*n_names + n + 1) * sizeof(*grown));
+
+	if (grown == NULL)
+		policy_raise(L, "%s: out of memory", fn);
+	*names = grown;
+	for (size_t i = 1; i <= n; i++) {
+		const char *name, *star;
+
+		lua_rawgeti(L, idx, (int)i);
+		name = lua_tostring(L, -1);
+		star = strchr(name, '*');
+		if (name[0] == '\0' || (star && star[1] != '\0') || strpbrk(name, ": \t\r\n"))
+			policy_raise(L,
+				     "%s: headers[%zu] '%s' is not a header name (a '*' may only "
+				     "end one, as in 'X-*')",
+				     fn, i, name);
+		if ((grown[*n_names] = strdup(name)) == NULL)
+			policy_raise(L, "%s: out of memory", fn);
+		(*n_names)++;
+		lua_pop(L, 1);
+	}
+}
+
 /* The options a log set and a log hook share (KumoMTA's): per_record, meta
- * and headers of the table at 1, checked (see the file comment). */
-static void logs_check_record_options(lua_State *L, const char *fn)
+ * and headers of the table at 1, checked; headers go to the hooks' names
+ * (is_hook) or the local log's, and the union is made again (see the file
+ * comment). */
+static void logs_check_record_options(lua_State *L, const char *fn, struct policy_config *c,
+				      bool is_hook)
 {
 	static const char *const keys[] = {"per_record", "meta", "headers"};
 
@@ -463,8 +531,15 @@ static void logs_check_record_options(lua_State *L, const char *fn)
 			logs_check_per_record(L, lua_gettop(L), fn);
 		else if (!lua_isnil(L, -1))
 			config_check_string_list(L, lua_gettop(L), fn, keys[i]);
+		if (i == 2 && !lua_isnil(L, -1) && is_hook)
+			logs_add_headers(L, lua_gettop(L), fn, &c->log_hook_headers,
+					 &c->n_log_hook_headers);
+		else if (i == 2 && !lua_isnil(L, -1))
+			logs_add_headers(L, lua_gettop(L), fn, &c->log_local_headers,
+					 &c->n_log_local_headers);
 		lua_pop(L, 1);
 	}
+	logs_union_headers(L, fn, c);
 }
 
 /* compression_level: 0 (zstd's default, 3) or 1 to 21, as KumoMTA documents. */
@@ -498,11 +573,15 @@ static int config_configure_local_logs(lua_State *L)
 	p->config.log_max_file_size = CONFIG_LOG_MAX_FILE_SIZE;
 	p->config.log_max_segment_duration_ms = 0;
 	p->config.log_compression_level = 0;
+	logs_free_names(p->config.log_local_headers, p->config.n_log_local_headers);
+	p->config.log_local_headers = NULL;
+	p->config.n_log_local_headers = 0;
+	logs_union_headers(L, fn, &p->config);
 	lua_getfield(L, 1, "max_segment_duration");
 	if (!lua_isnil(L, 2))
 		p->config.log_max_segment_duration_ms =
 		    policy_config_check_timeout(L, 2, fn, "max_segment_duration");
-	logs_check_record_options(L, fn);
+	logs_check_record_options(L, fn, &p->config, false);
 	lua_getfield(L, 1, "log_dir");
 	if (lua_isnil(L, 3))
 		return policy_raise(L, "configure_local_logs: 'log_dir' is required");
@@ -550,7 +629,7 @@ static int config_configure_log_hook(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	config_check_keys(L, fn, 1, log_hook_keys, log_hook_kumo_only);
-	logs_check_record_options(L, fn);
+	logs_check_record_options(L, fn, &p->config, true);
 	lua_getfield(L, 1, "name");
 	if (lua_isnil(L, 2))
 		return policy_raise(L, "configure_log_hook: 'name' is required");
@@ -632,6 +711,9 @@ void policy_config_free(struct policy *p)
 	for (size_t i = 0; i < c->n_log_hooks; i++)
 		free(c->log_hooks[i]);
 	free(c->log_hooks);
+	logs_free_names(c->log_local_headers, c->n_log_local_headers);
+	logs_free_names(c->log_hook_headers, c->n_log_hook_headers);
+	free(c->log_headers);
 	policy_listener_free(&p->scratch);
 	policy_http_listener_free(&p->http_scratch);
 	*c = (struct policy_config){0};

@@ -151,6 +151,7 @@ static struct shard_unit *home_unit_new(struct shard *s, const struct pt_message
 	u->campaign = home_meta_dup(m, "campaign");
 	u->routing_domain = home_meta_dup(m, "routing_domain");
 	u->log_record = shard_loghook_is_hook_message(m);
+	u->log_headers = shard_log_capture(s, m);
 	if (!u->sender || !u->recipient)
 		goto fail;
 	/* Domains are case-insensitive: one spelling per queue, site and DNS name. */

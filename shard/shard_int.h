@@ -267,6 +267,7 @@ struct shard_unit {
 	char *source;	    /* egress source, chosen by routing (shard_source.c) */
 	char *pool;	    /* its egress pool; NULL: none configured */
 	bool log_record;    /* a log hook's message (shard_loghook.c) */
+	char *log_headers;  /* captured at reception (shard_log_capture); NULL: {} */
 	struct shard_sched *sched; /* this shard's scheduled queue for `queue` */
 	struct shard_ready *ready; /* READY / INFLIGHT */
 };
@@ -761,6 +762,11 @@ int shard_commit_message(struct shard *s, void *token, struct pt_message *m);
 void shard_commit_kick(struct shard *s);
 void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cqe *cqe);
 int shard_log_open(struct shard *s);
+/* The configured log headers of m (config.log_headers) as JSON object text
+ * for its units' delivery records: malloc'd, the caller frees; NULL when
+ * none are configured, or out of memory (logged).  Usable before
+ * shard_log_open (spool recovery). */
+char *shard_log_capture(struct shard *s, const struct pt_message *m);
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c);
 /* The same for a message that came another way (HTTP): the peer's address
  * and its TLS connection (NULL: plain). */

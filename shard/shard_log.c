@@ -39,6 +39,11 @@
  * segment directory (`local` false): records are written into `line`, one
  * at a time, for the hooks only.
  *
+ * Headers (configure_local_logs / configure_log_hook `headers`).  Inbound
+ * records capture them from the message at hand; a delivery record writes
+ * the object its unit was given when it was made (shard_log_capture, at
+ * acceptance or spool recovery), so no body is read for a record.
+ *
  * A record is about the shard that writes it: Reception on the shard that
  * accepted the message, the delivery records on the shard that owns the
  * recipient's site when the attempt ends.
@@ -508,6 +513,44 @@ static void shard_log_meta(struct pt_json *j, const struct pt_message *m)
 	pt_json_obj_end(j);
 }
 
+/* "headers": the configured fields of m (pt_message_capture_headers), or
+ * {} at the cost of one branch when none are configured. */
+static void shard_log_headers(struct shard *s, struct pt_json *j, const struct pt_message *m)
+{
+	const struct policy_config *pc = policy_config(s->policy);
+
+	pt_json_key(j, "headers");
+	if (pc->n_log_headers == 0) {
+		pt_json_raw(j, "{}", 2);
+		return;
+	}
+	if (pt_message_capture_headers(m, pc->log_headers, pc->n_log_headers, j) != PT_OK)
+		pt_error("message %s: out of memory capturing its headers for the log", m->id);
+}
+
+char *shard_log_capture(struct shard *s, const struct pt_message *m)
+{
+	const struct policy_config *pc = policy_config(s->policy);
+	struct pt_buf out = PT_BUF_INIT;
+	struct pt_json j;
+
+	/* Not s->log: spool recovery makes units before shard_log_open.  Only
+	 * configure_local_logs and configure_log_hook add names. */
+	if (pc->n_log_headers == 0)
+		return NULL;
+	pt_json_init(&j, &out);
+	if (pt_message_capture_headers(m, pc->log_headers, pc->n_log_headers, &j) != PT_OK ||
+	    out.data == NULL) {
+		pt_error("message %s: out of memory capturing its headers for the log; its "
+			 "delivery records carry none",
+			 m->id);
+		pt_buf_free(&out);
+		return NULL;
+	}
+	pt_buf_cstr(&out);
+	return out.data;
+}
+
 /* The queue name of m for recipient rcpt (its domain; NULL: none) in the log's scratch. */
 static const char *shard_log_queue(struct shard *s, const struct pt_message *m, const char *rcpt)
 {
@@ -549,9 +592,7 @@ static void shard_log_inbound_tail(struct shard *s, struct pt_json *j, const str
 	else
 		pt_json_raw(j, "null", 4);
 	shard_log_meta(j, m);
-	pt_json_key(j, "headers");
-	pt_json_obj_begin(j);
-	pt_json_obj_end(j);
+	shard_log_headers(s, j, m);
 	pt_json_key_null(j, "delivery_protocol");
 	pt_json_key_str(j, "reception_protocol", m->reception_protocol);
 	pt_json_key_str(j, "nodeid", s->group->cfg.nodeid);
@@ -773,9 +814,10 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_key(&j, "meta");
 	pt_json_obj_begin(&j);
 	pt_json_obj_end(&j);
-	pt_json_key(&j, "headers");
-	pt_json_obj_begin(&j);
-	pt_json_obj_end(&j);
+	if (u->log_headers)
+		pt_json_key_raw(&j, "headers", u->log_headers, strlen(u->log_headers));
+	else
+		pt_json_key_raw(&j, "headers", "{}", 2);
 	pt_json_key_str(&j, "delivery_protocol", o->protocol ? o->protocol : "ESMTP");
 	/* A hook's message says so (KumoMTA's log_hooks helper looks for it). */
 	pt_json_key_str(&j, "reception_protocol", u->log_record ? SHARD_LOGHOOK_PROTOCOL : NULL);

@@ -2,13 +2,15 @@
  * core_message_test.c -- the message: envelope and meta ownership, the
  * header/body boundary, prepended and appended header lines, header lookup
  * with folding across the three header parts, and the stored bytes the
- * iovecs compose.
+ * iovecs compose; header capture for log records (names, case, wildcard,
+ * repeats).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/message.h"
 
 static struct pt_message m;
@@ -277,5 +279,80 @@ Test(message, remove_header_everywhere)
 	pt_message_remove_header(&m, "x-tenant");
 	got = stored(NULL);
 	cr_assert_str_eq(got, "To: t\r\n");
+	free(got);
+}
+
+Test(message, header_name_match_is_case_insensitive_with_prefix_wildcard)
+{
+	cr_assert(pt_header_name_match("Subject", "subject", 7));
+	cr_assert(pt_header_name_match("SUBJECT", "Subject", 7));
+	cr_assert_not(pt_header_name_match("Subject", "Subjects", 8));
+	cr_assert_not(pt_header_name_match("Subject", "Subjec", 6));
+	cr_assert(pt_header_name_match("X-Campaign-*", "x-campaign-id", 13));
+	cr_assert(pt_header_name_match("X-Campaign-*", "X-Campaign-", 11));
+	cr_assert_not(pt_header_name_match("X-Campaign-*", "X-Campaign", 10));
+	cr_assert_not(pt_header_name_match("X-Campaign-*", "X-Other-Id", 10));
+	cr_assert(pt_header_name_match("*", "Anything", 8));
+	/* Only a final '*' is a wildcard; the length bounds the name. */
+	cr_assert_not(pt_header_name_match("X-*-Id", "X-A-Id", 6));
+	cr_assert(pt_header_name_match("To", "To: x", 2));
+}
+
+/* pt_message_capture_headers(patterns) as JSON text. */
+static char *capture(char *const *patterns, size_t n)
+{
+	struct pt_buf out = PT_BUF_INIT;
+	struct pt_json j;
+	char *s;
+
+	pt_json_init(&j, &out);
+	cr_assert_eq(pt_message_capture_headers(&m, patterns, n, &j), PT_OK);
+	s = strdup(pt_buf_cstr(&out));
+	pt_buf_free(&out);
+	return s;
+}
+
+Test(message, capture_headers_names_case_wildcard_repeats)
+{
+	char *patterns[] = {"subject", "X-Campaign-*", "x-campaign-id"};
+	char *got;
+
+	set_data("From: a@b\r\nSubject: Hello\r\n there\r\nx-campaign-ID: 42\r\n"
+		 "X-Campaign-Name: spring\r\nX-Other: no\r\nX-Campaign-Id: 43\r\n"
+		 "\r\nSubject: body, not a header\r\n");
+	cr_assert_eq(pt_message_prepend_header(&m, "X-Campaign-Name", "first"), PT_OK);
+	cr_assert_eq(pt_message_append_header(&m, "Subject", "again"), PT_OK);
+	got = capture(patterns, 3);
+	/* One key per name, spelt as first seen, in name order; a repeated
+	 * field is an array in stored order (prefix, data, appended); a name
+	 * matched by two patterns is captured once; the body is not looked at. */
+	cr_assert_str_eq(got, "{\"Subject\":[\"Hello there\",\"again\"],"
+			      "\"x-campaign-ID\":[\"42\",\"43\"],"
+			      "\"X-Campaign-Name\":[\"first\",\"spring\"]}");
+	free(got);
+}
+
+Test(message, capture_headers_none_match_or_no_patterns)
+{
+	char *patterns[] = {"X-Missing", "List-*"};
+	char *got;
+
+	set_data("Subject: s\r\n\r\nbody\r\n");
+	got = capture(patterns, 2);
+	cr_assert_str_eq(got, "{}");
+	free(got);
+	got = capture(patterns, 0);
+	cr_assert_str_eq(got, "{}");
+	free(got);
+}
+
+Test(message, capture_headers_escapes_values)
+{
+	char *patterns[] = {"Subject"};
+	char *got;
+
+	set_data("Subject: a \"quoted\" \\ \x01\r\n\r\n");
+	got = capture(patterns, 1);
+	cr_assert_str_eq(got, "{\"Subject\":\"a \\\"quoted\\\" \\\\ \\u0001\"}");
 	free(got);
 }

@@ -160,6 +160,29 @@ Test(policy_config, spool_and_logs)
 	cr_assert_eq(c->log_max_file_size, 1000000000); /* KumoMTA's defaults */
 	cr_assert_eq(c->log_compression_level, 0);
 	cr_assert_eq(c->n_listeners, 0);
+	cr_assert_eq(c->n_log_headers, 2);
+	cr_assert_str_eq(c->log_headers[0], "Subject");
+	cr_assert_str_eq(c->log_headers[1], "X-*");
+	policy_free(p);
+}
+
+Test(policy_config, log_headers_are_one_list_for_logs_and_hooks)
+{
+	struct policy *p =
+	    load_ok("local kumo = require 'kumo'\n"
+		    "kumo.on('init', function()\n"
+		    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'Subject' } }\n"
+		    "  kumo.configure_log_hook { name = 'h', headers = { 'subject', 'X-Id' } }\n"
+		    "  kumo.configure_log_hook { name = 'g' }\n"
+		    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'To', 'x-id' } }\n"
+		    "end)\n");
+	const struct policy_config *c = policy_config(p);
+
+	/* The second configure_local_logs replaced 'Subject'; the hook's stay. */
+	cr_assert_eq(c->n_log_headers, 3);
+	cr_assert_str_eq(c->log_headers[0], "To");
+	cr_assert_str_eq(c->log_headers[1], "x-id");
+	cr_assert_str_eq(c->log_headers[2], "subject");
 	policy_free(p);
 }
 
@@ -267,6 +290,12 @@ Test(policy_config, bad_values_are_errors_with_line)
 	     "configure_local_logs: 'log_dir' is required"},
 	    {"petrel.configure_local_logs { log_dir = '/l', headers = 'Subject' }",
 	     "configure_local_logs: 'headers' must be a list of strings, got string"},
+	    {"petrel.configure_local_logs { log_dir = '/l', headers = { 'Subject', 'X-*-Id' } }",
+	     "configure_local_logs: headers[2] 'X-*-Id' is not a header name (a '*' may only "
+	     "end one, as in 'X-*')"},
+	    {"petrel.configure_local_logs { log_dir = '/l', headers = { '' } }",
+	     "configure_local_logs: headers[1] '' is not a header name (a '*' may only end "
+	     "one, as in 'X-*')"},
 	    {"petrel.configure_local_logs { log_dir = '/l', meta = { 'a', 3 } }",
 	     "configure_local_logs: meta[2] must be a string, got number"},
 	    {"petrel.configure_local_logs { log_dir = '/l', per_record = 5 }",

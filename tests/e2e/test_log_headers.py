@@ -3,13 +3,16 @@
 each captured field keyed by its name as the message spells it, a repeated
 field an array).  The fields are captured at reception; the Reception
 record and every delivery record of the message (TransientFailure, then
-Delivery) carry them, and a field not listed is absent.
+Delivery) carry them, and a field not listed is absent.  Also: after a
+restart (captured again from the spooled message), for HTTP injection
+(with a field the policy appended), and {} without the option.
 
 Run only these:  /usr/bin/python3 tests/e2e/run.py -k 'test_log_headers*'
 """
 
 import harness
 import receivers
+import test_http
 from harness import REPLY_QUIT, make_message
 from test_delivery import RESP_ADDR, RESP_SITE, SENDER, DeliveryTest, response_zone
 
@@ -19,22 +22,26 @@ WANT = {"Subject": "spring sale, part one", "X-CAMPAIGN-ID": "c-42",
 	"X-Campaign-Tag": ["blue", "green"]}
 
 
+def headers_policy(test, headers=HEADERS, **kw):
+	"""The delivery policy (harness.delivery_policy_source with kw) with
+	configure_local_logs{log_dir, headers}."""
+	path = test.env.write_delivery_policy(test.dnsmasq.port, **kw)
+	text = path.read_text()
+	old = LOGS_LINE % harness.lua_str(str(test.env.log_dir))
+	test.assertIn(old, text)
+	opts = {"log_dir": str(test.env.log_dir), "headers": headers}
+	path.write_text(text.replace(old, "kumo.configure_local_logs%s" % harness.lua_value(opts)))
+	return path
+
+
 class LogHeaders(DeliveryTest):
 	def setUp(self):
 		super().setUp()
 		self.start_dns(response_zone())
 
 	def headers_policy(self):
-		"""The delivery policy with configure_local_logs{log_dir, headers}."""
-		path = self.env.write_delivery_policy(
-			self.dnsmasq.port, queue={"retry_interval": "1s", "max_retry_interval": "2s"},
-			egress={"smtp_port": self.rport})
-		text = path.read_text()
-		old = LOGS_LINE % harness.lua_str(str(self.env.log_dir))
-		self.assertIn(old, text)
-		opts = {"log_dir": str(self.env.log_dir), "headers": HEADERS}
-		path.write_text(text.replace(old, "kumo.configure_local_logs%s" % harness.lua_value(opts)))
-		return path
+		return headers_policy(self, queue={"retry_interval": "1s", "max_retry_interval": "2s"},
+				      egress={"smtp_port": self.rport})
 
 	@harness.bound(60)
 	def test_reception_and_delivery_records_carry_the_configured_headers(self):
@@ -105,3 +112,29 @@ class NoLogHeaders(DeliveryTest):
 		self.assertEqual([(r["type"], r["headers"]) for r in recs],
 				 [("Reception", {}), ("Delivery", {})])
 		self.assertEqual(RESP_SITE, recs[1]["site"])
+
+
+class InjectedLogHeaders(test_http.HttpTest):
+	@harness.bound(60)
+	def test_http_injection_records_carry_headers_the_policy_added_too(self):
+		"""A message injected over HTTP: its Reception and Delivery records
+		carry Subject and the X-Http-* field http_message_generated appended
+		(the capture sees the message as spooled), not X-Campaign."""
+		listener = {"listen": "127.0.0.1:%d" % self.hport, "trusted_hosts": ["127.0.0.1"],
+			    "hostname": "api.petrel.test"}
+		self.scheme = "http"
+		self.start_petrel(policy=headers_policy(
+			self, headers=["subject", "X-Http-*"], egress={"smtp_port": self.rport},
+			message_hook=test_http.HOOK, http_listener=listener))
+		status, answer = self.post({
+			"envelope_sender": test_http.SENDER,
+			"recipients": [{"email": "dee@http.test"}],
+			"content": "From: news@sender.test\nTo: dee@http.test\nSubject: injected\n"
+				   "X-Campaign: not logged\n\nhello\n",
+		})
+		self.assertEqual(status, 200, answer)
+		self.received(1)
+		[dl] = self.wait_records("Delivery", 1, timeout=20)
+		want = {"Subject": "injected", "X-Http-Auth": "127.0.0.1"}
+		self.assertEqual(dl["headers"], want, dl)
+		self.assertEqual(self.reception(dl["id"])["headers"], want)

@@ -128,9 +128,10 @@ static char *home_meta_dup(const struct pt_message *m, const char *key)
 	return strdup(buf);
 }
 
-/* A unit for recipient rcpt of m (home: this shard, slot). */
+/* A unit for recipient rcpt of m (home: this shard, slot); it takes a
+ * reference to headers (m's captured log headers, NULL: none). */
 static struct shard_unit *home_unit_new(struct shard *s, const struct pt_message *m, uint32_t slot,
-					uint32_t rcpt)
+					uint32_t rcpt, struct shard_log_headers *headers)
 {
 	struct shard_unit *u = calloc(1, sizeof(*u));
 	struct pt_buf q = PT_BUF_INIT;
@@ -151,7 +152,7 @@ static struct shard_unit *home_unit_new(struct shard *s, const struct pt_message
 	u->campaign = home_meta_dup(m, "campaign");
 	u->routing_domain = home_meta_dup(m, "routing_domain");
 	u->log_record = shard_loghook_is_hook_message(m);
-	u->log_headers = shard_log_capture(s, m);
+	u->log_headers = shard_log_headers_get(headers);
 	if (!u->sender || !u->recipient)
 		goto fail;
 	/* Domains are case-insensitive: one spelling per queue, site and DNS name. */
@@ -174,6 +175,7 @@ fail:
 void shard_home_accepted(struct shard *s, const struct pt_message *m, const struct spool_loc *loc)
 {
 	uint32_t slot = home_alloc(s);
+	struct shard_log_headers *headers;
 	struct home_msg *h;
 
 	if (slot == HOME_NONE) {
@@ -187,8 +189,9 @@ void shard_home_accepted(struct shard *s, const struct pt_message *m, const stru
 	h->loc = *loc;
 	h->n_rcpts = (uint32_t)m->n_rcpts;
 	h->n_left = (uint32_t)m->n_rcpts;
+	headers = shard_log_capture(s, m);
 	for (uint32_t i = 0; i < m->n_rcpts; i++) {
-		struct shard_unit *u = home_unit_new(s, m, slot, i);
+		struct shard_unit *u = home_unit_new(s, m, slot, i, headers);
 
 		if (!u) {
 			pt_error("message %s: out of memory for recipient %u; it is delivered "
@@ -199,6 +202,7 @@ void shard_home_accepted(struct shard *s, const struct pt_message *m, const stru
 		u->due_us = pt_wall_us();
 		shard_unit_route(s, u);
 	}
+	shard_log_headers_put(headers);
 }
 
 static void home_append_tombstone(struct shard *s, uint32_t slot)
@@ -479,8 +483,10 @@ void shard_handle_body_read(struct shard *s, struct shard_body_read *r, struct i
 static int home_recover_one(struct shard *s, const struct spool_entry *e, struct pt_message *m)
 {
 	uint32_t slot = home_alloc(s);
+	struct shard_log_headers *headers;
 	struct home_msg *h;
 	size_t k = 0;
+	int rc = PT_OK;
 
 	if (slot == HOME_NONE)
 		return PT_NOMEM;
@@ -498,6 +504,7 @@ static int home_recover_one(struct shard *s, const struct spool_entry *e, struct
 			if (e->states[j].rcpt < h->n_rcpts)
 				h->states[e->states[j].rcpt] = e->states[j];
 	}
+	headers = shard_log_capture(s, m);
 	for (uint32_t i = 0; i < m->n_rcpts; i++) {
 		const struct spool_rcpt_state *st = NULL;
 		struct shard_unit *u;
@@ -509,13 +516,18 @@ static int home_recover_one(struct shard *s, const struct spool_entry *e, struct
 		if (st && st->done)
 			continue;
 		h->n_left++;
-		u = home_unit_new(s, m, slot, i);
-		if (!u)
-			return PT_NOMEM;
+		u = home_unit_new(s, m, slot, i, headers);
+		if (!u) {
+			rc = PT_NOMEM;
+			break;
+		}
 		u->num_attempts = st ? st->num_attempts : 0;
 		u->due_us = st ? st->due_us : 0;
 		shard_unit_schedule(s, u);
 	}
+	shard_log_headers_put(headers);
+	if (rc != PT_OK)
+		return rc;
 	if (h->n_left == 0)
 		home_append_tombstone(s, slot); /* the crash came between the last state and it */
 	return PT_OK;

@@ -16,6 +16,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/buf.h"
 #include "core/cidr.h"
@@ -267,7 +268,7 @@ struct shard_unit {
 	char *source;	    /* egress source, chosen by routing (shard_source.c) */
 	char *pool;	    /* its egress pool; NULL: none configured */
 	bool log_record;    /* a log hook's message (shard_loghook.c) */
-	char *log_headers;  /* captured at reception (shard_log_capture); NULL: {} */
+	struct shard_log_headers *log_headers; /* shard_log_capture, shared; NULL: {} */
 	struct shard_sched *sched; /* this shard's scheduled queue for `queue` */
 	struct shard_ready *ready; /* READY / INFLIGHT */
 };
@@ -762,11 +763,22 @@ int shard_commit_message(struct shard *s, void *token, struct pt_message *m);
 void shard_commit_kick(struct shard *s);
 void shard_handle_spool(struct shard *s, struct shard_op *op, struct io_uring_cqe *cqe);
 int shard_log_open(struct shard *s);
-/* The configured log headers of m (config.log_headers) as JSON object text
- * for its units' delivery records: malloc'd, the caller frees; NULL when
- * none are configured, or out of memory (logged).  Usable before
- * shard_log_open (spool recovery). */
-char *shard_log_capture(struct shard *s, const struct pt_message *m);
+/* A message's captured log headers (config.log_headers) as JSON object
+ * text, made once and shared by its units, which may sit on different
+ * shards: immutable, the count atomic. */
+struct shard_log_headers {
+	atomic_uint refs;
+	size_t len;
+	char json[];
+};
+/* The headers of m for its units' delivery records, one reference the
+ * caller puts; NULL when none are configured, or out of memory (logged).
+ * Usable before shard_log_open (spool recovery). */
+struct shard_log_headers *shard_log_capture(struct shard *s, const struct pt_message *m);
+/* One more reference to h (NULL: none); returns h. */
+struct shard_log_headers *shard_log_headers_get(struct shard_log_headers *h);
+/* Drop a reference; the last frees h.  NULL is ignored. */
+void shard_log_headers_put(struct shard_log_headers *h);
 void shard_log_reception(struct shard *s, const struct pt_message *m, const struct shard_conn *c);
 /* The same for a message that came another way (HTTP): the peer's address
  * and its TLS connection (NULL: plain). */

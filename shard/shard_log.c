@@ -41,8 +41,9 @@
  *
  * Headers (configure_local_logs / configure_log_hook `headers`).  Inbound
  * records capture them from the message at hand; a delivery record writes
- * the object its unit was given when it was made (shard_log_capture, at
- * acceptance or spool recovery), so no body is read for a record.
+ * the object its unit was given when it was made (shard_log_capture, once
+ * per message at acceptance or spool recovery, shared by its units), so no
+ * body is read for a record.
  *
  * A record is about the shard that writes it: Reception on the shard that
  * accepted the message, the delivery records on the shard that owns the
@@ -528,10 +529,11 @@ static void shard_log_headers(struct shard *s, struct pt_json *j, const struct p
 		pt_error("message %s: out of memory capturing its headers for the log", m->id);
 }
 
-char *shard_log_capture(struct shard *s, const struct pt_message *m)
+struct shard_log_headers *shard_log_capture(struct shard *s, const struct pt_message *m)
 {
 	const struct policy_config *pc = policy_config(s->policy);
 	struct pt_buf out = PT_BUF_INIT;
+	struct shard_log_headers *h = NULL;
 	struct pt_json j;
 
 	/* Not s->log: spool recovery makes units before shard_log_open.  Only
@@ -539,16 +541,32 @@ char *shard_log_capture(struct shard *s, const struct pt_message *m)
 	if (pc->n_log_headers == 0)
 		return NULL;
 	pt_json_init(&j, &out);
-	if (pt_message_capture_headers(m, pc->log_headers, pc->n_log_headers, &j) != PT_OK ||
-	    out.data == NULL) {
+	if (pt_message_capture_headers(m, pc->log_headers, pc->n_log_headers, &j) == PT_OK &&
+	    out.data != NULL && (h = malloc(sizeof(*h) + out.len)) != NULL) {
+		atomic_init(&h->refs, 1);
+		h->len = out.len;
+		memcpy(h->json, out.data, out.len);
+	} else {
 		pt_error("message %s: out of memory capturing its headers for the log; its "
 			 "delivery records carry none",
 			 m->id);
-		pt_buf_free(&out);
-		return NULL;
 	}
-	pt_buf_cstr(&out);
-	return out.data;
+	pt_buf_free(&out);
+	return h;
+}
+
+struct shard_log_headers *shard_log_headers_get(struct shard_log_headers *h)
+{
+	if (h)
+		atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+	return h;
+}
+
+/* acq_rel: the shard freeing h sees every other shard's use of it done. */
+void shard_log_headers_put(struct shard_log_headers *h)
+{
+	if (h && atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1)
+		free(h);
 }
 
 /* The queue name of m for recipient rcpt (its domain; NULL: none) in the log's scratch. */
@@ -815,7 +833,7 @@ void shard_log_delivery(struct shard *s, const struct shard_unit *u,
 	pt_json_obj_begin(&j);
 	pt_json_obj_end(&j);
 	if (u->log_headers)
-		pt_json_key_raw(&j, "headers", u->log_headers, strlen(u->log_headers));
+		pt_json_key_raw(&j, "headers", u->log_headers->json, u->log_headers->len);
 	else
 		pt_json_key_raw(&j, "headers", "{}", 2);
 	pt_json_key_str(&j, "delivery_protocol", o->protocol ? o->protocol : "ESMTP");

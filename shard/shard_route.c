@@ -236,7 +236,7 @@ void shard_unit_destroy(struct shard_unit *u)
 	free(u->site);
 	free(u->source);
 	free(u->pool);
-	free(u->log_headers);
+	shard_log_headers_put(u->log_headers);
 	free(u);
 }
 

@@ -488,16 +488,13 @@ static void logs_union_headers(lua_State *L, const char *fn, struct policy_confi
 	}
 }
 
-/* headers = {...} at idx, appended to *names (owned there even if we
- * raise).  A '*' may only end a name ("X-*"). */
+/* headers = {...} at idx, checked whole, then appended to *names (owned
+ * there even if we raise).  A '*' may only end a name ("X-*"). */
 static void logs_add_headers(lua_State *L, int idx, const char *fn, char ***names, size_t *n_names)
 {
 	size_t n = lua_objlen(L, idx);
-	char **grown = realloc(*names, (*n_names + n + 1) * sizeof(*grown));
+	char **grown;
 
-	if (grown == NULL)
-		policy_raise(L, "%s: out of memory", fn);
-	*names = grown;
 	for (size_t i = 1; i <= n; i++) {
 		const char *name, *star;
 
@@ -509,7 +506,14 @@ static void logs_add_headers(lua_State *L, int idx, const char *fn, char ***name
 				     "%s: headers[%zu] '%s' is not a header name (a '*' may only "
 				     "end one, as in 'X-*')",
 				     fn, i, name);
-		if ((grown[*n_names] = strdup(name)) == NULL)
+		lua_pop(L, 1);
+	}
+	if ((grown = realloc(*names, (*n_names + n + 1) * sizeof(*grown))) == NULL)
+		policy_raise(L, "%s: out of memory", fn);
+	*names = grown;
+	for (size_t i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, (int)i);
+		if ((grown[*n_names] = strdup(lua_tostring(L, -1))) == NULL)
 			policy_raise(L, "%s: out of memory", fn);
 		(*n_names)++;
 		lua_pop(L, 1);
@@ -517,11 +521,8 @@ static void logs_add_headers(lua_State *L, int idx, const char *fn, char ***name
 }
 
 /* The options a log set and a log hook share (KumoMTA's): per_record, meta
- * and headers of the table at 1, checked; headers go to the hooks' names
- * (is_hook) or the local log's, and the union is made again (see the file
- * comment). */
-static void logs_check_record_options(lua_State *L, const char *fn, struct policy_config *c,
-				      bool is_hook)
+ * and headers of the table at 1, checked (see the file comment). */
+static void logs_check_record_options(lua_State *L, const char *fn)
 {
 	static const char *const keys[] = {"per_record", "meta", "headers"};
 
@@ -531,14 +532,20 @@ static void logs_check_record_options(lua_State *L, const char *fn, struct polic
 			logs_check_per_record(L, lua_gettop(L), fn);
 		else if (!lua_isnil(L, -1))
 			config_check_string_list(L, lua_gettop(L), fn, keys[i]);
-		if (i == 2 && !lua_isnil(L, -1) && is_hook)
-			logs_add_headers(L, lua_gettop(L), fn, &c->log_hook_headers,
-					 &c->n_log_hook_headers);
-		else if (i == 2 && !lua_isnil(L, -1))
-			logs_add_headers(L, lua_gettop(L), fn, &c->log_local_headers,
-					 &c->n_log_local_headers);
 		lua_pop(L, 1);
 	}
+}
+
+/* The call's headers (table at 1, shape checked) added to *names, the
+ * names of the local log or of the hooks, and the union made again; last
+ * in a call, so a call that fails adds none. */
+static void logs_take_headers(lua_State *L, const char *fn, struct policy_config *c, char ***names,
+			      size_t *n_names)
+{
+	lua_getfield(L, 1, "headers");
+	if (!lua_isnil(L, -1))
+		logs_add_headers(L, lua_gettop(L), fn, names, n_names);
+	lua_pop(L, 1);
 	logs_union_headers(L, fn, c);
 }
 
@@ -573,15 +580,11 @@ static int config_configure_local_logs(lua_State *L)
 	p->config.log_max_file_size = CONFIG_LOG_MAX_FILE_SIZE;
 	p->config.log_max_segment_duration_ms = 0;
 	p->config.log_compression_level = 0;
-	logs_free_names(p->config.log_local_headers, p->config.n_log_local_headers);
-	p->config.log_local_headers = NULL;
-	p->config.n_log_local_headers = 0;
-	logs_union_headers(L, fn, &p->config);
 	lua_getfield(L, 1, "max_segment_duration");
 	if (!lua_isnil(L, 2))
 		p->config.log_max_segment_duration_ms =
 		    policy_config_check_timeout(L, 2, fn, "max_segment_duration");
-	logs_check_record_options(L, fn, &p->config, false);
+	logs_check_record_options(L, fn);
 	lua_getfield(L, 1, "log_dir");
 	if (lua_isnil(L, 3))
 		return policy_raise(L, "configure_local_logs: 'log_dir' is required");
@@ -593,6 +596,13 @@ static int config_configure_local_logs(lua_State *L)
 	lua_getfield(L, 1, "compression_level");
 	if (!lua_isnil(L, 5))
 		p->config.log_compression_level = logs_check_level(L, 5);
+	/* The second call's names replace the first's (hooks' stay). */
+	logs_free_names(p->config.log_local_headers, p->config.n_log_local_headers);
+	p->config.log_local_headers = NULL;
+	p->config.n_log_local_headers = 0;
+	logs_union_headers(L, fn, &p->config); /* no pointer to the freed names */
+	logs_take_headers(L, fn, &p->config, &p->config.log_local_headers,
+			  &p->config.n_log_local_headers);
 	return 0;
 }
 
@@ -629,7 +639,7 @@ static int config_configure_log_hook(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	config_check_keys(L, fn, 1, log_hook_keys, log_hook_kumo_only);
-	logs_check_record_options(L, fn, &p->config, true);
+	logs_check_record_options(L, fn);
 	lua_getfield(L, 1, "name");
 	if (lua_isnil(L, 2))
 		return policy_raise(L, "configure_log_hook: 'name' is required");
@@ -657,6 +667,7 @@ static int config_configure_log_hook(lua_State *L)
 	if ((hooks[c->n_log_hooks] = strdup(name)) == NULL)
 		return policy_raise(L, "configure_log_hook: out of memory");
 	c->n_log_hooks++;
+	logs_take_headers(L, fn, c, &c->log_hook_headers, &c->n_log_hook_headers);
 	return 0;
 }
 

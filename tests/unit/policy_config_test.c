@@ -186,6 +186,26 @@ Test(policy_config, log_headers_are_one_list_for_logs_and_hooks)
 	policy_free(p);
 }
 
+Test(policy_config, failed_log_calls_leave_a_usable_header_list)
+{
+	struct policy *p =
+	    load_ok("local kumo = require 'kumo'\n"
+		    "kumo.on('init', function()\n"
+		    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'Subject' } }\n"
+		    "  assert(not pcall(kumo.configure_local_logs,\n"
+		    "    { log_dir = '/l', headers = { 'To', 'X-*-Id' } }))\n"
+		    "  assert(not pcall(kumo.configure_log_hook, { name = '.bad', headers = { 'Cc' } }))\n"
+		    "  kumo.configure_log_hook { name = 'h', headers = { 'X-Id' } }\n"
+		    "end)\n");
+	const struct policy_config *c = policy_config(p);
+
+	/* The failed local call replaced Subject (its other options are reset
+	 * too) and added nothing; the failed hook added nothing. */
+	cr_assert_eq(c->n_log_headers, 1);
+	cr_assert_str_eq(c->log_headers[0], "X-Id");
+	policy_free(p);
+}
+
 Test(policy_config, log_rotation_and_compression)
 {
 	struct policy *p =

@@ -708,10 +708,14 @@ static void config_changes(const struct policy_config *a, const struct policy_co
 	NOTE(!str_same(a->spool_path, b->spool_path), "define_spool");
 	NOTE(!str_same(a->log_dir, b->log_dir) || a->log_max_file_size != b->log_max_file_size ||
 		 a->log_max_segment_duration_ms != b->log_max_segment_duration_ms ||
-		 a->log_compression_level != b->log_compression_level,
+		 a->log_compression_level != b->log_compression_level ||
+		 !names_same(a->log_local_headers, a->n_log_local_headers, b->log_local_headers,
+			     b->n_log_local_headers),
 	     "configure_local_logs");
 	NOTE(dns, "dns.configure_resolver");
-	NOTE(!names_same(a->log_hooks, a->n_log_hooks, b->log_hooks, b->n_log_hooks),
+	NOTE(!names_same(a->log_hooks, a->n_log_hooks, b->log_hooks, b->n_log_hooks) ||
+		 !names_same(a->log_hook_headers, a->n_log_hook_headers, b->log_hook_headers,
+			     b->n_log_hook_headers),
 	     "configure_log_hook");
 #undef NOTE
 }

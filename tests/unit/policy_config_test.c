@@ -188,21 +188,57 @@ Test(policy_config, log_headers_are_one_list_for_logs_and_hooks)
 
 Test(policy_config, failed_log_calls_leave_a_usable_header_list)
 {
-	struct policy *p =
-	    load_ok("local kumo = require 'kumo'\n"
-		    "kumo.on('init', function()\n"
-		    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'Subject' } }\n"
-		    "  assert(not pcall(kumo.configure_local_logs,\n"
-		    "    { log_dir = '/l', headers = { 'To', 'X-*-Id' } }))\n"
-		    "  assert(not pcall(kumo.configure_log_hook, { name = '.bad', headers = { 'Cc' } }))\n"
-		    "  kumo.configure_log_hook { name = 'h', headers = { 'X-Id' } }\n"
-		    "end)\n");
+	struct policy *p = load_ok(
+	    "local kumo = require 'kumo'\n"
+	    "kumo.on('init', function()\n"
+	    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'Subject' } }\n"
+	    "  assert(not pcall(kumo.configure_local_logs,\n"
+	    "    { log_dir = '/l', headers = { 'To', 'X-*-Id' } }))\n"
+	    "  assert(not pcall(kumo.configure_log_hook, { name = '.bad', headers = { 'Cc' } }))\n"
+	    "  kumo.configure_log_hook { name = 'h', headers = { 'X-Id' } }\n"
+	    "end)\n");
 	const struct policy_config *c = policy_config(p);
 
 	/* The failed local call replaced Subject (its other options are reset
 	 * too) and added nothing; the failed hook added nothing. */
 	cr_assert_eq(c->n_log_headers, 1);
 	cr_assert_str_eq(c->log_headers[0], "X-Id");
+	policy_free(p);
+}
+
+/* A reload keeps the running config: changed log headers wait for a start. */
+Test(policy_config, reload_names_changed_log_headers)
+{
+	static const char *const texts[] = {
+	    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'Subject' } }\n"
+	    "  kumo.configure_log_hook { name = 'h', headers = { 'X-Id' } }\n",
+	    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'To' } }\n"
+	    "  kumo.configure_log_hook { name = 'h', headers = { 'X-Id' } }\n",
+	    "  kumo.configure_local_logs { log_dir = '/l', headers = { 'To' } }\n"
+	    "  kumo.configure_log_hook { name = 'h' }\n",
+	};
+	/* Each reload is compared with the running (first) config. */
+	static const char *const notes[] = {"configure_local_logs",
+					    "configure_local_logs, configure_log_hook"};
+	char text[1024], err[512], note[256];
+	struct policy *p;
+
+	snprintf(text, sizeof(text),
+		 "local kumo = require 'kumo'\nkumo.on('init', function()\n%s"
+		 "end)\n",
+		 texts[0]);
+	p = load_ok(text);
+	for (int i = 1; i < 3; i++) {
+		snprintf(text, sizeof(text),
+			 "local kumo = require 'kumo'\nkumo.on('init', function()\n%send)\n",
+			 texts[i]);
+		write_policy(text);
+		cr_assert_eq(policy_reload(&p, test_path, err, sizeof(err), note, sizeof(note)),
+			     PT_OK, "%s", err);
+		cr_assert_str_eq(note, notes[i - 1]);
+	}
+	/* The running config is the first one's. */
+	cr_assert_str_eq(policy_config(p)->log_headers[0], "Subject");
 	policy_free(p);
 }
 

@@ -104,10 +104,12 @@ class DeliveryTest(harness.PetrelTest):
 	# --- the log -------------------------------------------------------------
 
 	def records(self, type=DELIVERY_TYPES, rcpt=None, msg_id=None):
-		"""Log records of `type`, optionally only for one recipient or message
-		id, sorted by timestamp."""
+		"""Log records of `type` about ordinary messages (not a log hook's,
+		whose reception_protocol is "LogRecord"), optionally only for one
+		recipient or message id, sorted by timestamp."""
 		recs = [r for r in harness.log_records(self.env.log_dir, type)
-			if (rcpt is None or r.get("recipient") == rcpt)
+			if r.get("reception_protocol") != "LogRecord"
+			and (rcpt is None or r.get("recipient") == rcpt)
 			and (msg_id is None or r.get("id") == msg_id)]
 		return sorted(recs, key=lambda r: r.get("timestamp", ""))
 

@@ -79,12 +79,19 @@ class Compare(unittest.TestCase):
 		lines = out.strip().splitlines()
 		self.assertRegex(lines[-1], r"^relay: petrel/postfix \d+\.\d×, petrel/limit \d+\.\d\d$")
 		self.assertRegex(out, r"scaling: petrel \d+ shards? / 1 shard \d+\.\d\d×")
-		for what in ("idle", "under load"):
+		for what in ("idle", "under load", "under load, from when due"):
 			self.assertRegex(out, r"p99 accept at \d+ msg/s \(half load\): petrel \d+\.\d\d ms; "
 					 r"fdatasync p99 %s \d+\.\d\d ms \+ 5 ms = \d+\.\d\d ms: "
 					 r"(within|over)" % what)
-		self.assertRegex(out, r"fdatasync under that load \(a probe beside it, \d+ samples\): "
-				 r"p50 \d+\.\d\d ms, p99 \d+\.\d\d ms")
+		self.assertRegex(out, r"fdatasync under that load \(a probe beside it, one 4 KiB sync due "
+				 r"every 2 ms, \d+ samples\): each sync's own time p50 \d+\.\d\d ms, "
+				 r"p99 \d+\.\d\d ms; from when it was due p50 \d+\.\d\d ms, "
+				 r"p99 \d+\.\d\d ms")
+		half = next(r for r in res["rows"] if r["column"] == "petrel-50")
+		probe = half["fsync_under_load"]
+		self.assertGreater(probe["n"], 0)
+		# A sync is never done before it was due: from-due >= its own time.
+		self.assertGreaterEqual(probe["arrival"]["p99_ms"], probe["p99_ms"] * 0.999)
 		cols = [r["column"] for r in res["rows"]]
 		self.assertEqual(cols, ["limit", "postfix", "opensmtpd", "petrel", "petrel-1",
 					"petrel-50"])

@@ -15,6 +15,7 @@ it serves every bench.
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -291,8 +292,10 @@ def gen(kit, label, port, messages, size, sessions, extra=(), timeout=600, nice=
 	argv = [tool("petrel-gen"), "--server", "127.0.0.1:%d" % port, "--messages", messages,
 		"--size", size, "--sessions", sessions, "--timeout", timeout, "--json"] + list(extra)
 	t0 = time.monotonic()
+	ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 	p = kit.spawn(label + ".gen", argv, nice=nice, stdout=subprocess.PIPE)
 	out, _ = p.communicate()
+	ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
 	kit.procs = [(l, q) for l, q in kit.procs if q is not p]
 	try:
 		res = json.loads(out)
@@ -300,6 +303,8 @@ def gen(kit, label, port, messages, size, sessions, extra=(), timeout=600, nice=
 		res = {}
 	res["t0"] = float(res.get("first_connect_mono_s") or t0)
 	res["rc"] = p.returncode
+	# The generator is the only child reaped meanwhile: its CPU seconds.
+	res["cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 	if p.returncode != 0:
 		kit.log("%s: petrel-gen exit status %d: %s" % (label, p.returncode,
 							   kit.tail(label + ".gen", 5)))

@@ -87,6 +87,14 @@ class Compare(unittest.TestCase):
 				 r"every 2 ms, \d+ samples\): each sync's own time p50 \d+\.\d\d ms, "
 				 r"p99 \d+\.\d\d ms; from when it was due p50 \d+\.\d\d ms, "
 				 r"p99 \d+\.\d\d ms")
+		self.assertRegex(out, r"CPU per message: limit: petrel-gen \+ petrel-sink \d+\.\d µs; "
+				 r"petrel column: petreld \d+\.\d µs, petrel-gen \+ petrel-sink \d+\.\d µs; "
+				 r"with the \d+ CPUs shared and busy, petrel/limit <= [^=]+ = \d+\.\d\d")
+		cb = res["cpu_bound"]
+		self.assertAlmostEqual(cb["ratio"], cb["load_limit"] / (cb["relay"] + cb["load_relay"]))
+		for r in res["rows"]:
+			if "accepted" in r and r["column"] in ("limit", "petrel"):
+				self.assertGreater(r["load_cpu_s_per_1k"], 0, r["column"])
 		half = next(r for r in res["rows"] if r["column"] == "petrel-50")
 		probe = half["fsync_under_load"]
 		self.assertGreater(probe["n"], 0)

@@ -394,6 +394,7 @@ static struct shard_body_read *home_read_start(struct shard *s, unsigned request
 	r->token = token;
 	r->slot = slot;
 	r->len = h->loc.length;
+	r->mask = spool_segment_mask(s->spool, h->loc.segment);
 	memcpy(r->id, h->id, sizeof(r->id));
 	sqe = shard_sqe(s);
 	io_uring_prep_read(sqe, fd, r->buf, (unsigned)r->len, h->loc.offset);
@@ -441,7 +442,7 @@ static struct pt_message *home_decode(const struct shard_body_read *r, int res, 
 		return NULL;
 	}
 	pt_message_init(m);
-	if (spool_decode_record(r->buf, r->len, r->id, m, why) != PT_OK) {
+	if (spool_decode_record(r->buf, r->len, r->mask, r->id, m, why) != PT_OK) {
 		pt_message_clear(m);
 		free(m);
 		return NULL;
@@ -558,7 +559,8 @@ int shard_home_recover(struct shard *s, const struct spool_entry *entries, size_
 		got = fd < 0 ? -1 : pread(fd, buf, e->length, (off_t)e->offset);
 		pt_message_init(&m);
 		if (got != (ssize_t)e->length ||
-		    spool_decode_record(buf, e->length, e->id, &m, &why) != PT_OK) {
+		    spool_decode_record(buf, e->length, spool_segment_mask(s->spool, e->segment),
+					e->id, &m, &why) != PT_OK) {
 			pt_error("message %s (segment %llu offset %llu): cannot read it back: %s; "
 				 "left in the spool",
 				 e->id, (unsigned long long)e->segment,
@@ -599,7 +601,9 @@ nomem:
 struct shard_janitor {
 	struct spool_dead dead[SHARD_JANITOR_MAX];
 	struct shard_op unlink_op[SHARD_JANITOR_MAX];
-	struct shard_op done_op;
+	bool renamed[SHARD_JANITOR_MAX]; /* a spare's rename succeeded */
+	struct shard_op done_op, sync_op;
+	bool synced; /* the directory fsync succeeded */
 	unsigned n, pending;
 };
 
@@ -629,8 +633,13 @@ static void home_janitor_start(struct shard *s)
 		if (!j->dead[i].name[0])
 			continue; /* a bad segment, renamed */
 		j->unlink_op[i].kind = SHARD_OP_SEG_UNLINK;
+		j->renamed[i] = false;
 		sqe = shard_sqe(s);
-		io_uring_prep_unlinkat(sqe, dir_fd, j->dead[i].name, 0);
+		if (j->dead[i].spare[0])
+			io_uring_prep_renameat(sqe, dir_fd, j->dead[i].name, dir_fd,
+					       j->dead[i].spare, 0);
+		else
+			io_uring_prep_unlinkat(sqe, dir_fd, j->dead[i].name, 0);
 		sqe->flags |= IOSQE_IO_HARDLINK;
 		shard_prep(sqe, &j->unlink_op[i]);
 		j->pending++;
@@ -642,9 +651,11 @@ static void home_janitor_start(struct shard *s)
 			j->pending++;
 		}
 	}
+	j->sync_op.kind = SHARD_OP_SEG_DONE;
+	j->synced = false;
 	sqe = shard_sqe(s);
 	io_uring_prep_fsync(sqe, dir_fd, 0);
-	shard_prep(sqe, &j->done_op);
+	shard_prep(sqe, &j->sync_op);
 	j->pending++;
 	pt_debug("spool: deleting %u dead segment%s", j->n, j->n == 1 ? "" : "s");
 }
@@ -656,14 +667,25 @@ void shard_handle_janitor(struct shard *s, struct shard_op *op, struct io_uring_
 	if (op->kind == SHARD_OP_SEG_UNLINK) {
 		unsigned i = (unsigned)((struct shard_op *)op - j->unlink_op);
 
-		if (cqe->res < 0 && cqe->res != -ENOENT)
+		j->renamed[i] = j->dead[i].spare[0] && cqe->res == 0;
+		if (cqe->res < 0 && j->dead[i].spare[0])
+			pt_error("spool %s/%s: cannot keep dead segment as a spare: %s",
+				 spool_dir(s->spool), j->dead[i].name, strerror(-cqe->res));
+		else if (cqe->res < 0 && cqe->res != -ENOENT)
 			pt_error("spool %s/%s: cannot delete dead segment: %s",
 				 spool_dir(s->spool), j->dead[i].name, strerror(-cqe->res));
 	} else if (cqe->res < 0) {
 		pt_warn("spool %s: closing a deleted segment or syncing the directory: %s",
 			spool_dir(s->spool), strerror(-cqe->res));
+	} else if (op == &j->sync_op) {
+		j->synced = true;
 	}
-	j->pending--;
+	if (--j->pending > 0)
+		return;
+	/* The chain is over: a spare is used only once its name is durable. */
+	for (unsigned i = 0; i < j->n; i++)
+		if (j->dead[i].spare[0])
+			spool_spare_done(s->spool, &j->dead[i], j->renamed[i] && j->synced);
 }
 
 void shard_home_housekeeping(struct shard *s)

@@ -439,6 +439,7 @@ struct shard_body_read {
 	bool want_body; /* inspect: with the body */
 	char id[PT_ID_LEN + 1];
 	uint32_t slot;
+	uint32_t mask; /* the segment's CRC mask (spool_segment_mask) */
 	char *buf;
 	size_t len;
 };

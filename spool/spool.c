@@ -76,6 +76,7 @@
  */
 #include "spool/spool_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -118,6 +119,7 @@ struct spool_seg {
 	uint64_t bytes;	 /* its share of sp->bytes */
 	int read_fd;	 /* spool_read_fd's, -1 until first used */
 	bool bad;	 /* recovery found a bad record in it: renamed, not deleted */
+	uint32_t mask;	 /* spool_record_mask of its records */
 };
 
 struct spool {
@@ -128,6 +130,14 @@ struct spool {
 	int fd;	      /* current segment, -1 when none could be created */
 	uint64_t seq; /* current segment, or the next one to create when fd < 0 */
 	uint64_t end; /* bytes in the current segment */
+	/* The current segment's file length when it was made: more than `end`
+	 * for a recycled file, whose old bytes lie past end until overwritten
+	 * (cut off when the segment stops being current before that). */
+	uint64_t file_size;
+	/* Spare files (RECYCLING in spool_segment.c), oldest first, and the
+	 * renames to spares still in flight (spool_collect_detach's caller's). */
+	char spares[SPOOL_SPARES_MAX][SPOOL_SPARE_NAME_LEN + 1];
+	unsigned n_spares, n_spares_pending;
 	struct spool_batch *pending, *pending_tail;
 	struct spool_batch *inflight;
 	struct spool_batch *spare;
@@ -165,7 +175,8 @@ static int spool_seg_reserve(struct spool *sp)
 }
 
 /* Track segment seq (newer than every tracked one; room reserved). */
-static void spool_seg_add(struct spool *sp, uint64_t seq, uint64_t bytes, uint64_t n_live, bool bad)
+static void spool_seg_add(struct spool *sp, uint64_t seq, uint64_t bytes, uint64_t n_live, bool bad,
+			  uint32_t mask)
 {
 	struct spool_seg *g = &sp->segs[sp->n_segs++];
 
@@ -174,6 +185,7 @@ static void spool_seg_add(struct spool *sp, uint64_t seq, uint64_t bytes, uint64
 	g->bytes = bytes;
 	g->read_fd = -1;
 	g->bad = bad;
+	g->mask = mask;
 	sp->bytes += bytes;
 }
 
@@ -210,6 +222,27 @@ static int spool_segment_next(struct spool *sp)
 		return PT_ERROR;
 	}
 
+	/* A spare first (the newest: its blocks were written last); one that
+	 * fails is dropped from the list (logged) and a new file made. */
+	while (sp->n_spares > 0) {
+		char *spare = sp->spares[sp->n_spares - 1];
+
+		rc = spool_segment_recycle(sp->dir_fd, spare, sp->shard, sp->seq, &fd, &size,
+					   &sp->file_size);
+		sp->n_spares--;
+		if (rc == 0) {
+			sp->fd = fd;
+			sp->end = size;
+			spool_seg_add(sp, sp->seq, size, 0, false,
+				      spool_record_mask(sp->seq, SPOOL_FORMAT_VERSION));
+			return PT_OK;
+		}
+		pt_warn("spool %s/%s: cannot reuse the spare file for segment %llu: %s", sp->dir,
+			spare, (unsigned long long)sp->seq, strerror(-rc));
+		if (rc == -EEXIST)
+			sp->seq++;
+	}
+
 	/* EEXIST: a stray file with this number (say, left by a failed creation
 	 * that could not even unlink it); numbers are cheap, take the next. */
 	for (;;) {
@@ -228,7 +261,9 @@ static int spool_segment_next(struct spool *sp)
 	}
 	sp->fd = fd;
 	sp->end = size;
-	spool_seg_add(sp, sp->seq, size, 0, false);
+	sp->file_size = size;
+	spool_seg_add(sp, sp->seq, size, 0, false,
+		      spool_record_mask(sp->seq, SPOOL_FORMAT_VERSION));
 	return PT_OK;
 }
 
@@ -301,11 +336,65 @@ static int spool_open_segments(struct spool *sp, struct spool_recovery_result *r
 
 		rc = spool_seg_reserve(sp);
 		if (rc == PT_OK)
-			spool_seg_add(sp, r->seq, r->size, r->n_live, r->bad);
+			spool_seg_add(sp, r->seq, r->size, r->n_live, r->bad, r->mask);
 	}
 	free(res->segs);
 	res->segs = NULL;
 	return rc;
+}
+
+static int spool_name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/*
+ * Find the spare files a previous run left: the newest SPOOL_SPARES_MAX are
+ * kept for reuse, older ones deleted (a smaller SPOOL_SPARES_MAX, or spares
+ * left by a crash during a rename).  Failures are logged, never fatal: a
+ * spool without spares makes new files.
+ */
+static void spool_spares_load(struct spool *sp)
+{
+	char names[64][SPOOL_SPARE_NAME_LEN + 1];
+	size_t n = 0, removed = 0;
+	struct dirent *de;
+	int fd = dup(sp->dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (d == NULL) {
+		pt_warn("spool %s: cannot list spare files: %s", sp->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!spool_spare_parse_name(de->d_name))
+			continue;
+		if (n == PT_ARRAY_LEN(names)) {
+			/* More than we track: this one goes now. */
+			if (unlinkat(sp->dir_fd, de->d_name, 0) == 0)
+				removed++;
+			continue;
+		}
+		memcpy(names[n++], de->d_name, SPOOL_SPARE_NAME_LEN + 1);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), spool_name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (i + SPOOL_SPARES_MAX < n) {
+			if (unlinkat(sp->dir_fd, names[i], 0) == 0)
+				removed++;
+			else
+				pt_warn("spool %s/%s: cannot remove a spare file: %s", sp->dir,
+					names[i], strerror(errno));
+			continue;
+		}
+		memcpy(sp->spares[sp->n_spares++], names[i], SPOOL_SPARE_NAME_LEN + 1);
+	}
+	if (removed > 0 && fsync(sp->dir_fd) != 0)
+		pt_warn("spool %s: fsync after removing spare files: %s", sp->dir, strerror(errno));
 }
 
 /*
@@ -345,6 +434,7 @@ int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_f
 		snprintf(err, err_len, "%s: out of memory", sp->dir);
 		goto fail;
 	}
+	spool_spares_load(sp);
 	sp->seq = res.max_seq + 1;
 	if (spool_segment_next(sp) != PT_OK) {
 		snprintf(err, err_len, "%s: cannot create a new segment (see the log)", sp->dir);
@@ -374,11 +464,35 @@ static void spool_batch_free_list(struct spool_batch *b)
 	}
 }
 
+/*
+ * A recycled current segment that stops being current before its new
+ * records reached the file's old length: cut the old bytes off and sync, so
+ * that the segment, no longer the newest, ends where its records do (a bad
+ * record in an older segment is reported as damage).  Nothing may be in
+ * flight.  Logged on failure; the next start then reports the old bytes as
+ * a bad record, and nothing is lost.
+ */
+static void spool_cut_stale_tail(struct spool *sp)
+{
+	char path[4200];
+
+	if (sp->fd < 0 || sp->end >= sp->file_size)
+		return;
+	if (ftruncate(sp->fd, (off_t)sp->end) != 0 || fdatasync(sp->fd) != 0)
+		pt_warn("spool %s: cannot cut the reused file at %llu: %s",
+			spool_path(sp, sp->seq, path, sizeof(path)), (unsigned long long)sp->end,
+			strerror(errno));
+	else
+		sp->file_size = sp->end;
+}
+
 /* Close the files and free everything; pending records are dropped (no callbacks). */
 void spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
+	if (sp->inflight == NULL)
+		spool_cut_stale_tail(sp);
 	if (sp->fd >= 0)
 		close(sp->fd);
 	if (sp->dir_fd >= 0)
@@ -592,6 +706,17 @@ static void spool_batch_build_iov(struct spool_batch *b)
  * -EBADF and the batch's records are answered with failure.  PT_OK, or
  * PT_AGAIN when nothing is pending or a batch is in flight.
  */
+/* Store each record's CRC under the mask of the segment the batch goes to
+ * (appends computed it unmasked, before the segment was known). */
+static void spool_batch_mask(struct spool_batch *b, uint32_t mask)
+{
+	for (size_t i = 0; i < b->n_recs; i++) {
+		uint8_t *h = (uint8_t *)b->enc.data + b->recs[i].enc_off;
+
+		spool_put_le32(h + SPOOL_HDR_CRC, spool_get_le32(h + SPOOL_HDR_CRC) ^ mask);
+	}
+}
+
 int spool_batch_start(struct spool *sp, struct spool_io *io)
 {
 	struct spool_batch *b;
@@ -608,6 +733,7 @@ int spool_batch_start(struct spool *sp, struct spool_io *io)
 	spool_batch_build_iov(b);
 	b->segment = sp->seq;
 	b->offset = sp->end;
+	spool_batch_mask(b, spool_record_mask(sp->seq, SPOOL_FORMAT_VERSION));
 	sp->inflight = b;
 	io->fd = sp->fd;
 	io->offset = b->offset;
@@ -666,14 +792,19 @@ static void spool_batch_failed(struct spool *sp, const struct spool_batch *b, in
 static int spool_rotate(struct spool *sp)
 {
 	int old_fd = sp->fd;
-	uint64_t old_seq = sp->seq, old_end = sp->end;
+	uint64_t old_seq, old_end, old_file_size;
 
+	spool_cut_stale_tail(sp);
+	old_seq = sp->seq;
+	old_end = sp->end;
+	old_file_size = sp->file_size;
 	sp->fd = -1;
 	sp->seq++;
 	if (spool_segment_next(sp) != PT_OK) {
 		sp->fd = old_fd;
 		sp->seq = old_seq;
 		sp->end = old_end;
+		sp->file_size = old_file_size;
 		return PT_ERROR;
 	}
 	close(old_fd);
@@ -696,7 +827,9 @@ static void spool_batch_landed(struct spool *sp, const struct spool_batch *b)
 	sp->bytes += b->len;
 	g->bytes += b->len;
 	g->n_live += b->n_messages;
-	if (sp->end >= sp->segment_max)
+	/* A recycled file is filled to its old length first: its old bytes are
+	 * then all overwritten, and nothing is left to cut at rotation. */
+	if (sp->end >= sp->segment_max && sp->end >= sp->file_size)
 		spool_rotate(sp);
 }
 
@@ -893,6 +1026,7 @@ static int spool_seg_detach_oldest(struct spool *sp, struct spool_dead *d)
 	char bad[SPOOL_SEGMENT_NAME_LEN + 8], path[4200];
 
 	spool_segment_name(g->seq, d->name);
+	d->spare[0] = '\0';
 	d->read_fd = -1;
 	if (g->bad) {
 		spool_path(sp, g->seq, path, sizeof(path));
@@ -909,6 +1043,15 @@ static int spool_seg_detach_oldest(struct spool *sp, struct spool_dead *d)
 			close(g->read_fd);
 	} else {
 		d->read_fd = g->read_fd;
+		/* Kept as a spare when it has the current format (its records'
+		 * mask is tied to its sequence, so they cannot be read as a later
+		 * segment's) and is full size, segments being large enough for
+		 * their blocks to be worth reusing. */
+		if (g->mask != 0 && sp->segment_max >= SPOOL_RECYCLE_MIN && g->bytes >= sp->segment_max &&
+		    sp->n_spares + sp->n_spares_pending < SPOOL_SPARES_MAX) {
+			spool_spare_name(g->seq, d->spare);
+			sp->n_spares_pending++;
+		}
 	}
 	sp->bytes -= g->bytes;
 	sp->n_segs--;
@@ -948,23 +1091,61 @@ unsigned spool_collect_detach(struct spool *sp, uint64_t rotate_min, struct spoo
 
 unsigned spool_collect(struct spool *sp, uint64_t rotate_min)
 {
-	struct spool_dead dead[16];
-	unsigned n, total = 0;
+	struct spool_dead dead[16], spares[SPOOL_SPARES_MAX];
+	bool spare_ok[SPOOL_SPARES_MAX];
+	unsigned n, total = 0, n_spares = 0;
+	bool synced;
 
 	do {
 		n = spool_collect_detach(sp, rotate_min, dead, PT_ARRAY_LEN(dead));
 		for (unsigned i = 0; i < n; i++) {
-			if (dead[i].name[0] && unlinkat(sp->dir_fd, dead[i].name, 0) != 0 && errno != ENOENT)
+			if (dead[i].spare[0]) {
+				bool ok = renameat(sp->dir_fd, dead[i].name, sp->dir_fd,
+						   dead[i].spare) == 0;
+
+				if (!ok)
+					pt_error("spool %s/%s: cannot keep dead segment as a spare: %s",
+						 sp->dir, dead[i].name, strerror(errno));
+				/* detach hands out at most SPOOL_SPARES_MAX pending */
+				spares[n_spares] = dead[i];
+				spare_ok[n_spares++] = ok;
+			} else if (dead[i].name[0] && unlinkat(sp->dir_fd, dead[i].name, 0) != 0 &&
+				   errno != ENOENT) {
 				pt_error("spool %s/%s: cannot delete dead segment: %s", sp->dir,
 					 dead[i].name, strerror(errno));
+			}
 			if (dead[i].read_fd >= 0)
 				close(dead[i].read_fd);
 		}
 		total += n;
 	} while (n == PT_ARRAY_LEN(dead));
-	if (total > 0 && fsync(sp->dir_fd) != 0)
+	synced = total == 0 || fsync(sp->dir_fd) == 0;
+	if (!synced)
 		pt_warn("spool %s: fsync after deleting segments: %s", sp->dir, strerror(errno));
+	/* A spare is used only once its new name is durable (RECYCLING). */
+	for (unsigned i = 0; i < n_spares; i++)
+		spool_spare_done(sp, &spares[i], spare_ok[i] && synced);
 	return total;
+}
+
+void spool_spare_done(struct spool *sp, const struct spool_dead *d, bool ok)
+{
+	if (sp->n_spares_pending > 0)
+		sp->n_spares_pending--;
+	if (ok && sp->n_spares < SPOOL_SPARES_MAX)
+		memcpy(sp->spares[sp->n_spares++], d->spare, SPOOL_SPARE_NAME_LEN + 1);
+}
+
+unsigned spool_spares(const struct spool *sp)
+{
+	return sp->n_spares;
+}
+
+uint32_t spool_segment_mask(const struct spool *sp, uint64_t segment)
+{
+	const struct spool_seg *g = spool_seg_find(sp, segment);
+
+	return g ? g->mask : spool_record_mask(segment, SPOOL_FORMAT_VERSION);
 }
 
 int spool_dir_fd(const struct spool *sp)

@@ -149,8 +149,11 @@ int spool_read_fd(struct spool *sp, uint64_t segment);
  * caller; envelope, meta and the body into m->data with header_end set).
  * PT_OK, PT_CORRUPT (reason in *why, static), PT_NOMEM.
  */
-int spool_decode_record(const void *rec, size_t len, const char *expect_id, struct pt_message *m,
-			const char **why);
+int spool_decode_record(const void *rec, size_t len, uint32_t mask, const char *expect_id,
+			struct pt_message *m, const char **why);
+/* The CRC mask of segment `segment`'s records (spool_decode_record's mask):
+ * tied to the segment's sequence since format version 2, 0 in version 1. */
+uint32_t spool_segment_mask(const struct spool *sp, uint64_t segment);
 /*
  * The live copy of a message in `segment` is gone: its tombstone is durable,
  * or a newer copy of it (compaction) is.  Every live message counts once in
@@ -174,28 +177,40 @@ void spool_unref(struct spool *sp, uint64_t segment);
  */
 unsigned spool_collect(struct spool *sp, uint64_t rotate_min);
 
-/* "%016x.seg": the length of a segment file name. */
+/* "%016x.seg": the length of a segment file name; "%016x.free" a spare's. */
 #define SPOOL_SEGMENT_NAME_LEN 20u
+#define SPOOL_SPARE_NAME_LEN   21u
 
-/* A dead segment taken out of the spool's books, for the caller to delete. */
+/* A dead segment taken out of the spool's books, for the caller to delete
+ * or to keep as a spare. */
 struct spool_dead {
 	/* In the spool directory (spool_dir_fd); "" for a bad segment, which
 	 * was renamed already: nothing to do. */
 	char name[SPOOL_SEGMENT_NAME_LEN + 1];
-	int read_fd;			       /* the spool's read fd on it, or -1: close it */
+	/* Not "": rename name to this instead of unlinking it, and tell the
+	 * spool how it went with spool_spare_done (its blocks are reused for
+	 * a later segment). */
+	char spare[SPOOL_SPARE_NAME_LEN + 1];
+	int read_fd; /* the spool's read fd on it, or -1: close it */
 };
 
 /*
  * What spool_collect does, without the blocking part: up to max dead
  * segments leave the spool's books (bad ones are renamed here, as in
  * spool_collect) and are described in out[].  The caller must, in this
- * order, unlink each name relative to spool_dir_fd() and close its
- * read_fd, then fsync spool_dir_fd() once; freeing a large file's blocks
- * can take tens of milliseconds, so a shard does it through its ring.
- * Returns the number filled in.
+ * order, unlink each name relative to spool_dir_fd() (or rename it to its
+ * `spare` name, then call spool_spare_done) and close its read_fd, then
+ * fsync spool_dir_fd() once; freeing a large file's blocks can take tens
+ * of milliseconds, so a shard does it through its ring.  Returns the
+ * number filled in.
  */
 unsigned spool_collect_detach(struct spool *sp, uint64_t rotate_min, struct spool_dead *out,
 			      unsigned max);
+/* The rename of d->name to d->spare (spool_collect_detach) ended: ok when
+ * it succeeded, and the spare may then make a later segment. */
+void spool_spare_done(struct spool *sp, const struct spool_dead *d, bool ok);
+/* Spare files kept for reuse (spool_collect's renames that completed). */
+unsigned spool_spares(const struct spool *sp);
 /* The spool directory's fd and path (valid until spool_close). */
 int spool_dir_fd(const struct spool *sp);
 const char *spool_dir(const struct spool *sp);

@@ -13,7 +13,7 @@
 /* ---- Record format (little-endian; table in spool_segment.c) ---- */
 
 #define SPOOL_MAGIC			 0x52535450u /* "PTSR" on disk */
-#define SPOOL_FORMAT_VERSION		 1u
+#define SPOOL_FORMAT_VERSION		 2u /* written; 1 is still read */
 #define SPOOL_RECORD_HEADER_LEN		 16u
 #define SPOOL_SEGMENT_HEADER_PAYLOAD_LEN 32u
 #define SPOOL_MESSAGE_FIXED_LEN		 64u
@@ -26,7 +26,25 @@
 #define SPOOL_PAYLOAD_MAX (1u << 30)
 /* A batch stops growing at this many bytes (its first record always goes). */
 #define SPOOL_BATCH_BYTES_MAX (256u << 20)
-/* Segment file names: "%016llx.seg". */
+/* Segment file names: "%016llx.seg"; spare (recycled) files "%016llx.free". */
+/* Dead segments kept as spares for reuse, per shard (each as large as a
+ * segment: disk space held for the next segments). */
+#define SPOOL_SPARES_MAX 2u
+/* Only segments of a segment_max this large or larger are kept as spares. */
+#define SPOOL_RECYCLE_MIN (1ull << 20)
+
+/*
+ * The stored CRC of every record after a version-2 segment's header is the
+ * CRC XOR this mask: the low 32 bits of the segment's sequence (never 0 for
+ * a sequence below 2^32; version 1 stored the CRC as it is, mask 0).  A
+ * recycled file still holds the records of the segment it was, stored
+ * under that segment's mask: they fail the check under the new one, so a
+ * scan stops where the new segment's records end (spool_segment.c).
+ */
+static inline uint32_t spool_record_mask(uint64_t seq, uint32_t version)
+{
+	return version >= 2 ? (uint32_t)seq : 0;
+}
 
 enum spool_record_type {
 	SPOOL_RECORD_SEGMENT_HEADER = 1,
@@ -132,9 +150,10 @@ int spool_record_encode_rcpt_state(struct pt_buf *b, const char *id,
 				   const struct spool_rcpt_state *st);
 uint64_t spool_record_message_len(const struct pt_message *m);
 const char *spool_record_check_header(const uint8_t *p, struct spool_record_header *h);
-bool spool_record_crc_ok(const uint8_t *header, const uint8_t *payload, uint32_t payload_len);
+bool spool_record_crc_ok(const uint8_t *header, const uint8_t *payload, uint32_t payload_len,
+			 uint32_t mask);
 const char *spool_record_check_segment_header(const uint8_t *p, uint32_t len, unsigned shard,
-					      uint64_t seq);
+					      uint64_t seq, uint32_t *version);
 const char *spool_record_check_tombstone(const uint8_t *p, uint32_t len);
 const char *spool_record_check_rcpt_state(const uint8_t *p, uint32_t len,
 					  struct spool_rcpt_state *st);
@@ -149,6 +168,10 @@ void spool_segment_name(uint64_t seq, char out[SPOOL_SEGMENT_NAME_LEN + 1]);
 bool spool_segment_parse_name(const char *name, uint64_t *seq);
 int spool_segment_list(int dir_fd, uint64_t **seqs, size_t *n);
 int spool_segment_create(int dir_fd, unsigned shard, uint64_t seq, int *fd, uint64_t *size);
+int spool_segment_recycle(int dir_fd, const char *spare, unsigned shard, uint64_t seq, int *fd,
+			  uint64_t *size, uint64_t *file_size);
+void spool_spare_name(uint64_t seq, char out[SPOOL_SPARE_NAME_LEN + 1]);
+bool spool_spare_parse_name(const char *name);
 
 struct spool_segment_scan {
 	uint64_t size;	    /* file size when scanned */
@@ -157,6 +180,8 @@ struct spool_segment_scan {
 	bool bad;	    /* a bad or incomplete record starts at `end` */
 	bool foreign;	    /* the header is intact but names another shard,
 			     * sequence or format version: not ours to repair */
+	uint32_t version;   /* the segment header's format version (0: none read) */
+	uint32_t mask;	    /* spool_record_mask of the segment */
 	const char *reason; /* why, when bad */
 };
 
@@ -172,6 +197,7 @@ struct spool_recovered_segment {
 	uint64_t size;	 /* bytes */
 	uint64_t n_live; /* live messages whose newest copy is here */
 	bool bad;	 /* a bad record was found in it (never repaired) */
+	uint32_t mask;	 /* spool_record_mask (0: format version 1) */
 };
 
 struct spool_recovery_result {

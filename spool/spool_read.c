@@ -46,8 +46,8 @@ static int read_exact(int fd, char *p, size_t n, uint64_t off)
  * CRC and structure hold and, when expect_id is not NULL, whose id it is --
  * and take it apart into v (pointers into rec).  NULL or the reason.
  */
-static const char *read_check(const uint8_t *rec, size_t len, const char *expect_id,
-			      struct spool_message_view *v)
+static const char *read_check(const uint8_t *rec, size_t len, uint32_t mask,
+			      const char *expect_id, struct spool_message_view *v)
 {
 	struct spool_record_header h;
 	const char *why;
@@ -61,7 +61,7 @@ static const char *read_check(const uint8_t *rec, size_t len, const char *expect
 		return "not a message record";
 	if (h.payload_len != len - SPOOL_RECORD_HEADER_LEN)
 		return "record length does not match its location";
-	if (!spool_record_crc_ok(rec, rec + SPOOL_RECORD_HEADER_LEN, h.payload_len))
+	if (!spool_record_crc_ok(rec, rec + SPOOL_RECORD_HEADER_LEN, h.payload_len, mask))
 		return "CRC mismatch";
 	why = spool_record_check_message(rec + SPOOL_RECORD_HEADER_LEN, h.payload_len, v);
 	if (why != NULL)
@@ -78,11 +78,11 @@ static const char *read_check(const uint8_t *rec, size_t len, const char *expect
  * failure it may hold part of the envelope (pt_message_clear frees it).
  * PT_OK, PT_CORRUPT with the reason in *why (a static string), or PT_NOMEM.
  */
-int spool_decode_record(const void *rec, size_t len, const char *expect_id, struct pt_message *m,
-			const char **why)
+int spool_decode_record(const void *rec, size_t len, uint32_t mask, const char *expect_id,
+			struct pt_message *m, const char **why)
 {
 	struct spool_message_view v;
-	const char *reason = read_check(rec, len, expect_id, &v);
+	const char *reason = read_check(rec, len, mask, expect_id, &v);
 
 	if (reason != NULL) {
 		if (why != NULL)
@@ -101,18 +101,41 @@ int spool_decode_record(const void *rec, size_t len, const char *expect_id, stru
 
 /* Check the record in m->data against e and decode its envelope into m; the
  * body stays where it is.  PT_OK, PT_CORRUPT, PT_NOMEM. */
-static int read_decode_in_place(const struct spool_entry *e, struct pt_message *m, size_t *body_off,
-				uint64_t *body_len)
+static int read_decode_in_place(const struct spool_entry *e, uint32_t mask, struct pt_message *m,
+				size_t *body_off, uint64_t *body_len)
 {
 	const uint8_t *rec = (const uint8_t *)m->data.data;
 	struct spool_message_view v;
 
-	if (read_check(rec, e->length, e->id, &v) != NULL)
+	if (read_check(rec, e->length, mask, e->id, &v) != NULL)
 		return PT_CORRUPT;
 	if (spool_record_decode_message(&v, m) != PT_OK)
 		return PT_NOMEM;
 	*body_off = (size_t)((const uint8_t *)v.body - rec);
 	*body_len = v.body_len;
+	return PT_OK;
+}
+
+/*
+ * The CRC mask of the segment open as fd (sequence seq of shard `shard`),
+ * from its SEGMENT_HEADER record.  PT_OK, PT_CORRUPT (no valid header),
+ * PT_ERROR.
+ */
+static int read_mask(int fd, unsigned shard, uint64_t seq, uint32_t *mask)
+{
+	uint8_t h[SPOOL_RECORD_HEADER_LEN + SPOOL_SEGMENT_HEADER_PAYLOAD_LEN];
+	struct spool_record_header rh;
+	uint32_t version;
+	int rc = read_exact(fd, (char *)h, sizeof(h), 0);
+
+	if (rc != PT_OK)
+		return rc;
+	if (spool_record_check_header(h, &rh) != NULL || rh.type != SPOOL_RECORD_SEGMENT_HEADER ||
+	    !spool_record_crc_ok(h, h + SPOOL_RECORD_HEADER_LEN, rh.payload_len, 0) ||
+	    spool_record_check_segment_header(h + SPOOL_RECORD_HEADER_LEN, rh.payload_len, shard,
+					      seq, &version) != NULL)
+		return PT_CORRUPT;
+	*mask = spool_record_mask(seq, version);
 	return PT_OK;
 }
 
@@ -130,6 +153,7 @@ int spool_read_message(const char *path, unsigned shard, const struct spool_entr
 	char name[SPOOL_SEGMENT_NAME_LEN + 1], file[4200];
 	size_t body_off = 0;
 	uint64_t body_len = 0;
+	uint32_t mask = 0;
 	int fd, rc;
 
 	if (e->length < SPOOL_RECORD_HEADER_LEN + SPOOL_MESSAGE_FIXED_LEN ||
@@ -140,13 +164,15 @@ int spool_read_message(const char *path, unsigned shard, const struct spool_entr
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return PT_ERROR;
-	rc = pt_buf_reserve(&m->data, e->length) == PT_OK ? PT_OK : PT_NOMEM;
+	rc = read_mask(fd, shard, e->segment, &mask);
+	if (rc == PT_OK)
+		rc = pt_buf_reserve(&m->data, e->length) == PT_OK ? PT_OK : PT_NOMEM;
 	if (rc == PT_OK)
 		rc = read_exact(fd, m->data.data, e->length, e->offset);
 	close(fd);
 	if (rc == PT_OK) {
 		m->data.len = e->length;
-		rc = read_decode_in_place(e, m, &body_off, &body_len);
+		rc = read_decode_in_place(e, mask, m, &body_off, &body_len);
 	}
 	if (rc != PT_OK) {
 		pt_message_clear(m);

@@ -225,19 +225,23 @@ const char *spool_record_check_header(const uint8_t *p, struct spool_record_head
 	}
 }
 
-/* True when the CRC in header matches header bytes [0, 12) and the payload. */
-bool spool_record_crc_ok(const uint8_t *header, const uint8_t *payload, uint32_t payload_len)
+/* True when the CRC in header, unmasked with mask (spool_record_mask), matches
+ * header bytes [0, 12) and the payload. */
+bool spool_record_crc_ok(const uint8_t *header, const uint8_t *payload, uint32_t payload_len,
+			 uint32_t mask)
 {
-	return record_crc(header, payload, payload_len) == spool_get_le32(header + SPOOL_HDR_CRC);
+	return (record_crc(header, payload, payload_len) ^ mask) ==
+	       spool_get_le32(header + SPOOL_HDR_CRC);
 }
 
 /* Check a SEGMENT_HEADER payload against the file it was found in.  NULL or the reason. */
 const char *spool_record_check_segment_header(const uint8_t *p, uint32_t len, unsigned shard,
-					      uint64_t seq)
+					      uint64_t seq, uint32_t *version)
 {
 	if (len != SPOOL_SEGMENT_HEADER_PAYLOAD_LEN)
 		return "bad segment header length";
-	if (spool_get_le32(p) != SPOOL_FORMAT_VERSION)
+	*version = spool_get_le32(p);
+	if (*version < 1 || *version > SPOOL_FORMAT_VERSION)
 		return "unknown format version";
 	if (spool_get_le32(p + 4) != shard)
 		return "segment belongs to another shard";

@@ -647,6 +647,7 @@ static int recover_totals(struct recovery *r, struct spool_recovery_result *res)
 		res->segs[k].size = s->scan.size;
 		res->segs[k].n_live = s->n_live;
 		res->segs[k].bad = s->scan.bad;
+		res->segs[k].mask = s->scan.mask;
 		k++;
 	}
 	return PT_OK;

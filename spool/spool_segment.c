@@ -30,16 +30,23 @@
  *     5       1     flags, 0
  *     6       2     reserved, 0
  *     8       4     payload length P, at most 1 GiB (SPOOL_PAYLOAD_MAX)
- *     12      4     CRC-32C (core/crc32c.h) of bytes 0..11, then the payload
+ *     12      4     CRC-32C (core/crc32c.h) of bytes 0..11, then the payload,
+ *                   XOR the segment's mask (below)
  *     16      P     payload
  *
  * The CRC covers the header fields, not only the payload: a flipped type or
  * length must fail the check too, or a length that happens to stay inside the
  * file would frame a record of the wrong span that looks valid.
  *
+ * The mask (spool_record_mask) is 0 for the SEGMENT_HEADER record and, in
+ * format version 2, the low 32 bits of the segment's sequence for every
+ * record after it (version 1, still read, stored every CRC unmasked).  It
+ * ties each record to the segment it was written for: a recycled file's
+ * old records (RECYCLING) fail the check in the segment it became.
+ *
  * SEGMENT_HEADER payload, 32 bytes, always the first record and only there:
  *
- *     0   4   format version (1)
+ *     0   4   format version (2 written; 1 and 2 read)
  *     4   4   shard
  *     8   8   sequence (must match the file name)
  *     16  8   created, microseconds since the epoch
@@ -162,11 +169,55 @@
  * spool (the same as deleting it for the argument above) but kept for the
  * operator, since the unreadable rest may hold what a person can salvage.
  *
+ * RECYCLING
+ *
+ * On ext4 (and other file systems) an fdatasync that extends a file also
+ * writes its size and new block map: a second write before the flush, or a
+ * journal commit.  Into blocks the file already has, it writes the data
+ * and flushes, nothing else.  So a dead segment that reached segment_max
+ * (of at least SPOOL_RECYCLE_MIN, 1 MiB) is not deleted but renamed
+ * "<seq>.free", a spare (at most SPOOL_SPARES_MAX per shard; any other is
+ * deleted as before), and the next segment is made from it
+ * (spool_segment_recycle):
+ *
+ *  1. the new SEGMENT_HEADER is written over the old one and fdatasync'd
+ *     while the file still has its spare name;
+ *  2. renamed to the new segment's name (RENAME_NOREPLACE), directory fsync.
+ *
+ * Its old records stay in place after the header until overwritten: they
+ * carry the old segment's mask, so a scan stops at the first of them as at
+ * a torn tail -- for the newest segment after a crash, recovery truncates
+ * them there, as it does a torn batch.  A recycled segment is filled to
+ * its old length before it rotates, so a sealed one has no old bytes left;
+ * when it stops being current earlier (spool_close, a rotation of an idle
+ * segment, a failed batch) the old bytes are cut off and the cut synced
+ * first, so an older segment never ends in them.  A spare joins the list
+ * only once the directory fsync after its rename returned: step 1 never
+ * writes a new header into a file that a crash could bring back under its
+ * old segment name (which recovery would refuse as foreign).  Spares left
+ * by a previous run are found at open, the newest SPOOL_SPARES_MAX kept.
+ * Format version 1 segments are never kept as spares (their CRCs are not
+ * masked, so their records would read as the new segment's).
+ *
+ * WHY A RECYCLED FILE IS SAFE
+ *
+ *  - Renaming a dead segment away is deleting it, for the argument under
+ *    DELETING DEAD SEGMENTS; if the rename does not reach the disk the dead
+ *    segment comes back, as an unlink that did not.
+ *  - A crash during step 1 leaves a spare with a new header: still a spare.
+ *    During step 2: either the spare, or a newest segment with its header
+ *    and old records, which recovery truncates after the header.
+ *  - An old record can never pass as a new one: its stored CRC is masked
+ *    with another sequence (two sequences below 2^32 apart never share a
+ *    mask), and it sits where the new segment's records have not reached.
+ *
  * COST
  *
  * One pwritev and one fdatasync per batch, not per message.  Creating a
  * segment costs an open and two syncs, once per segment_max bytes (64 MiB by
- * default) and once per start.  Scanning reads each segment once, sequentially,
+ * default) and once per start; recycling a spare the same, and its blocks
+ * stay allocated (up to SPOOL_SPARES_MAX spare files of a segment's size per
+ * shard count against the disk's free space).  Scanning reads each segment once, sequentially,
  * through a 1 MiB buffer.
  */
 #include "spool/spool_int.h"
@@ -210,6 +261,24 @@ bool spool_segment_parse_name(const char *name, uint64_t *seq)
 	}
 	*seq = v;
 	return true;
+}
+
+/* The spare file name a dead segment seq is renamed to: "%016llx.free". */
+void spool_spare_name(uint64_t seq, char out[SPOOL_SPARE_NAME_LEN + 1])
+{
+	snprintf(out, SPOOL_SPARE_NAME_LEN + 1, "%016llx.free", (unsigned long long)seq);
+}
+
+/* True when name is a spare file name (16 lowercase hex digits + ".free"). */
+bool spool_spare_parse_name(const char *name)
+{
+	char seg[SPOOL_SEGMENT_NAME_LEN + 1];
+	uint64_t seq;
+
+	if (strlen(name) != SPOOL_SPARE_NAME_LEN || strcmp(name + 16, ".free") != 0)
+		return false;
+	snprintf(seg, sizeof(seg), "%.16s.seg", name);
+	return spool_segment_parse_name(seg, &seq);
 }
 
 static int segment_cmp(const void *a, const void *b)
@@ -319,6 +388,67 @@ int spool_segment_create(int dir_fd, unsigned shard, uint64_t seq, int *fd, uint
 	return 0;
 }
 
+/*
+ * Make the spare file `spare` (a dead segment's blocks, RECYCLING above)
+ * segment seq: write its SEGMENT_HEADER over the old one and fdatasync
+ * while it still has its spare name, then rename it (never over an
+ * existing name) and fsync the directory.  *fd gets the open file, *size
+ * the header's length, *file_size the file's length (the old segment's
+ * bytes after the header stay, unreadable under the new mask).  0 or
+ * -errno; on failure before the rename the spare is left as it was, after
+ * it the file is cut to its header (an empty segment).  Blocking, like
+ * spool_segment_create.
+ */
+int spool_segment_recycle(int dir_fd, const char *spare, unsigned shard, uint64_t seq, int *fd,
+			  uint64_t *size, uint64_t *file_size)
+{
+	char name[SPOOL_SEGMENT_NAME_LEN + 1];
+	struct pt_buf b = PT_BUF_INIT;
+	struct stat st;
+	int f, rc = 0;
+
+	spool_segment_name(seq, name);
+	f = openat(dir_fd, spare, O_RDWR | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	if (fstat(f, &st) != 0)
+		rc = -errno;
+	if (rc == 0 && spool_record_encode_segment_header(&b, shard, seq, pt_wall_us()) != PT_OK)
+		rc = -ENOMEM;
+	if (rc == 0 && (uint64_t)st.st_size < b.len)
+		rc = -EINVAL; /* not a segment's file */
+	if (rc == 0)
+		rc = segment_pwrite_all(f, b.data, b.len, 0);
+	if (rc == 0 && fdatasync(f) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		close(f);
+		pt_buf_free(&b);
+		return rc;
+	}
+	if (renameat2(dir_fd, spare, dir_fd, name, RENAME_NOREPLACE) != 0) {
+		rc = -errno;
+		close(f);
+		pt_buf_free(&b);
+		return rc;
+	}
+	if (fsync(dir_fd) != 0) {
+		rc = -errno;
+		/* Best effort: the old bytes are unreadable under the new mask
+		 * anyway; cut, the file is an empty segment. */
+		if (ftruncate(f, (off_t)b.len) == 0)
+			fdatasync(f);
+		close(f);
+		pt_buf_free(&b);
+		return rc;
+	}
+	*fd = f;
+	*size = b.len;
+	*file_size = (uint64_t)st.st_size;
+	pt_buf_free(&b);
+	return 0;
+}
+
 /* A sequential reader over the first `size` bytes of a file. */
 struct segment_reader {
 	int fd;
@@ -386,7 +516,7 @@ static int reader_get(struct segment_reader *r, uint64_t off, size_t n, const ui
  * recipient states.  NULL or the reason. */
 static const char *segment_check_payload(const struct spool_record_header *h, const uint8_t *p,
 					 uint64_t off, unsigned shard, uint64_t seq,
-					 struct spool_record_info *ri)
+					 struct spool_record_info *ri, uint32_t *version)
 {
 	struct spool_message_view v;
 	const char *why;
@@ -399,7 +529,7 @@ static const char *segment_check_payload(const struct spool_record_header *h, co
 	ri->length = SPOOL_RECORD_HEADER_LEN + h->payload_len;
 	switch (h->type) {
 	case SPOOL_RECORD_SEGMENT_HEADER:
-		return spool_record_check_segment_header(p, h->payload_len, shard, seq);
+		return spool_record_check_segment_header(p, h->payload_len, shard, seq, version);
 	case SPOOL_RECORD_TOMBSTONE:
 		ri->id = (const char *)p;
 		return spool_record_check_tombstone(p, h->payload_len);
@@ -448,11 +578,14 @@ static int segment_scan_one(struct segment_reader *r, unsigned shard, uint64_t s
 		why = "record extends past the end of the file";
 	if (rc != PT_OK)
 		goto stop;
-	if (!spool_record_crc_ok(header, p, h.payload_len)) {
+	/* The header record is stored unmasked; the rest under the segment's mask. */
+	if (!spool_record_crc_ok(header, p, h.payload_len, out->end == 0 ? 0 : out->mask)) {
 		why = "CRC mismatch";
 		goto bad;
 	}
-	why = segment_check_payload(&h, p, out->end, shard, seq, &ri);
+	why = segment_check_payload(&h, p, out->end, shard, seq, &ri, &out->version);
+	if (out->end == 0)
+		out->mask = spool_record_mask(seq, out->version);
 	if (why != NULL) {
 		/* An intact first record (its CRC held) that is not this
 		 * segment's header: not a torn write but someone else's file. */

@@ -264,11 +264,11 @@ Test(spool_record, crc_detects_every_single_bit_flip)
 	cr_assert_eq(rec.len, len);
 	cr_assert_eq(len, expected_record_len(&m));
 	uint8_t *p = (uint8_t *)rec.data;
-	cr_assert(spool_record_crc_ok(p, p + 16, (uint32_t)(len - 16)));
+	cr_assert(spool_record_crc_ok(p, p + 16, (uint32_t)(len - 16), 0));
 	for (size_t i = 0; i < len; i++) {
 		for (int bit = 0; bit < 8; bit++) {
 			p[i] ^= (uint8_t)(1u << bit);
-			cr_assert(!spool_record_crc_ok(p, p + 16, (uint32_t)(len - 16)),
+			cr_assert(!spool_record_crc_ok(p, p + 16, (uint32_t)(len - 16), 0),
 				  "flip of byte %zu bit %d not detected", i, bit);
 			p[i] ^= (uint8_t)(1u << bit);
 		}
@@ -449,7 +449,7 @@ Test(spool_record, tombstone_encoding)
 	cr_assert_null(spool_record_check_header(p, &h));
 	cr_assert_eq(h.type, SPOOL_RECORD_TOMBSTONE);
 	cr_assert_eq(h.payload_len, 32);
-	cr_assert(spool_record_crc_ok(p, p + 16, 32));
+	cr_assert(spool_record_crc_ok(p, p + 16, 32, 0));
 	cr_assert_eq(memcmp(p + 16, id, 32), 0);
 	cr_assert_null(spool_record_check_tombstone(p + 16, 32));
 	p[16] = 'G';

@@ -154,7 +154,7 @@ Test(spool_state, record_bytes_match_the_format_table)
 	cr_assert_eq(spool_get_le32(p + 8), 56);
 	cr_assert_null(spool_record_check_header(p, &h));
 	cr_assert_eq(h.type, SPOOL_RECORD_RCPT_STATE);
-	cr_assert(spool_record_crc_ok(p, p + 16, 56));
+	cr_assert(spool_record_crc_ok(p, p + 16, 56, 0));
 	p += 16;
 	cr_assert_eq(memcmp(p, id, 32), 0);
 	cr_assert_eq(memcmp(p + 32, "\x07\x00\x00\x00", 4), 0, "rcpt");
@@ -541,28 +541,33 @@ Test(spool_state, loc_points_at_the_record_and_decodes_back)
 
 	rec = read_at(sp, &l.loc[0]);
 	pt_message_init(&back);
-	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, a.id, &back, &why), PT_OK, "%s",
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, spool_segment_mask(sp, 1), a.id, &back, &why), PT_OK, "%s",
 		     why);
 	expect_same_message(&a, &back);
 	pt_message_clear(&back);
+	/* Stored under segment 1's mask (format 2): unmasked, the CRC fails. */
+	cr_assert_eq(spool_segment_mask(sp, 1), 1);
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, 0, a.id, &back, &why), PT_CORRUPT);
+	cr_assert_str_eq(why, "CRC mismatch");
+	pt_message_clear(&back);
 	/* expect_id NULL: no id check. */
-	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, NULL, &back, &why), PT_OK);
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, spool_segment_mask(sp, 1), NULL, &back, &why), PT_OK);
 	pt_message_clear(&back);
 	/* Another id expected: the location holds someone else's record. */
-	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, b.id, &back, &why), PT_CORRUPT);
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, spool_segment_mask(sp, 1), b.id, &back, &why), PT_CORRUPT);
 	cr_assert_str_eq(why, "another message's record");
 	pt_message_clear(&back);
 	/* A length that is not the record's. */
-	cr_assert_eq(spool_decode_record(rec, l.loc[0].length - 1, a.id, &back, &why), PT_CORRUPT);
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length - 1, spool_segment_mask(sp, 1), a.id, &back, &why), PT_CORRUPT);
 	cr_assert_str_eq(why, "record length does not match its location");
 	pt_message_clear(&back);
-	cr_assert_eq(spool_decode_record(rec, 20, a.id, &back, &why), PT_CORRUPT);
+	cr_assert_eq(spool_decode_record(rec, 20, spool_segment_mask(sp, 1), a.id, &back, &why), PT_CORRUPT);
 	pt_message_clear(&back);
 	/* Every single byte flipped is caught. */
 	for (uint32_t i = 0; i < l.loc[0].length; i++) {
 		rec[i] ^= 0x10;
 		why = NULL;
-		cr_assert_eq(spool_decode_record(rec, l.loc[0].length, a.id, &back, &why),
+		cr_assert_eq(spool_decode_record(rec, l.loc[0].length, spool_segment_mask(sp, 1), a.id, &back, &why),
 			     PT_CORRUPT, "byte %u", i);
 		cr_assert_not_null(why);
 		pt_message_clear(&back);
@@ -571,7 +576,7 @@ Test(spool_state, loc_points_at_the_record_and_decodes_back)
 	free(rec);
 
 	rec = read_at(sp, &l.loc[3]);
-	cr_assert_eq(spool_decode_record(rec, l.loc[3].length, b.id, &back, &why), PT_OK);
+	cr_assert_eq(spool_decode_record(rec, l.loc[3].length, spool_segment_mask(sp, 1), b.id, &back, &why), PT_OK);
 	expect_same_message(&b, &back);
 	pt_message_clear(&back);
 	free(rec);
@@ -579,7 +584,7 @@ Test(spool_state, loc_points_at_the_record_and_decodes_back)
 	rec = read_at(sp, &(struct spool_loc){.segment = 1,
 					      .offset = l.loc[0].offset + l.loc[0].length,
 					      .length = 48});
-	cr_assert_eq(spool_decode_record(rec, 48, a.id, &back, &why), PT_CORRUPT);
+	cr_assert_eq(spool_decode_record(rec, 48, spool_segment_mask(sp, 1), a.id, &back, &why), PT_CORRUPT);
 	pt_message_clear(&back);
 	free(rec);
 	spool_close(sp);
@@ -609,7 +614,7 @@ Test(spool_state, loc_across_rotation_and_failure)
 	cr_assert_eq(l.loc[0].offset, 48);
 	rec = read_at(sp, &l.loc[0]);
 	pt_message_init(&back);
-	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, a.id, &back, &why), PT_OK);
+	cr_assert_eq(spool_decode_record(rec, l.loc[0].length, spool_segment_mask(sp, 1), a.id, &back, &why), PT_OK);
 	pt_message_clear(&back);
 	free(rec);
 

@@ -208,10 +208,12 @@ static struct spool_seg *spool_seg_find(const struct spool *sp, uint64_t seq)
 }
 
 /*
- * Create segment sp->seq (or the next free number) and make it current.
+ * Create segment sp->seq (or the next free number) and make it current,
+ * from a spare file when use_spare and there is one (not for the idle
+ * rotation of a dead segment: a spare is for a segment that will fill).
  * PT_OK, or PT_ERROR (logged) with sp->fd left at -1.
  */
-static int spool_segment_next(struct spool *sp)
+static int spool_segment_next(struct spool *sp, bool use_spare)
 {
 	char path[4200];
 	uint64_t size, first = sp->seq;
@@ -224,7 +226,7 @@ static int spool_segment_next(struct spool *sp)
 
 	/* A spare first (the newest: its blocks were written last); one that
 	 * fails is dropped from the list (logged) and a new file made. */
-	while (sp->n_spares > 0) {
+	while (use_spare && sp->n_spares > 0) {
 		char *spare = sp->spares[sp->n_spares - 1];
 
 		rc = spool_segment_recycle(sp->dir_fd, spare, sp->shard, sp->seq, &fd, &size,
@@ -436,7 +438,7 @@ int spool_open(struct spool **out, const struct spool_config *cfg, spool_entry_f
 	}
 	spool_spares_load(sp);
 	sp->seq = res.max_seq + 1;
-	if (spool_segment_next(sp) != PT_OK) {
+	if (spool_segment_next(sp, true) != PT_OK) {
 		snprintf(err, err_len, "%s: cannot create a new segment (see the log)", sp->dir);
 		goto fail;
 	}
@@ -724,7 +726,7 @@ int spool_batch_start(struct spool *sp, struct spool_io *io)
 	if (!spool_batch_ready(sp))
 		return PT_AGAIN;
 	if (sp->fd < 0)
-		spool_segment_next(sp);
+		spool_segment_next(sp, true);
 	b = sp->pending;
 	sp->pending = b->next;
 	if (sp->pending == NULL)
@@ -767,7 +769,7 @@ static void spool_batch_failed(struct spool *sp, const struct spool_batch *b, in
 		pt_error("spool %s: no segment to write to (creating one failed): batch of %zu "
 			 "records failed, they get a temporary failure",
 			 sp->dir, b->n_recs);
-		spool_segment_next(sp);
+		spool_segment_next(sp, true);
 		return;
 	}
 	spool_path(sp, sp->seq, path, sizeof(path));
@@ -784,12 +786,12 @@ static void spool_batch_failed(struct spool *sp, const struct spool_batch *b, in
 	close(sp->fd);
 	sp->fd = -1;
 	sp->seq++;
-	spool_segment_next(sp);
+	spool_segment_next(sp, true);
 }
 
 /* Start the next segment (nothing in flight).  PT_OK; PT_ERROR (logged) when
  * it cannot be created: the old one stays current. */
-static int spool_rotate(struct spool *sp)
+static int spool_rotate(struct spool *sp, bool use_spare)
 {
 	int old_fd = sp->fd;
 	uint64_t old_seq, old_end, old_file_size;
@@ -800,7 +802,7 @@ static int spool_rotate(struct spool *sp)
 	old_file_size = sp->file_size;
 	sp->fd = -1;
 	sp->seq++;
-	if (spool_segment_next(sp) != PT_OK) {
+	if (spool_segment_next(sp, use_spare) != PT_OK) {
 		sp->fd = old_fd;
 		sp->seq = old_seq;
 		sp->end = old_end;
@@ -830,7 +832,7 @@ static void spool_batch_landed(struct spool *sp, const struct spool_batch *b)
 	/* A recycled file is filled to its old length first: its old bytes are
 	 * then all overwritten, and nothing is left to cut at rotation. */
 	if (sp->end >= sp->segment_max && sp->end >= sp->file_size)
-		spool_rotate(sp);
+		spool_rotate(sp, true);
 }
 
 /* Give a used batch back: kept as a spare (buffers and all) or freed. */
@@ -1083,7 +1085,7 @@ unsigned spool_collect_detach(struct spool *sp, uint64_t rotate_min, struct spoo
 			return n; /* never skip one: a later segment's tombstones may need it gone */
 		n++;
 	}
-	if (n < max && spool_collect_rotate_ok(sp, rotate_min) && spool_rotate(sp) == PT_OK &&
+	if (n < max && spool_collect_rotate_ok(sp, rotate_min) && spool_rotate(sp, false) == PT_OK &&
 	    spool_seg_detach_oldest(sp, &out[n]) == PT_OK)
 		n++;
 	return n;

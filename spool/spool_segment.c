@@ -191,7 +191,9 @@
  * its old length before it rotates, so a sealed one has no old bytes left;
  * when it stops being current earlier (spool_close, a rotation of an idle
  * segment, a failed batch) the old bytes are cut off and the cut synced
- * first, so an older segment never ends in them.  A spare joins the list
+ * first, so an older segment never ends in them.  The rotation of a dead,
+ * idle current segment (spool_collect) makes a new file, keeping the
+ * spares for segments that will fill.  A spare joins the list
  * only once the directory fsync after its rename returned: step 1 never
  * writes a new header into a file that a crash could bring back under its
  * old segment name (which recovery would refuse as foreign).  Spares left

@@ -461,3 +461,32 @@ Test(spool_recycle, old_record_at_a_record_boundary_fails_under_the_new_mask)
 	}
 	pt_message_clear(&twin);
 }
+
+/* The idle rotation of a dead current segment makes a new small file and
+ * keeps the spare for a segment that will fill; the reused file it leaves
+ * is cut and deleted. */
+Test(spool_recycle, idle_rotation_keeps_the_spare)
+{
+	struct pt_message m[12];
+	struct stat st;
+	ino_t ino1;
+	struct spool *sp = make_recycled_third(m, &ino1);
+	char spare[256];
+
+	for (size_t i = 6; i < 12; i++)
+		put_tombstone(sp, m[i].id, 2);
+	cr_assert_eq(spool_collect(sp, 1ull << 40), 1, "segment 2 leaves");
+	cr_assert_eq(spool_spares(sp), 1, "segment 2 is a spare");
+	file_of("0000000000000002.free", spare, sizeof(spare));
+	cr_assert_eq(stat(spare, &st), 0);
+	cr_assert_eq(spool_current_segment(sp), 3);
+	cr_assert_eq(spool_collect(sp, 0), 1, "dead idle segment 3 rotates and goes");
+	cr_assert_eq(spool_current_segment(sp), 4);
+	cr_assert(!stat_seg(3, &st));
+	cr_assert(stat_seg(4, &st));
+	cr_assert_eq((uint64_t)st.st_size, 48, "a new file, not the spare");
+	cr_assert_eq(stat(spare, &st), 0, "the spare is still there");
+	cr_assert_eq(spool_spares(sp), 1);
+	spool_close(sp);
+	clear_all(m, 12);
+}

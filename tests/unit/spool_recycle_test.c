@@ -180,6 +180,28 @@ static struct spool *make_recycled_third(struct pt_message m[12], ino_t *ino1)
 	return sp;
 }
 
+/*
+ * Run body(arg) in a child process that ends with body's exit status
+ * without closing anything (a crash after its last durable batch), and
+ * check that it exited 0.  The child dies by SIGALRM after 30 s, so a
+ * failed assertion in it cannot hang the test.
+ */
+static void crash_after(int (*body)(void *), void *arg)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		alarm(30);
+		_exit(body(arg));
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+}
+
 static void clear_all(struct pt_message *m, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -243,34 +265,30 @@ Test(spool_recycle, spare_makes_the_next_segment_and_close_cuts_its_old_bytes)
 
 /* A crash while a reused file is current: recovery truncates it after its
  * new records, as a torn tail, and brings back none of the old ones. */
+static int two_new_records_in_the_reused_file(void *arg)
+{
+	struct pt_message *m = arg;
+	struct spool_loc a, b;
+	ino_t ino1;
+	struct spool *sp = make_recycled_third(m, &ino1);
+
+	make_message(&m[12], 12, 1000);
+	make_message(&m[13], 13, 3000);
+	a = put_message(sp, &m[12]);
+	b = put_message(sp, &m[13]);
+	/* No spool_close: every batch is durable, nothing more is written,
+	 * the old bytes stay behind the new records. */
+	return a.segment == 3 && b.segment == 3 && b.offset == a.offset + a.length ? 0 : 3;
+}
+
 Test(spool_recycle, crash_in_a_reused_segment_brings_back_only_its_new_records)
 {
 	struct pt_message m[14];
 	struct ids found = {.n = 0};
 	struct stat st;
 	size_t in_3 = 0;
-	int status;
-	pid_t pid;
 
-	fflush(NULL);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		alarm(30); /* a failed assertion in this child must not hang the test */
-		ino_t ino1;
-		struct spool *sp = make_recycled_third(m, &ino1);
-		struct spool_loc a, b;
-
-		make_message(&m[12], 12, 1000);
-		make_message(&m[13], 13, 3000);
-		a = put_message(sp, &m[12]);
-		b = put_message(sp, &m[13]);
-		/* Exit without spool_close: every batch is durable, nothing
-		 * more is written, the old bytes stay behind the new records. */
-		_exit(a.segment == 3 && b.segment == 3 && b.offset == a.offset + a.length ? 0 : 3);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	crash_after(two_new_records_in_the_reused_file, m);
 	cr_assert(stat_seg(3, &st));
 	cr_assert_geq((uint64_t)st.st_size, SEG_MAX, "the old bytes are still there");
 
@@ -420,34 +438,36 @@ Test(spool_recycle, version_1_segments_are_read_and_never_reused)
  * stored under segment 1's mask, tells it from a record of segment 3.
  * After a crash it must not come back.
  */
+struct twin_arg {
+	struct pt_message m[12], *twin;
+};
+
+static int the_twin_in_the_reused_file(void *arg)
+{
+	struct twin_arg *t = arg;
+	ino_t ino1;
+	struct spool *sp = make_recycled_third(t->m, &ino1);
+	struct spool_loc a;
+
+	if (spool_record_message_len(&t->m[0]) != spool_record_message_len(t->twin))
+		return 4;
+	a = put_message(sp, t->twin);
+	return a.segment == 3 && a.offset == 48 ? 0 : 3;
+}
+
 Test(spool_recycle, old_record_at_a_record_boundary_fails_under_the_new_mask)
 {
-	struct pt_message m[12], twin;
+	struct twin_arg t;
+	struct pt_message twin;
 	struct ids found = {.n = 0};
 	struct stat st;
 	uint64_t twin_len;
-	int status;
-	pid_t pid;
 
 	/* The twin of m[0] (index 0 again: the same lengths, another id). */
 	make_message(&twin, 0, BODY_SIZE);
 	twin_len = spool_record_message_len(&twin);
-	fflush(NULL);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		alarm(30); /* a failed assertion in this child must not hang the test */
-		ino_t ino1;
-		struct spool *sp = make_recycled_third(m, &ino1);
-		struct spool_loc a;
-
-		if (spool_record_message_len(&m[0]) != twin_len)
-			_exit(4);
-		a = put_message(sp, &twin);
-		_exit(a.segment == 3 && a.offset == 48 ? 0 : 3);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	t.twin = &twin;
+	crash_after(the_twin_in_the_reused_file, &t);
 
 	{
 		struct spool *sp = open_at(collect_ids, &found);

@@ -105,17 +105,16 @@ def proc_tree(root):
 	return cpu, sum(proc_hwm_kb(p) for p in tree)
 
 
-def fsync_latency(directory, n=200, size=4096, stop=None, name="fsync-probe"):
-	"""p50 and p99 (ms) of write(4 KiB) + fdatasync on a file in `directory`:
-	what every durable 250 waits for at least once.  `n` samples, or, with
-	`stop` (a threading.Event), samples until it is set (at most 100,000)."""
+def fsync_latency(directory, n=200, size=4096, name="fsync-probe"):
+	"""p50 and p99 (ms) of write(4 KiB) + fdatasync on a file in `directory`,
+	n samples back to back: what every durable 250 waits for at least once.
+	(Under a load: FsyncProbe.)"""
 	path = Path(directory) / name
 	samples = []
 	fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 	try:
 		block = b"x" * size
-		while (len(samples) < n) if stop is None else \
-		      (not stop.is_set() and len(samples) < 100000):
+		while len(samples) < n:
 			t = time.perf_counter()
 			os.write(fd, block)
 			os.fdatasync(fd)

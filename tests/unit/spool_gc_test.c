@@ -142,28 +142,13 @@ static void expect_counters_match_disk(const struct spool *sp)
 	cr_assert_eq(spool_bytes(sp), bytes);
 }
 
-struct ids {
-	char id[64][PT_ID_LEN + 1];
-	uint64_t segment[64];
-	size_t n;
-};
-
-static void collect_ids(void *arg, const struct spool_entry *e)
-{
-	struct ids *c = arg;
-
-	cr_assert_lt(c->n, 64);
-	c->segment[c->n] = e->segment;
-	strcpy(c->id[c->n++], e->id);
-}
-
 /* With segment_max = 1 every batch is its own segment. */
 Test(spool_gc, live_oldest_pins_dead_younger_segments)
 {
 	struct pt_message a, b, c;
 	struct spool_loc la, lb, lc;
 	struct spool *sp = open_at(tmpdir, 1, NULL, NULL);
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	uint64_t n_live;
 
 	make_message(&a, 1, 1);
@@ -206,7 +191,7 @@ Test(spool_gc, live_oldest_pins_dead_younger_segments)
 	cr_assert_eq(spool_collect(sp, 1ull << 40), 0, "the current one stays");
 	spool_close(sp);
 
-	sp = open_at(tmpdir, 1, collect_ids, &found);
+	sp = open_at(tmpdir, 1, spool_ids_collect, &found);
 	cr_assert_eq(found.n, 0, "nothing comes back");
 	spool_close(sp);
 	pt_message_clear(&a);
@@ -220,7 +205,7 @@ Test(spool_gc, deletes_up_to_the_first_live_segment)
 	struct pt_message a, b, c;
 	struct spool_loc la, lb;
 	struct spool *sp = open_at(tmpdir, 1, NULL, NULL);
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 
 	make_message(&a, 1, 1);
 	make_message(&b, 2, 1);
@@ -240,7 +225,7 @@ Test(spool_gc, deletes_up_to_the_first_live_segment)
 	cr_assert(segment_exists(3));
 	expect_counters_match_disk(sp);
 	spool_close(sp);
-	sp = open_at(tmpdir, 1, collect_ids, &found);
+	sp = open_at(tmpdir, 1, spool_ids_collect, &found);
 	cr_assert_eq(found.n, 1);
 	cr_assert_str_eq(found.id[0], c.id);
 	cr_assert_eq(found.segment[0], 3);
@@ -329,7 +314,7 @@ Test(spool_gc, compaction_copy_frees_the_old_segment)
 	struct pt_message a, b;
 	struct spool_loc la, la2, lb;
 	struct spool *sp = open_at(tmpdir, 1, NULL, NULL);
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	uint64_t n_live;
 
 	make_message(&a, 1, 2);
@@ -350,7 +335,7 @@ Test(spool_gc, compaction_copy_frees_the_old_segment)
 	cr_assert_eq(n_live, 1);
 	expect_counters_match_disk(sp);
 	spool_close(sp);
-	sp = open_at(tmpdir, 1, collect_ids, &found);
+	sp = open_at(tmpdir, 1, spool_ids_collect, &found);
 	cr_assert_eq(found.n, 1);
 	cr_assert_str_eq(found.id[0], a.id);
 	cr_assert_eq(found.segment[0], 4);
@@ -364,7 +349,7 @@ Test(spool_gc, recovered_messages_count_where_their_newest_copy_is)
 {
 	struct pt_message a, b;
 	struct spool *sp = open_at(tmpdir, 1, NULL, NULL);
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	uint64_t n_live;
 
 	make_message(&a, 1, 1);
@@ -373,7 +358,7 @@ Test(spool_gc, recovered_messages_count_where_their_newest_copy_is)
 	put_message(sp, &b); /* 2 */
 	put_message(sp, &a); /* 3: a copy of a */
 	spool_close(sp);
-	sp = open_at(tmpdir, 1, collect_ids, &found);
+	sp = open_at(tmpdir, 1, spool_ids_collect, &found);
 	cr_assert_eq(found.n, 2);
 	/* 1 holds only a's old copy: dead, deleted at open already. */
 	cr_assert(!segment_exists(1));
@@ -424,7 +409,7 @@ Test(spool_gc, segment_with_a_bad_record_is_renamed_not_deleted)
 	struct pt_message m[3];
 	struct spool_loc l0, l1;
 	struct spool *sp = open_at(tmpdir, 0, NULL, NULL);
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	char file[200], bad[220];
 	uint64_t n_bad = 0;
 	char err[256];
@@ -441,7 +426,7 @@ Test(spool_gc, segment_with_a_bad_record_is_renamed_not_deleted)
 	segment_file(1, file, sizeof(file));
 	flip_byte(file, l1.offset + l1.length - 1);
 
-	sp = open_at(tmpdir, 0, collect_ids, &found);
+	sp = open_at(tmpdir, 0, spool_ids_collect, &found);
 	cr_assert_eq(found.n, 2, "m0 and m2; m1 is unreadable");
 	cr_assert_str_eq(found.id[0], m[0].id);
 	cr_assert_eq(spool_current_segment(sp), 3);
@@ -454,7 +439,7 @@ Test(spool_gc, segment_with_a_bad_record_is_renamed_not_deleted)
 	expect_counters_match_disk(sp);
 	spool_close(sp);
 	found.n = 0;
-	cr_assert_eq(spool_scan(tmpdir, 0, collect_ids, &found, &n_bad, err, sizeof(err)), PT_OK);
+	cr_assert_eq(spool_scan(tmpdir, 0, spool_ids_collect, &found, &n_bad, err, sizeof(err)), PT_OK);
 	cr_assert_eq(n_bad, 0, "the .bad file is no longer part of the spool");
 	cr_assert_eq(found.n, 1);
 	cr_assert_str_eq(found.id[0], m[2].id);

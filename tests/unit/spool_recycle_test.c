@@ -113,29 +113,6 @@ static size_t count_spare_files(void)
 	return n;
 }
 
-struct ids {
-	char id[64][PT_ID_LEN + 1];
-	uint64_t segment[64];
-	size_t n;
-};
-
-static void collect_ids(void *arg, const struct spool_entry *e)
-{
-	struct ids *c = arg;
-
-	cr_assert_lt(c->n, 64);
-	c->segment[c->n] = e->segment;
-	strcpy(c->id[c->n++], e->id);
-}
-
-static bool found_id(const struct ids *c, const char *id)
-{
-	for (size_t i = 0; i < c->n; i++)
-		if (strcmp(c->id[i], id) == 0)
-			return true;
-	return false;
-}
-
 /*
  * Fill segment 1 with six messages (it rotates to 2), make them all done
  * and collect: segment 1 becomes the spare "0000000000000001.free".  Then
@@ -214,7 +191,7 @@ Test(spool_recycle, spare_makes_the_next_segment_and_close_cuts_its_old_bytes)
 {
 	struct pt_message m[13];
 	struct spool_loc l;
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	struct stat st;
 	ino_t ino1;
 	struct spool *sp = make_recycled_third(m, &ino1);
@@ -244,12 +221,12 @@ Test(spool_recycle, spare_makes_the_next_segment_and_close_cuts_its_old_bytes)
 	cr_assert(stat_seg(3, &st));
 	cr_assert_eq((uint64_t)st.st_size, 48 + l.length, "old bytes cut at close");
 
-	sp = open_at(collect_ids, &found);
+	sp = open_at(spool_ids_collect, &found);
 	cr_assert_eq(found.n, 7, "segment 2's six and the new one");
 	for (size_t i = 0; i < 6; i++)
-		cr_assert(!found_id(&found, m[i].id), "an old message came back");
+		cr_assert(!spool_ids_has(&found, m[i].id), "an old message came back");
 	for (size_t i = 6; i < 13; i++)
-		cr_assert(found_id(&found, m[i].id));
+		cr_assert(spool_ids_has(&found, m[i].id));
 	{
 		struct pt_message back;
 		struct spool_entry e = {.segment = l.segment, .offset = l.offset, .length = l.length};
@@ -284,7 +261,7 @@ static int two_new_records_in_the_reused_file(void *arg)
 Test(spool_recycle, crash_in_a_reused_segment_brings_back_only_its_new_records)
 {
 	struct pt_message m[14];
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	struct stat st;
 	size_t in_3 = 0;
 
@@ -293,7 +270,7 @@ Test(spool_recycle, crash_in_a_reused_segment_brings_back_only_its_new_records)
 	cr_assert_geq((uint64_t)st.st_size, SEG_MAX, "the old bytes are still there");
 
 	{
-		struct spool *sp = open_at(collect_ids, &found);
+		struct spool *sp = open_at(spool_ids_collect, &found);
 
 		cr_assert_eq(found.n, 8, "segment 2's six and the two new ones, got %zu", found.n);
 		for (size_t i = 0; i < found.n; i++)
@@ -306,7 +283,7 @@ Test(spool_recycle, crash_in_a_reused_segment_brings_back_only_its_new_records)
 	/* And again: the repaired segment reads the same. */
 	found.n = 0;
 	{
-		struct spool *sp = open_at(collect_ids, &found);
+		struct spool *sp = open_at(spool_ids_collect, &found);
 
 		cr_assert_eq(found.n, 8);
 		spool_close(sp);
@@ -395,7 +372,7 @@ Test(spool_recycle, version_1_segments_are_read_and_never_reused)
 {
 	struct pt_message m[7];
 	struct spool_loc loc[7];
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	struct stat st;
 	struct spool *sp = open_at(NULL, NULL);
 
@@ -409,7 +386,7 @@ Test(spool_recycle, version_1_segments_are_read_and_never_reused)
 	spool_close(sp);
 	convert_to_v1(1);
 
-	sp = open_at(collect_ids, &found);
+	sp = open_at(spool_ids_collect, &found);
 	cr_assert_eq(found.n, 7, "version 1 records read");
 	cr_assert_eq(spool_segment_mask(sp, 1), 0);
 	{
@@ -459,7 +436,7 @@ Test(spool_recycle, old_record_at_a_record_boundary_fails_under_the_new_mask)
 {
 	struct twin_arg t;
 	struct pt_message twin;
-	struct ids found = {.n = 0};
+	struct spool_ids found = {.n = 0};
 	struct stat st;
 	uint64_t twin_len;
 
@@ -470,10 +447,10 @@ Test(spool_recycle, old_record_at_a_record_boundary_fails_under_the_new_mask)
 	crash_after(the_twin_in_the_reused_file, &t);
 
 	{
-		struct spool *sp = open_at(collect_ids, &found);
+		struct spool *sp = open_at(spool_ids_collect, &found);
 
 		cr_assert_eq(found.n, 7, "segment 2's six and the twin, got %zu", found.n);
-		cr_assert(found_id(&found, twin.id));
+		cr_assert(spool_ids_has(&found, twin.id));
 		cr_assert(stat_seg(3, &st));
 		cr_assert_eq((uint64_t)st.st_size, 48 + twin_len,
 			     "truncated where the old second record starts");
